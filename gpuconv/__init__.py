@@ -1,0 +1,12 @@
+"""gpuconv: Keras-compatible convolution layers on hand-written CUDA kernels, with a NumPy engine
+as CPU fallback and test oracle.
+
+Importing gpuconv never touches CUDA; the backend ('auto' | 'cuda' | 'numpy') resolves on first use.
+"""
+__version__ = "0.1.0"
+
+from . import activations, backend, constraints, geometry, initializers, layers, ops, regularizers
+from .backend import backend_info, get_backend, set_backend, to_numpy
+from .errors import DeviceMismatchError, DeviceUnavailableError, KernelCompileError, KernelSourceNotFoundError
+from .geometry import image_data_format, set_image_data_format
+from .models import *  # noqa: F401,F403  (Sequential)

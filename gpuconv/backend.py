@@ -1,0 +1,158 @@
+"""Backend selection: 'auto' | 'cuda' | 'numpy'.
+
+``import gpuconv`` never touches CUDA: the choice is resolved on first use. 'auto' picks CUDA when
+CuPy imports, a device answers and the CUDA engine loads, else NumPy, and logs one line saying
+why. 'cuda' that cannot be honoured raises :class:`DeviceUnavailableError` with the probe's reason.
+The environment variable ``GPUCONV_BACKEND`` sets the initial choice.
+"""
+import importlib
+import logging
+import os
+import threading
+
+import numpy as np
+
+from .errors import DeviceUnavailableError
+
+BACKENDS = ("auto", "cuda", "numpy")
+ENV_VAR = "GPUCONV_BACKEND"
+
+logger = logging.getLogger("gpuconv")
+
+_lock = threading.Lock()
+_requested = None  # None: not set yet -> read ENV_VAR on first use
+_resolved = None  # 'cuda' | 'numpy' once resolved
+_reason = ""
+
+
+def _check_name(name):
+    if not isinstance(name, str) or name.lower() not in BACKENDS:
+        raise ValueError(f"Invalid value for argument `backend`. Expected one of {BACKENDS}. Received: backend={name!r}")
+    return name.lower()
+
+
+def probe_cuda():
+    """(available, reason). Imports CuPy and the CUDA engine and asks the driver for devices.
+
+    Kept separate (and monkeypatchable) so tests can simulate every outcome without a GPU.
+    """
+    try:
+        import cupy
+    except Exception as e:  # ImportError, or a broken CUDA install raising at import
+        return False, f"CuPy is not importable ({type(e).__name__}: {e})"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # cudaErrorNoDevice / InsufficientDriver surface as CUDARuntimeError
+        return False, f"no CUDA device answered ({type(e).__name__}: {e})"
+    if count < 1:
+        return False, "the CUDA driver reports 0 devices"
+    try:
+        importlib.import_module("gpuconv.cuda.engine")
+    except Exception as e:
+        return False, f"the gpuconv CUDA engine failed to load ({type(e).__name__}: {e})"
+    name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+    if isinstance(name, bytes):
+        name = name.decode()
+    return True, f"CuPy {cupy.__version__}, {count} device(s), using {name}"
+
+
+def _resolve(requested):
+    if requested == "numpy":
+        return "numpy", "requested explicitly"
+    ok, reason = probe_cuda()
+    if requested == "cuda":
+        if not ok:
+            raise DeviceUnavailableError(f"backend 'cuda' is unavailable: {reason}")
+        return "cuda", reason
+    if ok:
+        logger.info("gpuconv: backend 'auto' -> cuda (%s)", reason)
+        return "cuda", reason
+    logger.warning("gpuconv: backend 'auto' -> numpy (%s)", reason)
+    return "numpy", reason
+
+
+def set_backend(name):
+    """Select 'auto', 'cuda' or 'numpy'. 'cuda' is checked at once and raises if unavailable."""
+    global _requested, _resolved, _reason
+    name = _check_name(name)
+    with _lock:
+        if name == "cuda":
+            _resolved, _reason = _resolve("cuda")
+        else:
+            _resolved, _reason = None, ""
+        _requested = name
+
+
+def requested_backend():
+    global _requested
+    if _requested is None:
+        _requested = _check_name(os.environ.get(ENV_VAR, "auto"))
+    return _requested
+
+
+def get_backend():
+    """The backend in force: 'cuda' or 'numpy' (resolving 'auto' on first call)."""
+    global _resolved, _reason
+    with _lock:
+        if _resolved is None:
+            _resolved, _reason = _resolve(requested_backend())
+        return _resolved
+
+
+def backend_info():
+    """A dict describing the selection: requested, active, reason and library versions."""
+    active = get_backend()
+    info = {"requested": requested_backend(), "backend": active, "reason": _reason, "numpy": np.__version__}
+    if active == "cuda":
+        import cupy
+
+        dev = cupy.cuda.Device()
+        props = cupy.cuda.runtime.getDeviceProperties(dev.id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        info.update(
+            cupy=cupy.__version__,
+            device=name,
+            device_id=dev.id,
+            compute_capability=dev.compute_capability,
+            driver_version=cupy.cuda.runtime.driverGetVersion(),
+            runtime_version=cupy.cuda.runtime.runtimeGetVersion(),
+        )
+    return info
+
+
+def engine():
+    """The engine module of the active backend (``gpuconv.cpu`` or ``gpuconv.cuda.engine``).
+
+    Both expose the same functions with the same signatures (see ``gpuconv/cpu/__init__.py``).
+    """
+    if get_backend() == "cuda":
+        return importlib.import_module("gpuconv.cuda.engine")
+    return importlib.import_module("gpuconv.cpu")
+
+
+def is_cupy_array(x):
+    mod = type(x).__module__
+    return mod.startswith("cupy") and hasattr(x, "__cuda_array_interface__")
+
+
+def array_module(x):
+    """numpy or cupy, whichever owns ``x``."""
+    if is_cupy_array(x):
+        import cupy
+
+        return cupy
+    return np
+
+
+def to_numpy(x):
+    """Bring any array (NumPy, CuPy, or array-like) to a NumPy array on the host."""
+    if is_cupy_array(x):
+        return x.get()
+    return np.asarray(x)
+
+
+def reset():
+    """Forget the selection (tests use this after monkeypatching the probe or ENV_VAR)."""
+    global _requested, _resolved, _reason
+    with _lock:
+        _requested, _resolved, _reason = None, None, ""

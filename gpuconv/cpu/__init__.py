@@ -1,0 +1,30 @@
+"""The NumPy engine: the CPU fallback and the oracle every GPU result is checked against.
+
+Engine contract (``gpuconv.cuda.engine`` implements the same names with the same signatures, so
+one test body can run on both). ``gpuconv.ops`` has already validated everything and resolved
+the geometry to Python ints; inputs are never empty and never mutated; the output dtype equals
+``x.dtype`` (float16 accumulates in float32, float64 is exact enough to be the oracle).
+``padding`` is a tuple of ``(before, after)`` zero-padding pairs, one per spatial dim.
+``activation`` is None or a name in ``FUSED_ACTIVATIONS`` applied after the bias.
+
+    NAME = "numpy"
+    FUSED_ACTIVATIONS: frozenset of activation names the engine applies itself
+    asarray(x) -> x on this engine's device (numpy: host copy of a CuPy array; no copy otherwise)
+    conv(x, kernel, bias, *, strides, padding, dilation, groups, channels_last, activation)
+        kernel (*k, C_in // groups, F); bias (F,) or None; out channel block g sees in block g
+    conv_transpose(x, kernel, bias, *, strides, dilation, groups, out_spatial, crop, channels_last, activation)
+        kernel (*k, F // groups, C_in); adjoint of conv: full[i*s + t*d] += W[t] x[i] (per group),
+        full length (I-1)*s + k_eff; y[o] = full[o + crop] where that index exists, else 0 (+bias)
+    depthwise_conv(x, kernel, bias, *, strides, padding, dilation, channels_last, activation)
+        kernel (*k, C, dm); out channel c*dm + m; bias (C*dm,)
+    separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padding, dilation,
+                   channels_last, activation)
+        pointwise_kernel (1,)*rank + (C*dm, F); bias (F,)
+    pool(x, *, mode, pool_size, strides, padding, channels_last)
+        mode 'max' (padded cells ignored) | 'average' (divides by the count of real cells)
+    locally_connected(x, kernel, bias, *, kernel_size, strides, padding, out_spatial, channels_last, activation)
+        kernel (prod(out_spatial), prod(kernel_size) * C, F), patch flattened (*k, C) for
+        channels_last and (C, *k) for channels_first, positions row-major; bias (*out_spatial, F)
+    upsample(x, *, size, interpolation, channels_last)
+        'nearest' repeats; 'bilinear' (2-D) / 'trilinear' (3-D): half-pixel centres, edge clamp
+"""

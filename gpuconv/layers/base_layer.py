@@ -1,0 +1,231 @@
+"""The Keras layer contract shared by every layer: naming, dtype policy, lazy build, input
+spec, weights, get/set_weights, count_params, get_config/from_config, losses.
+
+Subclasses implement ``build(input_shape)`` (creating weights with ``add_weight``),
+``call(inputs)`` and ``compute_output_shape(input_shape)``, and extend ``get_config``.
+"""
+import re
+import threading
+
+import numpy as np
+
+from .. import backend as _backend
+from .. import initializers, regularizers, constraints
+from ..variables import Variable
+
+_name_lock = threading.Lock()
+_name_counts = {}
+
+# Keras' DTypePolicy names -> (variable dtype, compute dtype). bfloat16 has no NumPy dtype.
+_POLICIES = {
+    "float16": ("float16", "float16"),
+    "float32": ("float32", "float32"),
+    "float64": ("float64", "float64"),
+    "mixed_float16": ("float32", "float16"),
+}
+
+
+def to_snake_case(name):
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def unique_name(base):
+    """Keras' naming: conv2d, conv2d_1, conv2d_2, ... per process."""
+    with _name_lock:
+        n = _name_counts.get(base, 0)
+        _name_counts[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def _policy_name(dtype):
+    if dtype is None:
+        return "float32"
+    if isinstance(dtype, dict):  # a serialized DTypePolicy
+        dtype = dtype.get("config", {}).get("name", dtype)
+    name = getattr(dtype, "name", dtype)
+    if not isinstance(name, str):
+        name = np.dtype(name).name
+    if name not in _POLICIES:
+        raise ValueError(f"Invalid value for argument `dtype`. Expected one of {tuple(_POLICIES)}. Received: dtype={dtype!r}")
+    return name
+
+
+class InputSpec:
+    """Keras' InputSpec subset: ``ndim``, ``min_ndim`` and ``axes`` ({axis: size})."""
+
+    def __init__(self, ndim=None, min_ndim=None, axes=None):
+        self.ndim, self.min_ndim, self.axes = ndim, min_ndim, dict(axes or {})
+
+    def check(self, shape, layer_name):
+        shape = tuple(shape)
+        head = f'Input 0 of layer "{layer_name}" is incompatible with the layer: '
+        if self.ndim is not None and len(shape) != self.ndim:
+            raise ValueError(head + f"expected ndim={self.ndim}, found ndim={len(shape)}. Full shape received: {shape}")
+        if self.min_ndim is not None and len(shape) < self.min_ndim:
+            raise ValueError(head + f"expected min_ndim={self.min_ndim}, found ndim={len(shape)}. Full shape received: {shape}")
+        for axis, value in self.axes.items():
+            if value is not None and -len(shape) <= axis < len(shape) and shape[axis] not in (value, None):
+                raise ValueError(
+                    head + f"expected axis {axis} of input shape to have value {value}, "
+                    f"but received input with shape {shape}"
+                )
+
+
+class Layer:
+    def __init__(self, *, name=None, dtype=None, trainable=True, autocast=True, activity_regularizer=None, **kwargs):
+        kwargs.pop("input_shape", None)  # accepted and ignored, as Keras does (shape comes at build)
+        kwargs.pop("input_dim", None)
+        if kwargs:
+            raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Argument `name` must be a string. Received: name={name!r}")
+        self.name = name or unique_name(to_snake_case(type(self).__name__))
+        self._dtype_policy = _policy_name(dtype)
+        self.trainable = bool(trainable)
+        self.autocast = autocast
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.built = False
+        self.input_spec = None
+        self._weights = []
+        self._activity_losses = []
+
+    # ---- dtype policy --------------------------------------------------------------------
+    @property
+    def dtype(self):
+        """The variable dtype, as Keras' ``layer.dtype``."""
+        return _POLICIES[self._dtype_policy][0]
+
+    @property
+    def variable_dtype(self):
+        return _POLICIES[self._dtype_policy][0]
+
+    @property
+    def compute_dtype(self):
+        return _POLICIES[self._dtype_policy][1]
+
+    @property
+    def dtype_policy(self):
+        return self._dtype_policy
+
+    # ---- weights -------------------------------------------------------------------------
+    def add_weight(self, name, shape, initializer="glorot_uniform", regularizer=None, constraint=None, trainable=True):
+        shape = tuple(int(d) for d in shape)
+        init = initializers.get(initializer if initializer is not None else "glorot_uniform")
+        value = np.asarray(init(shape, dtype=self.variable_dtype), dtype=self.variable_dtype)
+        var = Variable(
+            value, name=name, path=f"{self.name}/{name}", trainable=trainable,
+            regularizer=regularizers.get(regularizer), constraint=constraints.get(constraint),
+        )
+        self._weights.append(var)
+        return var
+
+    @property
+    def weights(self):
+        return list(self._weights)
+
+    @property
+    def trainable_weights(self):
+        return [w for w in self._weights if w.trainable and self.trainable]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for w in self._weights if not (w.trainable and self.trainable)]
+
+    def get_weights(self):
+        return [w.numpy() for w in self._weights]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        if len(weights) != len(self._weights):
+            raise ValueError(
+                f"You called `set_weights(weights)` on layer '{self.name}' with a weight list of length "
+                f"{len(weights)}, but the layer was expecting {len(self._weights)} weights."
+            )
+        for var, value in zip(self._weights, weights):
+            shape = tuple(np.shape(_backend.to_numpy(value)))
+            if shape != var.shape:
+                raise ValueError(
+                    f"Layer {self.name} weight shape {var.shape} is not compatible with provided weight shape {shape}."
+                )
+        for var, value in zip(self._weights, weights):
+            var.assign(value)
+
+    def count_params(self):
+        if not self.built:
+            raise ValueError(
+                f"You tried to call `count_params` on layer '{self.name}', but the layer isn't built. "
+                "You can build it manually via: `layer.build(input_shape)`."
+            )
+        return int(sum(np.prod(w.shape) for w in self._weights))
+
+    @property
+    def losses(self):
+        """Regularization penalties of the weights (as Python floats) plus the last call's activity penalty."""
+        out = [float(w.regularizer(w.value)) for w in self._weights if w.regularizer is not None]
+        return out + list(self._activity_losses)
+
+    # ---- build / call ----------------------------------------------------------------------
+    def build(self, input_shape=None):
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def call(self, inputs):
+        raise NotImplementedError
+
+    def _standardize_input(self, inputs):
+        if inputs is None:
+            raise TypeError(f'Layer "{self.name}" received inputs=None; expected an array.')
+        if not (isinstance(inputs, np.ndarray) or _backend.is_cupy_array(inputs)):
+            try:
+                inputs = np.asarray(inputs)
+            except Exception as e:
+                raise TypeError(f'Layer "{self.name}" expected an array; received {type(inputs)}') from e
+        kind = inputs.dtype.kind
+        if kind == "c":
+            raise TypeError(f'Layer "{self.name}" does not accept complex inputs; received dtype {inputs.dtype}.')
+        if kind not in "fiub":
+            raise TypeError(f'Layer "{self.name}" expected a numeric array; received dtype {inputs.dtype}.')
+        if self.autocast and inputs.dtype != np.dtype(self.compute_dtype):
+            # Keras' dtype policy: inputs are cast to the compute dtype (ints and bools included).
+            inputs = inputs.astype(self.compute_dtype)
+        return inputs
+
+    def __call__(self, inputs, training=None):
+        inputs = self._standardize_input(inputs)
+        if self.input_spec is not None:
+            self.input_spec.check(inputs.shape, self.name)
+        if not self.built:
+            self.build(tuple(inputs.shape))
+            self.built = True
+            if self.input_spec is not None:
+                self.input_spec.check(inputs.shape, self.name)
+        outputs = self.call(inputs) if training is None else self._call_training(inputs, training)
+        if self.activity_regularizer is not None:
+            self._activity_losses = [float(self.activity_regularizer(outputs))]
+        return outputs
+
+    def _call_training(self, inputs, training):
+        return self.call(inputs)
+
+    # ---- config ----------------------------------------------------------------------------
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": {
+                "module": "keras",
+                "class_name": "DTypePolicy",
+                "config": {"name": self._dtype_policy},
+                "registered_name": None,
+            },
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"

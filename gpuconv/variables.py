@@ -1,0 +1,72 @@
+"""Layer weights.
+
+A :class:`Variable` keeps its value on the host (NumPy, the layout Keras uses) and a per-device
+CuPy copy made on first use by a GPU call. The copy is reused until ``assign`` changes the value,
+so weights are uploaded once, not on every call.
+"""
+import threading
+
+import numpy as np
+
+from . import backend as _backend
+
+
+class Variable:
+    def __init__(self, value, *, name, path, trainable=True, regularizer=None, constraint=None):
+        self._value = np.array(value)  # owned copy: callers' arrays are never aliased
+        self.name = name
+        self.path = path
+        self.trainable = trainable
+        self.regularizer = regularizer
+        self.constraint = constraint
+        self._device_copies = {}
+        self._lock = threading.Lock()
+
+    @property
+    def shape(self):
+        return self._value.shape
+
+    @property
+    def dtype(self):
+        return str(self._value.dtype)
+
+    @property
+    def value(self):
+        return self._value
+
+    def numpy(self):
+        return self._value.copy()
+
+    def assign(self, value):
+        value = _backend.to_numpy(value)
+        if tuple(value.shape) != self.shape:
+            raise ValueError(
+                f"Cannot assign a value of shape {tuple(value.shape)} to variable '{self.path}' of shape {self.shape}."
+            )
+        new = np.array(value, dtype=self._value.dtype)
+        if self.constraint is not None:
+            new = np.asarray(self.constraint(new), dtype=self._value.dtype)
+        with self._lock:
+            self._value = new
+            self._device_copies = {}
+
+    def array_like(self, x):
+        """The value on the same device as ``x``: NumPy for host inputs, a cached CuPy copy otherwise."""
+        if not _backend.is_cupy_array(x):
+            return self._value
+        import cupy
+
+        dev = x.device.id
+        with self._lock:
+            copy = self._device_copies.get(dev)
+            if copy is None:
+                with cupy.cuda.Device(dev):
+                    copy = cupy.asarray(self._value)
+                self._device_copies[dev] = copy
+            return copy
+
+    def __array__(self, dtype=None, copy=None):
+        return self._value if dtype is None else self._value.astype(dtype)
+
+    def __repr__(self):
+        return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}>"

@@ -1,0 +1,1 @@
+"""CUDA sources of gpuconv, shipped as package data ``gpuconv.kernels`` (read with importlib.resources)."""
