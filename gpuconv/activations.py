@@ -1,3 +1,395 @@
-"""STUB (replaced by the layers-core work)."""
+"""Keras 3's built-in activations, on NumPy or CuPy arrays.
+
+Every function takes an array of either library and returns one of the same library and, for
+float inputs, the same dtype (float16 is computed in float32 and rounded once at the end;
+integer and bool inputs are computed as float32, Keras' floatx). Numbers follow Keras 3.15
+(checked against ``keras.activations`` in tests/test_activations.py), with one deliberate
+difference: ``sparsemax`` uses the threshold of Martins & Astudillo (2016), so its rows sum to 1;
+Keras <= 3.15 sums the wrong cumulative sums (keras-team/keras#23425, fixed by PR #23469).
+
+``get(identifier)`` resolves names exactly as ``keras.activations.get`` does (None -> linear,
+case-sensitive names, the aliases swish / hard_swish, dicts, callables), ``serialize(fn)``
+gives a built-in's canonical name. ``ELEMENTWISE`` lists the names an engine may fuse.
+"""
+import functools
+import math
+
+import numpy as np
+
+from . import backend as _backend
+from .serialization import deserialize_object
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+_SQRT_PI = math.sqrt(math.pi)
+
+
+# --------------------------------------------------------------------------------------------
+# Plumbing shared by every activation
+# --------------------------------------------------------------------------------------------
+def _begin(x):
+    """(xp, working array, output dtype). float16 works in float32; ints/bools become float32."""
+    xp = _backend.array_module(x)
+    x = xp.asarray(x)
+    out_dtype = x.dtype if x.dtype.kind == "f" else np.dtype("float32")
+    work_dtype = np.dtype("float32") if out_dtype == np.float16 else out_dtype
+    return xp, x.astype(work_dtype, copy=False), out_dtype
+
+
+def _end(y, out_dtype):
+    return y.astype(out_dtype, copy=False)
+
+
+def _ieee(fn):
+    """Run with NumPy's floating-point warnings off: inf and NaN are the intended IEEE results
+    (exp overflow in a branch ``where`` discards, NaN inputs), as in Keras' backends."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _sigmoid(xp, x):
+    e = xp.exp(-xp.abs(x))  # never overflows; the two branches are the same function on their half-lines
+    return xp.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
+def _softplus(xp, x):
+    return xp.logaddexp(x, 0.0)
+
+
+def _hard_sigmoid(xp, x):
+    return xp.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+
+def _erfc_f64(xp, z):
+    """erfc in float64 with relative error below 1e-12 everywhere (NumPy has no erf, and SciPy is
+    not a dependency). |z| < 2: the all-positive series
+    erf(z) = 2/sqrt(pi) e^(-z^2) sum_n (2 z^2)^n z / (2n+1)!!  (30 terms reach 1e-16);
+    |z| >= 2: the continued fraction erfc(z) = e^(-z^2)/sqrt(pi) / (z + (1/2)/(z + 1/(z + (3/2)/(z + ...))))
+    (40 levels reach 1e-14). Negative z use erfc(-z) = 2 - erfc(z)."""
+    z = xp.asarray(z, dtype=np.float64)
+    a = xp.abs(z)
+    small = xp.minimum(a, 2.0)  # each branch sees only arguments where it converges
+    two_z2 = 2.0 * small * small
+    term = small.copy()
+    total = small.copy()
+    for n in range(30):
+        term = term * two_z2 / (2 * n + 3)
+        total = total + term
+    erfc_small = 1.0 - (2.0 / _SQRT_PI) * xp.exp(-small * small) * total
+    large = xp.maximum(a, 2.0)
+    f = large.copy()
+    for k in range(40, 0, -1):
+        f = large + (k / 2.0) / f
+    erfc_large = xp.exp(-large * large) / (_SQRT_PI * f)
+    erfc_abs = xp.where(a < 2.0, erfc_small, erfc_large)
+    return xp.where(z < 0, 2.0 - erfc_abs, erfc_abs)
+
+
+def _axis_op(fn, x, axis):
+    """Apply ``fn(xp, x2d_last_axis)`` along ``axis`` by moving that axis last."""
+    xp, w, dtype = _begin(x)
+    moved = xp.moveaxis(w, axis, -1)
+    return _end(xp.moveaxis(fn(xp, moved), -1, axis), dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# The activations (Keras 3 names and signatures)
+# --------------------------------------------------------------------------------------------
+@_ieee
+def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """Keras' general relu: leaky below ``threshold``, clipped at ``max_value``."""
+    xp, w, dtype = _begin(x)
+    if negative_slope != 0 and max_value is None and threshold == 0:
+        return _end(xp.where(w >= 0, w, w * negative_slope), dtype)
+    negative_part = xp.maximum(threshold - w, 0.0) if negative_slope != 0 else None
+    y = xp.where(w > threshold, w, 0.0) if threshold != 0 else xp.maximum(w, 0.0)
+    if max_value is not None:
+        y = xp.clip(y, 0.0, max_value)
+    if negative_part is not None:
+        y = y - negative_slope * negative_part
+    return _end(y, dtype)
+
+
+@_ieee
+def leaky_relu(x, negative_slope=0.2):
+    xp, w, dtype = _begin(x)
+    return _end(xp.where(w >= 0, w, w * negative_slope), dtype)
+
+
+@_ieee
+def relu6(x):
+    xp, w, dtype = _begin(x)
+    return _end(xp.minimum(xp.maximum(w, 0.0), 6.0), dtype)
+
+
+@_ieee
+def softmax(x, axis=-1):
+    xp, w, dtype = _begin(x)
+    e = xp.exp(w - xp.max(w, axis=axis, keepdims=True))
+    return _end(e / xp.sum(e, axis=axis, keepdims=True), dtype)
+
+
+@_ieee
+def log_softmax(x, axis=-1):
+    xp, w, dtype = _begin(x)
+    shifted = w - xp.max(w, axis=axis, keepdims=True)
+    return _end(shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True)), dtype)
+
+
+@_ieee
+def elu(x, alpha=1.0):
+    xp, w, dtype = _begin(x)
+    return _end(xp.where(w >= 0, w, alpha * xp.expm1(w)), dtype)
+
+
+@_ieee
+def selu(x):
+    xp, w, dtype = _begin(x)
+    return _end(_SELU_SCALE * xp.where(w >= 0, w, _SELU_ALPHA * xp.expm1(w)), dtype)
+
+
+@_ieee
+def celu(x, alpha=1.0):
+    xp, w, dtype = _begin(x)
+    return _end(xp.maximum(w, 0.0) + alpha * xp.expm1(xp.minimum(w, 0.0) / alpha), dtype)
+
+
+@_ieee
+def softplus(x):
+    xp, w, dtype = _begin(x)
+    return _end(_softplus(xp, w), dtype)
+
+
+@_ieee
+def softsign(x):
+    xp, w, dtype = _begin(x)
+    return _end(w / (1.0 + xp.abs(w)), dtype)
+
+
+@_ieee
+def squareplus(x, b=4):
+    xp, w, dtype = _begin(x)
+    root = xp.sqrt(w * w + b)
+    # For x < 0, x + root cancels; b / (root - x) is the same value without the cancellation.
+    return _end(xp.where(w >= 0, (w + root) / 2.0, b / (2.0 * (root - w))), dtype)
+
+
+@_ieee
+def soft_shrink(x, threshold=0.5):
+    xp, w, dtype = _begin(x)
+    y = xp.where(w > threshold, w - threshold, xp.where(w < -threshold, w + threshold, 0.0))
+    return _end(y, dtype)
+
+
+@_ieee
+def sparse_plus(x):
+    xp, w, dtype = _begin(x)
+    y = xp.where(w <= -1, 0.0, xp.where(w < 1, 0.25 * (w + 1) ** 2, w))
+    return _end(y, dtype)
+
+
+@_ieee
+def silu(x):
+    xp, w, dtype = _begin(x)
+    return _end(w * _sigmoid(xp, w), dtype)
+
+
+@_ieee
+def gelu(x, approximate=False):
+    """Exact: x * Phi(x) = x/2 * erfc(-x/sqrt(2)) (erfc keeps the far negative tail accurate).
+    approximate=True: the tanh form."""
+    xp, w, dtype = _begin(x)
+    if approximate:
+        # 0.5 x (1 + tanh(u)) written as x sigmoid(2u): no cancellation in the negative tail.
+        inner = math.sqrt(2.0 / math.pi) * (w + 0.044715 * w * w * w)
+        return _end(w * _sigmoid(xp, 2.0 * inner), dtype)
+    w64 = w.astype(np.float64, copy=False)
+    tail = _erfc_f64(xp, -w64 / math.sqrt(2.0))
+    y = xp.where(tail == 0, 0.0, 0.5 * w64 * tail)  # x -> -inf: the limit 0, not -inf * 0 = NaN
+    return _end(y, dtype)
+
+
+@_ieee
+def glu(x, axis=-1):
+    xp, w, dtype = _begin(x)
+    if w.shape[axis] % 2 != 0:
+        raise ValueError(
+            "axis size must be divisible by 2. "
+            f"Received: x.shape={tuple(w.shape)} with axis={axis}"
+        )
+    a, b = xp.split(w, 2, axis=axis)
+    return _end(a * _sigmoid(xp, b), dtype)
+
+
+@_ieee
+def tanh(x):
+    xp, w, dtype = _begin(x)
+    return _end(xp.tanh(w), dtype)
+
+
+@_ieee
+def tanh_shrink(x):
+    xp, w, dtype = _begin(x)
+    w64 = w.astype(np.float64, copy=False)  # x - tanh(x) cancels near 0: float32 would keep ~2 digits
+    return _end(w64 - xp.tanh(w64), dtype)
+
+
+@_ieee
+def threshold(x, threshold, default_value):
+    """``x`` where ``x > threshold``, else ``default_value`` (no defaults, as in Keras)."""
+    xp, w, dtype = _begin(x)
+    return _end(xp.where(w > threshold, w, default_value), dtype)
+
+
+@_ieee
+def sigmoid(x):
+    xp, w, dtype = _begin(x)
+    return _end(_sigmoid(xp, w), dtype)
+
+
+@_ieee
+def sparse_sigmoid(x):
+    xp, w, dtype = _begin(x)
+    y = xp.where(w <= -1, 0.0, xp.where(w >= 1, 1.0, 0.5 * (w + 1)))
+    return _end(y, dtype)
+
+
+@_ieee
+def exponential(x):
+    xp, w, dtype = _begin(x)
+    return _end(xp.exp(w), dtype)
+
+
+@_ieee
+def hard_sigmoid(x):
+    xp, w, dtype = _begin(x)
+    return _end(_hard_sigmoid(xp, w), dtype)
+
+
+@_ieee
+def hard_silu(x):
+    xp, w, dtype = _begin(x)
+    return _end(w * _hard_sigmoid(xp, w), dtype)
+
+
+@_ieee
+def hard_tanh(x):
+    xp, w, dtype = _begin(x)
+    return _end(xp.clip(w, -1.0, 1.0), dtype)
+
+
+@_ieee
+def hard_shrink(x, threshold=0.5):
+    xp, w, dtype = _begin(x)
+    return _end(xp.where(xp.abs(w) > threshold, w, 0.0), dtype)
+
+
+def linear(x):
+    """The identity; returns ``x`` itself, as Keras does."""
+    return x
+
+
+@_ieee
+def mish(x):
+    xp, w, dtype = _begin(x)
+    return _end(w * xp.tanh(_softplus(xp, w)), dtype)
+
+
+@_ieee
+def log_sigmoid(x):
+    xp, w, dtype = _begin(x)
+    return _end(-_softplus(xp, -w), dtype)
+
+
+def _sparsemax_last_axis(xp, z):
+    """Euclidean projection of each row (last axis) onto the probability simplex."""
+    n = z.shape[-1]
+    z_sorted = -xp.sort(-z, axis=-1)
+    cumsum = xp.cumsum(z_sorted, axis=-1)
+    ranks = xp.arange(1, n + 1, dtype=z.dtype)
+    support = z_sorted - (cumsum - 1.0) / ranks > 0  # a prefix of the sorted row
+    k = xp.sum(support, axis=-1, keepdims=True)
+    # tau = (cumsum at the last supported index - 1) / k; that cumsum is the sum of the
+    # supported sorted logits.
+    tau = (xp.sum(xp.where(support, z_sorted, 0.0), axis=-1, keepdims=True) - 1.0) / k
+    return xp.maximum(z - tau, 0.0)
+
+
+@_ieee
+def sparsemax(x, axis=-1):
+    return _axis_op(_sparsemax_last_axis, x, axis)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry: get / serialize / deserialize
+# --------------------------------------------------------------------------------------------
+_BUILTINS = (
+    relu, leaky_relu, relu6, softmax, celu, elu, selu, softplus, softsign, squareplus, soft_shrink,
+    sparse_plus, silu, gelu, glu, tanh, tanh_shrink, threshold, sigmoid, sparse_sigmoid,
+    exponential, hard_sigmoid, hard_silu, hard_tanh, hard_shrink, linear, mish, log_softmax,
+    log_sigmoid, sparsemax,
+)
+ALL_OBJECTS_DICT = {fn.__name__: fn for fn in _BUILTINS}
+ALL_OBJECTS_DICT["swish"] = silu
+ALL_OBJECTS_DICT["hard_swish"] = hard_silu
+swish = silu
+hard_swish = hard_silu
+
+# Names whose function, called with its default arguments, maps each element on its own, so an
+# engine may apply it in its epilogue. softmax/log_softmax/sparsemax normalise along an axis and
+# glu halves one; threshold has no defaults (Keras' get("threshold")(x) fails too).
+_NOT_ELEMENTWISE = {"softmax", "log_softmax", "glu", "sparsemax", "threshold"}
+ELEMENTWISE = frozenset(name for name in ALL_OBJECTS_DICT if name not in _NOT_ELEMENTWISE)
+
+_CANONICAL = {fn: fn.__name__ for fn in _BUILTINS}
+
+
+def deserialize(config):
+    """A callable from a Keras activation config: a name, or a dict like
+    ``{'module': 'keras.activations', 'class_name': 'function', 'config': 'relu', ...}``."""
+    if isinstance(config, str):
+        return get(config)
+    return deserialize_object(config, ALL_OBJECTS_DICT, "activation function")
+
+
 def get(identifier):
-    return identifier
+    """Keras' ``activations.get``: None -> linear; exact names; dicts; callables pass through."""
+    if identifier is None:
+        return linear
+    if isinstance(identifier, dict):
+        obj = deserialize_object(identifier, ALL_OBJECTS_DICT, "activation function")
+    elif isinstance(identifier, str):
+        obj = ALL_OBJECTS_DICT.get(identifier)
+    else:
+        obj = identifier
+    if callable(obj):
+        return obj
+    raise ValueError(f"Could not interpret activation function identifier: {identifier}")
+
+
+def serialize(activation):
+    """A built-in's canonical name ('swish' -> 'silu'); a user function or object as Keras' dict."""
+    if activation is None:
+        return None
+    try:
+        name = _CANONICAL.get(activation)
+    except TypeError:  # an unhashable callable object
+        name = None
+    if name is not None:
+        return name
+    if hasattr(activation, "get_config"):
+        return {"module": type(activation).__module__, "class_name": type(activation).__name__,
+                "config": activation.get_config(), "registered_name": None}
+    fn_name = getattr(activation, "__name__", None)
+    if callable(activation) and isinstance(fn_name, str) and fn_name != "<lambda>":
+        return {"module": activation.__module__, "class_name": "function", "config": fn_name,
+                "registered_name": "function"}
+    raise ValueError(
+        f"Unknown activation function '{activation}' cannot be serialized due to invalid function name. "
+        "Make sure to use an activation name that matches the references defined in activations.py."
+    )

@@ -1,1 +1,317 @@
-__all__ = []
+"""``Sequential``: a stack of layers run one after the other, with Keras 3's API for inference:
+add, build, __call__, predict, summary, count_params, weights, get/set_weights,
+get_config/from_config, compute_output_shape.
+
+The model knows its input shape from an ``Input(...)`` first entry, a first layer built with
+``input_shape=...``, an explicit ``build(input_shape)``, or its first call (the batch size is
+then recorded as None). Shapes in ``summary()`` come from chaining ``compute_output_shape``.
+"""
+import numpy as np
+
+from . import backend as _backend
+from .layers.base_layer import Layer
+from .layers.core import InputLayer, SymbolicTensor
+
+__all__ = ["Sequential"]
+
+_LAYERS_MODULE = "keras.layers"
+
+
+def _layer_classes():
+    """{class name: class} of everything ``gpuconv.layers`` exports (imported lazily: the
+    layers package is being filled in by several files)."""
+    from . import layers
+
+    return {name: obj for name, obj in vars(layers).items() if isinstance(obj, type) and issubclass(obj, Layer)}
+
+
+def _readable_size(num_bytes):
+    """Keras' ``readable_memory_size``: '1.27 MB' (powers of 1024)."""
+    size = float(num_bytes)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size / 1024 < 1:
+            return f"{size:.2f} {unit}"
+        size /= 1024
+    return f"{size:.2f} PB"
+
+
+def _weights_bytes(weights):
+    return sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in weights)
+
+
+class Sequential(Layer):
+    def __init__(self, layers=None, name=None, trainable=True, **kwargs):
+        super().__init__(name=name, trainable=trainable, **kwargs)
+        self._input_layer = None
+        self._layers = []
+        self._build_input_shape = None
+        for layer in layers or ():
+            self.add(layer, rebuild=False)
+        self._maybe_build()
+
+    # ---- structure -------------------------------------------------------------------------
+    @property
+    def layers(self):
+        """The layers, without the InputLayer (as Keras lists them)."""
+        return list(self._layers)
+
+    @property
+    def input_shape(self):
+        return self._build_input_shape
+
+    def add(self, layer, rebuild=True):
+        """Append a layer; an ``Input(...)`` (or InputLayer) is allowed only as the first entry."""
+        if isinstance(layer, SymbolicTensor):
+            layer = layer._input_layer
+        if isinstance(layer, InputLayer):
+            if self._input_layer is not None or self._layers:
+                raise ValueError(
+                    "Sequential model may only have an Input (InputLayer) as its first entry. "
+                    f"Received: {layer} after {len(self._layers)} layer(s)."
+                )
+            self._input_layer = layer
+            self._build_input_shape = layer.batch_shape
+        elif isinstance(layer, Layer):
+            if any(existing.name == layer.name for existing in self._layers):
+                raise ValueError(
+                    "All layers added to a Sequential model should have unique names. "
+                    f"Name '{layer.name}' is already the name of a layer in this model. "
+                    "Update the `name` argument to pass a unique name."
+                )
+            if not self._layers and self._input_layer is None and layer._input_shape_arg is not None:
+                # Keras' legacy `Dense(..., input_shape=...)` as first layer: an implicit Input.
+                self._build_input_shape = (None,) + tuple(layer._input_shape_arg)
+            self._layers.append(layer)
+        else:
+            raise ValueError(
+                "Only instances of `keras.Layer` can be added to a Sequential model. "
+                f"Received: {layer} (of type {type(layer)})"
+            )
+        if rebuild:
+            self._maybe_build()
+
+    def pop(self):
+        if not self._layers:
+            raise TypeError("There are no layers in the model.")
+        return self._layers.pop()
+
+    def _maybe_build(self):
+        if self._build_input_shape is not None and self._layers:
+            self.build(self._build_input_shape)
+
+    # ---- shapes and build --------------------------------------------------------------------
+    def _chain(self, input_shape, build):
+        """Run the shapes through every layer (building unbuilt ones when ``build``); returns
+        the list of each layer's output shape."""
+        shape = tuple(input_shape)
+        shapes = []
+        for layer in self._layers:
+            if layer.input_spec is not None:
+                layer.input_spec.check(shape, layer.name)
+            if build and not layer.built:
+                layer.build(shape)
+                layer.built = True
+                if layer.input_spec is not None:
+                    layer.input_spec.check(shape, layer.name)
+            shape = tuple(layer.compute_output_shape(shape))
+            shapes.append(shape)
+        return shapes
+
+    def build(self, input_shape=None):
+        """Build every layer for ``input_shape`` (batch first; None allowed)."""
+        if input_shape is None:
+            input_shape = self._build_input_shape
+        if input_shape is None:
+            raise ValueError("You must provide an `input_shape` argument (or start the model with an `Input`).")
+        input_shape = tuple(input_shape)
+        self._chain(input_shape, build=True)
+        self._build_input_shape = input_shape
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        shapes = self._chain(tuple(input_shape), build=False)
+        return shapes[-1] if shapes else tuple(input_shape)
+
+    def _layer_output_shapes(self):
+        """Each layer's output shape (batch None), or None per layer where not known."""
+        if self._build_input_shape is None:
+            return [None] * len(self._layers)
+        try:
+            return self._chain(self._build_input_shape, build=False)
+        except Exception:  # an unbuilt, incompatible stack: show '?' as Keras does
+            return [None] * len(self._layers)
+
+    # ---- running -------------------------------------------------------------------------------
+    def __call__(self, inputs, training=None):
+        """Run the layers in order; returns the backend's array (NumPy or CuPy)."""
+        x = inputs
+        if self._input_layer is not None:
+            x = self._input_layer(x)
+        elif not (isinstance(x, np.ndarray) or _backend.is_cupy_array(x)):
+            if x is None:
+                raise TypeError(f'Model "{self.name}" received inputs=None; expected an array.')
+            x = np.asarray(x)
+        if self._build_input_shape is None and self._layers:
+            self._build_input_shape = (None,) + tuple(x.shape[1:])
+        for layer in self._layers:
+            x = layer(x, training=training)
+        self.built = all(layer.built for layer in self._layers)
+        return x
+
+    def call(self, inputs):
+        return self(inputs)
+
+    def predict(self, x, batch_size=None, verbose=0):
+        """Run in batches of ``batch_size`` (default 32) and return one NumPy array."""
+        if batch_size is None:
+            batch_size = 32
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise ValueError(f"Argument `batch_size` must be a positive integer. Received: batch_size={batch_size}")
+        if x is None:
+            raise TypeError(f'Model "{self.name}" received inputs=None; expected an array.')
+        if not (isinstance(x, np.ndarray) or _backend.is_cupy_array(x)):
+            x = np.asarray(x)
+        if x.ndim == 0:
+            raise ValueError(f"`predict` expects an array with a batch axis. Received: x of shape {x.shape}")
+        n = x.shape[0]
+        if n == 0:
+            return _backend.to_numpy(self(x))
+        outputs = [_backend.to_numpy(self(x[start:start + batch_size])) for start in range(0, n, batch_size)]
+        return np.concatenate(outputs, axis=0)
+
+    # ---- weights ------------------------------------------------------------------------------
+    @property
+    def weights(self):
+        return [w for layer in self._layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        if not self.trainable:
+            return []
+        return [w for layer in self._layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        if not self.trainable:
+            return self.weights
+        return [w for layer in self._layers for w in layer.non_trainable_weights]
+
+    @property
+    def losses(self):
+        return [loss for layer in self._layers for loss in layer.losses]
+
+    def get_weights(self):
+        return [w.numpy() for w in self.weights]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        expected = self.weights
+        if len(weights) != len(expected):
+            raise ValueError(
+                f"You called `set_weights(weights)` on model '{self.name}' with a weight list of length "
+                f"{len(weights)}, but the model was expecting {len(expected)} weights."
+            )
+        for var, value in zip(expected, weights):
+            shape = tuple(np.shape(_backend.to_numpy(value)))
+            if shape != var.shape:
+                raise ValueError(
+                    f"Weight '{var.path}' of model '{self.name}' has shape {var.shape}, "
+                    f"which is not compatible with the provided weight shape {shape}."
+                )
+        for var, value in zip(expected, weights):
+            var.assign(value)
+
+    def count_params(self):
+        unbuilt = [layer.name for layer in self._layers if not layer.built]
+        if unbuilt:
+            raise ValueError(
+                f"You tried to call `count_params` on layer '{self.name}', but the layer isn't built. "
+                f"Unbuilt layers: {unbuilt}. You can build it manually via: `model.build(input_shape)`."
+            )
+        return sum(layer.count_params() for layer in self._layers)
+
+    # ---- summary --------------------------------------------------------------------------------
+    def summary(self, print_fn=None, line_length=88):
+        """Keras' table: each layer's ``name (Type)``, output shape and parameter count, then the
+        totals with thousands separators and their size in memory. ``print_fn`` gets each line."""
+        print_fn = print if print_fn is None else print_fn
+        headers = ("Layer (type)", "Output Shape", "Param #")
+        rows = []
+        for layer, shape in zip(self._layers, self._layer_output_shapes()):
+            params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
+            rows.append((f"{layer.name} ({type(layer).__name__})", "?" if shape is None else str(shape), params))
+        widths = [int(line_length * 0.45), int(line_length * 0.80) - int(line_length * 0.45)]
+        widths.append(line_length - sum(widths))
+        widths = [max(w - 3, len(h), *(len(r[i]) for r in rows)) for i, (w, h) in enumerate(zip(widths, headers))]
+
+        def line(left, fill, mid, right):
+            return left + mid.join(fill * (w + 2) for w in widths) + right
+
+        def cells(values, sep):
+            texts = [v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths))]
+            return sep + sep.join(f" {t} " for t in texts) + sep
+
+        trainable, non_trainable = self.trainable_weights, self.non_trainable_weights
+        n_trainable = sum(int(np.prod(w.shape)) for w in trainable)
+        n_non_trainable = sum(int(np.prod(w.shape)) for w in non_trainable)
+        total_bytes = _weights_bytes(trainable) + _weights_bytes(non_trainable)
+        out = [f'Model: "{self.name}"', line("┏", "━", "┳", "┓"), cells(headers, "┃"), line("┡", "━", "╇", "┩")]
+        for i, row in enumerate(rows):
+            if i:
+                out.append(line("├", "─", "┼", "┤"))
+            out.append(cells(row, "│"))
+        out.append(line("└", "─", "┴", "┘"))
+        out.append(f" Total params: {n_trainable + n_non_trainable:,} ({_readable_size(total_bytes)})")
+        out.append(f" Trainable params: {n_trainable:,} ({_readable_size(_weights_bytes(trainable))})")
+        out.append(f" Non-trainable params: {n_non_trainable:,} ({_readable_size(_weights_bytes(non_trainable))})")
+        for text in out:
+            print_fn(text)
+
+    # ---- config ------------------------------------------------------------------------------------
+    def get_config(self):
+        entries = []
+        if self._input_layer is not None:
+            entries.append(self._layer_entry(self._input_layer, None))
+        shape = self._build_input_shape
+        for layer in self._layers:
+            entries.append(self._layer_entry(layer, shape if layer.built else None))
+            if shape is not None:
+                try:
+                    shape = tuple(layer.compute_output_shape(shape))
+                except Exception:  # shapes beyond here are unknown; configs are still valid
+                    shape = None
+        config = {"name": self.name, "trainable": self.trainable, "dtype": super().get_config()["dtype"],
+                  "layers": entries}
+        if self._build_input_shape is not None:
+            config["build_input_shape"] = self._build_input_shape
+        return config
+
+    @staticmethod
+    def _layer_entry(layer, input_shape):
+        entry = {"module": _LAYERS_MODULE, "class_name": type(layer).__name__, "config": layer.get_config(),
+                 "registered_name": None}
+        if input_shape is not None:
+            entry["build_config"] = {"input_shape": input_shape}
+        return entry
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        classes = _layer_classes()
+        model = cls(name=config.get("name"), trainable=config.get("trainable", True))
+        for entry in config.get("layers", []):
+            class_name = entry.get("class_name") if isinstance(entry, dict) else None
+            layer_cls = classes.get(class_name)
+            if layer_cls is None:
+                raise ValueError(
+                    f"Could not interpret layer identifier: {entry!r}. "
+                    f"Known layers are the classes of gpuconv.layers."
+                )
+            model.add(layer_cls.from_config(dict(entry.get("config", {}))), rebuild=False)
+        build_shape = config.get("build_input_shape")
+        if build_shape is not None:
+            model.build(tuple(build_shape))
+        return model
+
+    def __repr__(self):
+        return f"<Sequential name={self.name}, layers={len(self._layers)}, built={self.built}>"

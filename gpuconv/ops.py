@@ -42,7 +42,7 @@ def _prepare(eng, named_arrays):
     dtype = None
     first = None
     for name, a in named_arrays:
-        if a is None:
+        if a is None and name == "bias":  # only the bias is optional; None elsewhere is a TypeError
             arrays.append(None)
             continue
         a = _check_array(a, name)
@@ -129,14 +129,15 @@ def conv_core(inputs, kernel, bias=None, *, strides=1, padding="valid", data_for
     data_format = g.standardize_data_format(data_format)
     _check_rank(x, rank, f"{rank}D convolution", kernel.shape)
     strides, dilation, padding = _geometry_args(rank, strides, dilation_rate, padding, allow_causal)
-    ksize = tuple(kernel.shape[:rank])
+    ksize = g.standardize_tuple(kernel.shape[:rank], rank, "kernel_size")  # a 0 in the kernel is refused
     c_in, kc, filters = _channels(x, data_format), kernel.shape[-2], kernel.shape[-1]
-    if kc == 0 or c_in % kc != 0 or (filters % (c_in // kc) if c_in else 0):
+    zero_channels = c_in == 0 and kc == 0  # PyTorch allows it: the output is the bias (or zeros)
+    if not zero_channels and (kc == 0 or c_in < kc or c_in % kc or filters % (c_in // kc)):
         raise ValueError(
             "The number of input channels must match the kernel's input channels. "
             f"Received: input channels={c_in}, kernel input channels={kc}, data_format='{data_format}'"
         )
-    groups = max(c_in // kc, 1)
+    groups = c_in // kc if kc else 1
     _check_bias(bias, filters)
     spatial = g.spatial_dims(x.shape, data_format)
     out_spatial = g.conv_output_spatial(spatial, ksize, strides, dilation, padding)
@@ -168,7 +169,7 @@ def conv_transpose_core(inputs, kernel, bias=None, *, strides=1, padding="valid"
         output_padding = g.standardize_tuple(output_padding, rank, "output_padding", allow_zero=True)
         g.check_output_padding(output_padding, strides)
     groups = g.check_positive_int(groups, "groups")
-    ksize = tuple(kernel.shape[:rank])
+    ksize = g.standardize_tuple(kernel.shape[:rank], rank, "kernel_size")  # a 0 in the kernel is refused
     c_in = _channels(x, data_format)
     if kernel.shape[-1] != c_in or c_in % groups:
         raise ValueError(
@@ -203,7 +204,7 @@ def depthwise_conv_core(inputs, kernel, bias=None, *, strides=1, padding="valid"
     data_format = g.standardize_data_format(data_format)
     _check_rank(x, rank, f"{rank}D depthwise convolution", kernel.shape)
     strides, dilation, padding = _geometry_args(rank, strides, dilation_rate, padding, allow_causal)
-    ksize = tuple(kernel.shape[:rank])
+    ksize = g.standardize_tuple(kernel.shape[:rank], rank, "kernel_size")  # a 0 in the kernel is refused
     c_in = _channels(x, data_format)
     if kernel.shape[-2] != c_in:
         raise ValueError(
@@ -241,7 +242,7 @@ def separable_conv_core(inputs, depthwise_kernel, pointwise_kernel, bias=None, *
     data_format = g.standardize_data_format(data_format)
     _check_rank(x, rank, f"{rank}D separable convolution", dk.shape)
     strides, dilation, padding = _geometry_args(rank, strides, dilation_rate, padding, allow_causal)
-    ksize = tuple(dk.shape[:rank])
+    ksize = g.standardize_tuple(dk.shape[:rank], rank, "kernel_size")
     c_in = _channels(x, data_format)
     if dk.shape[-2] != c_in:
         raise ValueError(
@@ -302,6 +303,7 @@ def locally_connected_core(inputs, kernel, bias=None, *, kernel_size, strides=1,
     data_format = g.standardize_data_format(data_format)
     _check_rank(x, rank, f"{rank}D locally connected", kernel.shape)
     strides = g.standardize_tuple(strides, rank, "strides")
+    padding = g.standardize_padding(padding)
     spatial = g.spatial_dims(x.shape, data_format)
     out_spatial = tuple(
         g.locally_connected_output_length(L, k, s, padding) for L, k, s in zip(spatial, kernel_size, strides)
@@ -339,6 +341,7 @@ def upsampling_core(inputs, size, interpolation="nearest", data_format=None):
     rank = len(size)
     data_format = g.standardize_data_format(data_format)
     _check_rank(x, rank, f"{rank}D upsampling")
+    size = g.standardize_tuple(size, rank, "size")
     allowed = {1: ("nearest",), 2: ("nearest", "bilinear"), 3: ("nearest", "trilinear")}[rank]
     if interpolation not in allowed:
         raise ValueError(

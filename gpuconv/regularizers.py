@@ -1,3 +1,150 @@
-"""STUB."""
+"""Keras 3's weight regularizers: L1, L2, L1L2, OrthogonalRegularizer.
+
+A regularizer is called on a weight array (NumPy or CuPy) and returns the penalty as a 0-d array
+of the same library and dtype. Names, configs and error texts follow Keras 3.15
+(``keras/src/regularizers``). Besides Keras' names ('l1', 'l2', 'l1l2', 'L1L2', ...), 'l1_l2'
+is accepted too (the Keras 2 spelling).
+"""
+import math
+
+from . import backend as _backend
+from .serialization import get_object, registry, serialize_object, deserialize_object
+
+_KIND = "regularizer"
+_MODULE = "keras.regularizers"
+_EPSILON = 1e-7  # keras.config.epsilon()
+
+
+def validate_float_arg(value, name):
+    """A finite, non-negative int or float, returned as float (Keras' check and text)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (float, int))
+        or math.isinf(value)
+        or math.isnan(value)
+        or value < 0
+    ):
+        raise ValueError(
+            f"Invalid value for argument {name}: expected a non-negative float.Received: {name}={value}"
+        )
+    return float(value)
+
+
+def _as_array(x):
+    xp = _backend.array_module(x)
+    return xp, xp.asarray(x)
+
+
+class Regularizer:
+    """Base class: ``__call__(x) -> penalty``, ``get_config``, ``from_config``."""
+
+    def __call__(self, x):
+        return 0.0
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def get_config(self):
+        raise NotImplementedError(f"{self} does not implement get_config()")
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.get_config()})"
+
+
+class L1L2(Regularizer):
+    """``l1 * sum(|x|) + l2 * sum(x**2)``."""
+
+    def __init__(self, l1=0.0, l2=0.0):
+        self.l1 = validate_float_arg(0.0 if l1 is None else l1, name="l1")
+        self.l2 = validate_float_arg(0.0 if l2 is None else l2, name="l2")
+
+    def __call__(self, x):
+        xp, x = _as_array(x)
+        penalty = xp.zeros((), dtype=x.dtype)
+        if self.l1:
+            penalty = penalty + (self.l1 * xp.sum(xp.abs(x))).astype(x.dtype)
+        if self.l2:
+            penalty = penalty + (self.l2 * xp.sum(x * x)).astype(x.dtype)
+        return penalty
+
+    def get_config(self):
+        return {"l1": self.l1, "l2": self.l2}
+
+
+class L1(Regularizer):
+    """``l1 * sum(|x|)``."""
+
+    def __init__(self, l1=0.01):
+        self.l1 = validate_float_arg(0.01 if l1 is None else l1, name="l1")
+
+    def __call__(self, x):
+        xp, x = _as_array(x)
+        return (self.l1 * xp.sum(xp.abs(x))).astype(x.dtype)
+
+    def get_config(self):
+        return {"l1": self.l1}
+
+
+class L2(Regularizer):
+    """``l2 * sum(x**2)``."""
+
+    def __init__(self, l2=0.01):
+        self.l2 = validate_float_arg(0.01 if l2 is None else l2, name="l2")
+
+    def __call__(self, x):
+        xp, x = _as_array(x)
+        return (self.l2 * xp.sum(x * x)).astype(x.dtype)
+
+    def get_config(self):
+        return {"l2": self.l2}
+
+
+class OrthogonalRegularizer(Regularizer):
+    """``factor/2 * mean over pairs |<u_i, u_j>|`` of the L2-normalised rows (mode='rows') or
+    columns (mode='columns') of a 2-D weight: zero when they are mutually orthogonal."""
+
+    def __init__(self, factor=0.01, mode="rows"):
+        self.factor = validate_float_arg(factor, name="factor")
+        if mode not in {"rows", "columns"}:
+            raise ValueError(
+                'Invalid value for argument `mode`. Expected one of {"rows", "columns"}. '
+                f"Received: mode={mode}"
+            )
+        self.mode = mode
+
+    def __call__(self, inputs):
+        xp, x = _as_array(inputs)
+        if x.ndim != 2:
+            raise ValueError(f"Inputs to OrthogonalRegularizer must have rank 2. Received: inputs.shape={tuple(x.shape)}")
+        vectors = x if self.mode == "rows" else x.T
+        # Keras' ops.normalize: x * min(rsqrt(sum x^2), 1/epsilon) (zero rows stay zero), written
+        # as 1/sqrt(max(sum x^2, epsilon^2)) so a zero row divides by epsilon, never by zero.
+        inv_norm = 1.0 / xp.sqrt(xp.maximum(xp.sum(vectors * vectors, axis=1, keepdims=True), _EPSILON ** 2))
+        unit = vectors * inv_norm
+        product = unit @ unit.T
+        size = product.shape[0]
+        off_diagonal = product * (1.0 - xp.eye(size, dtype=product.dtype))
+        num_pairs = size * (size - 1.0) / 2.0
+        return (self.factor * 0.5 * xp.sum(xp.abs(off_diagonal)) / num_pairs).astype(x.dtype)
+
+    def get_config(self):
+        return {"factor": self.factor, "mode": self.mode}
+
+
+ALL_OBJECTS_DICT = registry([Regularizer, L1, L2, L1L2, OrthogonalRegularizer], aliases={"l1_l2": L1L2})
+
+l1, l2, l1l2, l1_l2, orthogonal_regularizer = L1, L2, L1L2, L1L2, OrthogonalRegularizer
+
+
+def serialize(regularizer):
+    return serialize_object(regularizer, _MODULE)
+
+
+def deserialize(config):
+    return deserialize_object(config, ALL_OBJECTS_DICT, _KIND)
+
+
 def get(identifier):
-    return identifier
+    """Keras' ``regularizers.get``: None, a name, a config dict, a class, an instance or a callable."""
+    return get_object(identifier, ALL_OBJECTS_DICT, _KIND)

@@ -27,4 +27,34 @@ the geometry to Python ints; inputs are never empty and never mutated; the outpu
         channels_last and (C, *k) for channels_first, positions row-major; bias (*out_spatial, F)
     upsample(x, *, size, interpolation, channels_last)
         'nearest' repeats; 'bilinear' (2-D) / 'trilinear' (3-D): half-pixel centres, edge clamp
+
+Implementation map (one idea per module): ``_windows`` (padding, sliding-window views),
+``memory`` (the scratch budget ``MEMORY_BUDGET_BYTES`` and batch/row chunking), ``_epilogue``
+(bias, fused activation, cast), ``convolution``, ``transposed``, ``depthwise`` (depthwise and
+separable), ``pooling``, ``unshared`` (locally connected), ``upsampling``. Module names differ
+from the function names so ``gpuconv.cpu.conv`` is always the function.
 """
+from ..backend import to_numpy as asarray
+from . import convolution as _convolution
+from . import depthwise as _depthwise
+from . import pooling as _pooling
+from . import transposed as _transposed
+from . import unshared as _unshared
+from . import upsampling as _upsampling
+from ._epilogue import FUSED_ACTIVATIONS
+from ._quiet import quiet as _quiet
+
+conv = _quiet(_convolution.conv)
+conv_transpose = _quiet(_transposed.conv_transpose)
+depthwise_conv = _quiet(_depthwise.depthwise_conv)
+separable_conv = _quiet(_depthwise.separable_conv)
+pool = _quiet(_pooling.pool)
+locally_connected = _quiet(_unshared.locally_connected)
+upsample = _quiet(_upsampling.upsample)
+
+NAME = "numpy"
+
+__all__ = [
+    "NAME", "FUSED_ACTIVATIONS", "asarray", "conv", "conv_transpose", "depthwise_conv", "separable_conv",
+    "pool", "locally_connected", "upsample",
+]

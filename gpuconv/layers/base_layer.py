@@ -4,13 +4,13 @@ spec, weights, get/set_weights, count_params, get_config/from_config, losses.
 Subclasses implement ``build(input_shape)`` (creating weights with ``add_weight``),
 ``call(inputs)`` and ``compute_output_shape(input_shape)``, and extend ``get_config``.
 """
-import re
 import threading
 
 import numpy as np
 
 from .. import backend as _backend
 from .. import initializers, regularizers, constraints
+from ..serialization import to_snake_case  # noqa: F401  (Keras naming: conv2d, max_pooling2d)
 from ..variables import Variable
 
 _name_lock = threading.Lock()
@@ -23,11 +23,6 @@ _POLICIES = {
     "float64": ("float64", "float64"),
     "mixed_float16": ("float32", "float16"),
 }
-
-
-def to_snake_case(name):
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
 def unique_name(base):
@@ -59,7 +54,7 @@ class InputSpec:
 
     def check(self, shape, layer_name):
         shape = tuple(shape)
-        head = f'Input 0 of layer "{layer_name}" is incompatible with the layer: '
+        head = f"Input 0 of layer '{layer_name}' is incompatible with the layer: "  # Keras' quoting
         if self.ndim is not None and len(shape) != self.ndim:
             raise ValueError(head + f"expected ndim={self.ndim}, found ndim={len(shape)}. Full shape received: {shape}")
         if self.min_ndim is not None and len(shape) < self.min_ndim:
@@ -74,8 +69,14 @@ class InputSpec:
 
 class Layer:
     def __init__(self, *, name=None, dtype=None, trainable=True, autocast=True, activity_regularizer=None, **kwargs):
-        kwargs.pop("input_shape", None)  # accepted and ignored, as Keras does (shape comes at build)
-        kwargs.pop("input_dim", None)
+        # Keras keeps `input_shape`/`input_dim` for Sequential, which turns them into an Input.
+        input_shape = kwargs.pop("input_shape", None)
+        input_dim = kwargs.pop("input_dim", None)
+        if input_shape is None and input_dim is not None:
+            input_shape = (input_dim,)
+        if isinstance(input_shape, int):
+            input_shape = (input_shape,)
+        self._input_shape_arg = None if input_shape is None else tuple(input_shape)
         if kwargs:
             raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
         if name is not None and not isinstance(name, str):
@@ -204,7 +205,10 @@ class Layer:
                 self.input_spec.check(inputs.shape, self.name)
         outputs = self.call(inputs) if training is None else self._call_training(inputs, training)
         if self.activity_regularizer is not None:
-            self._activity_losses = [float(self.activity_regularizer(outputs))]
+            # Keras divides the penalty by the batch size (so it does not grow with the batch).
+            penalty = float(self.activity_regularizer(outputs))
+            batch = outputs.shape[0] if outputs.ndim > 0 else 1
+            self._activity_losses = [penalty / batch if batch else 0.0]
         return outputs
 
     def _call_training(self, inputs, training):
@@ -221,6 +225,10 @@ class Layer:
                 "config": {"name": self._dtype_policy},
                 "registered_name": None,
             },
+            # Keras adds the key only when a regularizer is set; layers that always list it
+            # (the conv family) overwrite it with their own entry.
+            **({"activity_regularizer": regularizers.serialize(self.activity_regularizer)}
+               if self.activity_regularizer is not None else {}),
         }
 
     @classmethod

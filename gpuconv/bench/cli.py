@@ -1,0 +1,368 @@
+"""gpuconv-bench: time gpuconv per layer shape against the roofline and against PyTorch.
+
+    gpuconv-bench --suite quick                      # CPU-sized subset, < 1 min on the NumPy engine
+    gpuconv-bench --suite suite --dtype float16      # bench_suite.md's rows (needs a GPU to be quick)
+    gpuconv-bench --op conv2d --batch 32 --in 64 --out 128 --size 56 --kernel 3 --padding same
+
+Exit status: 0 when every row passed its correctness check, 1 when a row failed or errored
+(a wrong answer is never timed), 2 for a usage error (impossible flags, a backend that is not
+available, --plot without matplotlib).
+"""
+import argparse
+import os
+import re
+import sys
+
+SUITE_NAMES = ("suite", "cpu", "quick", "keras")
+DEFAULT_COUNTS = {"cuda": (10, 100), "cpu": (1, 5)}  # (warmup, repeat)
+
+# Row field -> the flag that sets it (error messages name the flag the user typed).
+FIELD_FLAGS = {
+    "op": "--op", "N": "--batch", "C": "--in", "K": "--out", "spatial": "--size", "k": "--kernel",
+    "s": "--stride", "d": "--dilation", "g": "--groups", "dm": "--depth-multiplier", "padding": "--padding",
+}
+
+_OP_PATTERN = re.compile(
+    r"^(?P<family>conv|convtranspose|deconv|depthwiseconv|depthwise|dwconv|separableconv|separable|sepconv|"
+    r"maxpool|maxpooling|avgpool|averagepool|averagepooling)(?P<rank>[123])d(?P<transpose>transpose)?$"
+)
+_FAMILIES = {
+    "conv": "conv", "convtranspose": "conv_transpose", "deconv": "conv_transpose",
+    "depthwiseconv": "depthwise", "depthwise": "depthwise", "dwconv": "depthwise",
+    "separableconv": "separable", "separable": "separable", "sepconv": "separable",
+    "maxpool": "max_pool", "maxpooling": "max_pool",
+    "avgpool": "avg_pool", "averagepool": "avg_pool", "averagepooling": "avg_pool",
+}
+OP_EXAMPLES = ("conv1d", "conv2d", "conv3d", "conv2d_transpose", "depthwise_conv2d", "separable_conv2d",
+               "max_pool2d", "avg_pool2d", "dense")
+
+
+class UsageError(Exception):
+    """Reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of argparse's usage block
+        raise UsageError(message)
+
+
+def build_parser():
+    p = _Parser(prog="gpuconv-bench", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_argument_group("what to run")
+    what.add_argument("--suite", choices=SUITE_NAMES,
+                      help="a declared suite (default: quick); 'suite' is bench_suite.md, 'cpu' its CPU-sized twin")
+    what.add_argument("--rows", help="comma-separated row ids to keep from the suite (e.g. D4,W1)")
+    what.add_argument("--list", action="store_true", help="list the suite's rows and exit")
+    layer = p.add_argument_group("a single layer from flags (instead of --suite)")
+    layer.add_argument("--op", help=f"one of {', '.join(OP_EXAMPLES)} (Keras class names work too)")
+    layer.add_argument("--batch", type=int, default=1)
+    layer.add_argument("--in", dest="in_channels", type=int, help="input channels")
+    layer.add_argument("--out", dest="out_channels", type=int,
+                       help="output channels (filters; default: --in, times --depth-multiplier for depthwise)")
+    layer.add_argument("--size", help="spatial size: 56, or 8x28x28 / 8,28,28")
+    layer.add_argument("--kernel", help="kernel size (pool size for pooling), e.g. 3 or 3x5")
+    layer.add_argument("--stride", help="strides (default 1; pool size for pooling)")
+    layer.add_argument("--dilation", default="1", help="dilation rate (default 1)")
+    layer.add_argument("--groups", type=int, default=1)
+    layer.add_argument("--padding", default="valid", help="valid | same | causal (1D conv/depthwise)")
+    layer.add_argument("--depth-multiplier", type=int, default=1)
+    layer.add_argument("--bias", action="store_true", help="add a bias (Keras use_bias)")
+    layer.add_argument("--activation", default=None, help="fused activation, e.g. relu")
+    how = p.add_argument_group("how")
+    how.add_argument("--dtype", choices=("float32", "float16"), default="float32")
+    how.add_argument("--data-format", choices=("channels_last", "channels_first"), default="channels_last")
+    how.add_argument("--backend", choices=("auto", "cuda", "numpy"),
+                     help="default: $GPUCONV_BACKEND, else auto (CUDA when a GPU answers, else NumPy)")
+    how.add_argument("--warmup", type=int, help="warm-up calls (default: 10 on the GPU, 1 on the CPU)")
+    how.add_argument("--repeat", type=int, help="timed calls, median reported (default: 100 GPU, 5 CPU)")
+    how.add_argument("--cuda-graph", action="store_true", help="time CUDA-graph replays (GPU only)")
+    how.add_argument("--measure-ceilings", action="store_true",
+                     help="measure the GPU's copy bandwidth and matmul rates instead of the datasheet")
+    how.add_argument("--no-compare", action="store_true", help="do not run PyTorch side by side")
+    how.add_argument("--check-batch", type=int,
+                     help="batch items the float64 oracle recomputes (default: all when cheap, else fewer)")
+    how.add_argument("--seed", type=int, help="random seed of the operands (default: fresh; printed)")
+    out = p.add_argument_group("output")
+    out.add_argument("--json", metavar="FILE")
+    out.add_argument("--csv", metavar="FILE")
+    out.add_argument("--plot", metavar="FILE.png", help="needs matplotlib")
+    return p
+
+
+# --------------------------------------------------------------------------------------------
+# Flags -> rows
+# --------------------------------------------------------------------------------------------
+def parse_op(name):
+    """``(op, rank)`` from an op flag: conv2d, conv2d_transpose, DepthwiseConv2D, max_pool3d, dense..."""
+    key = re.sub(r"[\s_\-]", "", str(name)).lower()
+    if key in ("dense", "linear"):
+        return "dense", 1
+    m = _OP_PATTERN.match(key)
+    if m is None:
+        raise UsageError(f"--op {name}: unknown op; expected one of {', '.join(OP_EXAMPLES)} (or their Keras names)")
+    family = _FAMILIES[m["family"]]
+    if m["transpose"]:
+        if family != "conv":
+            raise UsageError(f"--op {name}: only conv has a transposed form")
+        family = "conv_transpose"
+    return family, int(m["rank"])
+
+
+def parse_dims(flag, text, rank):
+    """'3' -> 3; '3x5' / '3,5' -> (3, 5). Validation of the values is the library's."""
+    parts = [p for p in re.split(r"[x,]", str(text).strip()) if p != ""]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"{flag} {text}: expected an integer or {rank} integers like 3x3") from None
+    if len(values) == 1:
+        return values[0]
+    return values
+
+
+def row_from_flags(args):
+    from .row import Row
+
+    if args.in_channels is None:
+        raise UsageError("--in is required with --op (input channels)")
+    op, rank = parse_op(args.op)
+    if op == "dense":
+        for flag, value in (("--size", args.size), ("--kernel", args.kernel), ("--stride", args.stride)):
+            if value is not None:
+                raise UsageError(f"{flag} {value}: not used by --op dense (it is a matrix product)")
+        spatial, k, s = (1,), 1, 1
+    else:
+        if args.size is None:
+            raise UsageError(f"--size is required with --op {args.op}")
+        size = parse_dims("--size", args.size, rank)
+        spatial = size if isinstance(size, tuple) else (size,) * rank
+        if len(spatial) != rank:
+            raise UsageError(f"--size {args.size}: --op {args.op} has {rank} spatial dims")
+        default_k = 2 if op in ("max_pool", "avg_pool") else 3
+        k = parse_dims("--kernel", args.kernel, rank) if args.kernel is not None else default_k
+        if args.stride is not None:
+            s = parse_dims("--stride", args.stride, rank)
+        else:
+            s = k if op in ("max_pool", "avg_pool") else 1
+    d = parse_dims("--dilation", args.dilation, rank)
+    dm = args.depth_multiplier
+    if args.out_channels is not None:
+        out = args.out_channels
+    elif op == "depthwise":
+        out = args.in_channels * dm if isinstance(dm, int) else args.in_channels
+    else:
+        out = args.in_channels
+    return Row("custom", f"--op {args.op} from flags", op, args.batch, args.in_channels, out, spatial, k, s,
+               args.padding, d, args.groups, dm, args.bias, args.activation)
+
+
+def flag_error(row, error):
+    """One line naming the flags (and values) involved in a RowError."""
+    values = {
+        "op": row.op, "N": row.N, "C": row.C, "K": row.K, "spatial": "x".join(map(str, row.spatial)),
+        "k": row.k, "s": row.s, "d": row.d, "g": row.g, "dm": row.dm, "padding": row.padding,
+    }
+    named = " ".join(f"{FIELD_FLAGS[f]} {_flag_value(values[f])}" for f in error.fields if f in FIELD_FLAGS)
+    return f"{named}: {error}" if named else str(error)
+
+
+def _flag_value(v):
+    return "x".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
+def select_rows(args):
+    from .suites import SUITES
+
+    if args.op is not None:
+        if args.suite is not None:
+            raise UsageError(f"--suite {args.suite} and --op {args.op}: choose one")
+        if args.rows:
+            raise UsageError("--rows selects from a suite; it does not apply to --op")
+        return "layer from flags", [row_from_flags(args)]
+    name = args.suite or "quick"
+    rows = list(SUITES[name])
+    if args.rows:
+        wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
+        known = {r.id for r in rows}
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            raise UsageError(f"--rows {args.rows}: no row {', '.join(unknown)} in suite '{name}' "
+                             f"(it has {', '.join(r.id for r in rows)})")
+        rows = [r for r in rows if r.id in wanted]
+    return f"suite '{name}'", rows
+
+
+def check_counts(args):
+    for flag, value, least in (("--warmup", args.warmup, 0), ("--repeat", args.repeat, 1),
+                               ("--check-batch", args.check_batch, 1)):
+        if value is not None and value < least:
+            raise UsageError(f"{flag} {value}: must be >= {least}")
+
+
+# --------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------
+def main(argv=None, engine=None):
+    """Entry point of ``gpuconv-bench`` and ``python -m gpuconv.bench``; returns the exit status.
+
+    ``engine`` (for tests and engine developers) replaces the active backend's engine in the timed
+    calls; the oracle stays the NumPy engine."""
+    try:
+        return _main(argv, engine)
+    except UsageError as e:
+        print(f"gpuconv-bench: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gpuconv-bench: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv, engine):
+    from .calls import RowError, validate
+    from .plot import PlotUnavailable, require
+
+    args = build_parser().parse_args(argv)
+    check_counts(args)
+    title, rows = select_rows(args)
+    backend = _select_backend(args.backend)
+    for row in rows:
+        try:
+            validate(row, args.data_format, args.dtype)
+        except RowError as e:
+            raise UsageError(flag_error(row, e) if row.id == "custom" else f"row {row.id}: {e}") from None
+    if args.list:
+        _print_rows(rows)
+        return 0
+    if args.plot:
+        try:
+            require()
+        except PlotUnavailable as e:
+            raise UsageError(str(e)) from None
+    return _run(args, title, rows, backend, engine)
+
+
+def _select_backend(name):
+    import gpuconv
+    from gpuconv import backend as _backend
+    from gpuconv.errors import DeviceUnavailableError
+
+    if name is None:
+        try:
+            name = _backend.requested_backend()
+        except ValueError as e:
+            raise UsageError(f"${_backend.ENV_VAR}: {e}") from None
+    try:
+        current = _backend.requested_backend()
+    except ValueError:  # a bad $GPUCONV_BACKEND, overridden by the flag
+        current = None
+    try:
+        if current != name:  # an 'auto' already resolved is not probed twice
+            gpuconv.set_backend(name)
+        active = gpuconv.get_backend()
+    except DeviceUnavailableError as e:
+        raise UsageError(f"--backend {name}: {e}") from None
+    gpuconv.set_backend(active)  # resolved once: the oracle's switches to NumPy never re-probe
+    return active
+
+
+def _print_rows(rows):
+    from .cost import flops
+
+    for r in rows:
+        print(f"{r.id:5} {r.op_text():10} {r.shape_text():42} {flops(r).total / 1e9:9.3f} GFLOP  {r.description}")
+
+
+def _comparison(device, threads, enabled):
+    if not enabled:
+        return None, "--no-compare"
+    from .torch_compare import TorchSubject, Unsupported
+
+    try:
+        return TorchSubject(device, threads), ""
+    except ImportError as e:
+        return None, f"PyTorch is not importable ({e})"
+    except Unsupported as e:
+        return None, str(e)
+
+
+def _ceilings(device, env, measure):
+    from . import ceilings
+
+    if device == "cpu":
+        return ceilings.measure_cpu(env["cpu"])
+    sheet = ceilings.datasheet(env["gpu"])
+    if sheet is not None and not measure:
+        return sheet
+    measured = ceilings.measure_gpu(env["gpu"])
+    if sheet is None:
+        import dataclasses
+
+        measured = dataclasses.replace(measured, source=measured.source + f" (no datasheet entry for {env['gpu']})")
+    return measured
+
+
+def _run(args, title, rows, backend, engine):
+    from . import environment, export, report
+    from .runner import Runner, Settings, summarize
+    from .subjects import GpuconvSubject
+
+    device = "cuda" if backend == "cuda" else "cpu"
+    warmup, repeat = DEFAULT_COUNTS[device]
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
+    settings = Settings(
+        dtype=args.dtype, data_format=args.data_format,
+        warmup=warmup if args.warmup is None else args.warmup,
+        repeat=repeat if args.repeat is None else args.repeat,
+        cuda_graph=args.cuda_graph, check_batch=args.check_batch, seed=seed,
+    )
+    threads = environment.cpu_threads()
+    comparison, comparison_error = _comparison(device, threads, not args.no_compare)
+    env = environment.collect(backend, comparison.version if comparison else None)
+    ceilings = _ceilings(device, env, args.measure_ceilings)
+    flusher = None
+    if device == "cuda":
+        from .timing import L2Flusher
+
+        flusher = L2Flusher()
+    runner = Runner(settings, GpuconvSubject(backend, engine), ceilings, comparison, comparison_error, flusher)
+
+    print(report.render_header(title, len(rows), settings, env, ceilings,
+                               comparison.label if comparison else "", comparison_error), flush=True)
+    progress = report.Progress(len(rows))
+    results = []
+    for i, row in enumerate(rows):
+        progress.update(i, f"{row.id} {row.op_text()} {row.shape_text()}")
+        results.append(runner.run(row))
+        if device == "cuda":
+            import cupy
+
+            cupy.get_default_memory_pool().free_all_blocks()
+    progress.update(len(rows), "done")
+    progress.close()
+
+    summary = summarize(results)
+    print()
+    print(report.render_table(results))
+    notes = report.render_notes(results)
+    if notes:
+        print()
+        print(notes)
+    print()
+    print(report.render_summary(summary), flush=True)
+
+    doc = export.document(results, env, settings, ceilings, summary)
+    if args.json:
+        export.write_json(args.json, doc)
+    if args.csv:
+        export.write_csv(args.csv, doc)
+    if args.plot:
+        from .plot import write_plot
+
+        write_plot(args.plot, results, f"gpuconv-bench {title}, {settings.dtype} {settings.data_format}, "
+                                       f"{env['gpu'] or env['cpu']}")
+    return 0 if summary["fail"] == 0 and summary["error"] == 0 else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

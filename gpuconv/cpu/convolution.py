@@ -1,0 +1,94 @@
+"""Forward (grouped, strided, dilated) convolution: im2col on a window view + one batched GEMM.
+
+Layouts are handled natively, so neither needs a transpose of the activations:
+- channels_last:  columns ``(G, N*P, K*Cg)`` (patch order ``(*k, Cg)``) @ ``(G, K*Cg, Fg)``, written
+  straight into the ``(N, *O, F)`` output viewed as ``(G, N*P, Fg)``;
+- channels_first: ``(G, Fg, Cg*K)`` @ columns ``(N, G, Cg*K, P)``, written into ``(N, F, *O)``
+  viewed as ``(N, G, Fg, P)`` (Caffe's im2col).
+``P`` = output positions, ``K`` = kernel taps. Padding is literal zeros, so NaN/Inf propagate
+exactly as IEEE arithmetic on the zero-padded input says (0 * Inf = NaN at padded taps too).
+Groups with one input channel each are a depthwise convolution and go to that (memory-bound) path.
+"""
+import math
+
+import numpy as np
+
+from . import memory
+from ._epilogue import channel_bias_shape, finish
+from ._windows import compute_dtype, padded, reshape_view, spatial_axes, windows
+from .depthwise import depthwise_accumulate
+
+
+def conv(x, kernel, bias, *, strides, padding, dilation, groups, channels_last, activation):
+    y = conv_accumulate(x, kernel, strides=strides, padding=padding, dilation=dilation, groups=groups,
+                        channels_last=channels_last)
+    return finish(y, bias, activation, x.dtype, channel_bias_shape(y.ndim, channels_last))
+
+
+def conv_accumulate(x, kernel, *, strides, padding, dilation, groups, channels_last):
+    """The convolution without epilogue, in the compute dtype (float32 for float16 input)."""
+    rank = kernel.ndim - 2
+    c_group, filters = kernel.shape[-2], kernel.shape[-1]
+    if groups > 1 and c_group == 1:
+        # Kernel (*k, 1, C*m) is exactly a depthwise kernel (*k, C, m): out channel c*m + j.
+        dk = kernel.reshape(kernel.shape[:rank] + (groups, filters // groups))
+        return depthwise_accumulate(x, dk, strides=strides, padding=padding, dilation=dilation,
+                                    channels_last=channels_last)
+    ctype = compute_dtype(x.dtype)
+    axes = spatial_axes(rank, channels_last)
+    xp = padded(x, padding, axes, ctype)
+    view = windows(xp, axes, kernel.shape[:rank], strides, dilation)  # (N, .., O.., .., k..)
+    w = kernel.astype(ctype, copy=False)
+    if channels_last:
+        return _conv_channels_last(view, w, rank, groups)
+    return _conv_channels_first(view, w, rank, groups)
+
+
+def _conv_channels_last(view, w, rank, groups):
+    n = view.shape[0]
+    out_sp = view.shape[1:rank + 1]
+    c_in = view.shape[rank + 1]
+    ksize = view.shape[rank + 2:]
+    taps = math.prod(ksize)
+    c_group, filters = w.shape[-2], w.shape[-1]
+    f_group = filters // groups
+    # (N, *O, C, *k) -> (G, N, *O, *k, Cg): the patch order (*k, Cg) of the kernel's reshape.
+    v = view.reshape((n,) + out_sp + (groups, c_group) + ksize)
+    v = v.transpose((rank + 1, 0) + tuple(range(1, rank + 1)) + tuple(range(rank + 3, 2 * rank + 3)) + (rank + 2,))
+    wk = w.reshape(taps, c_group, groups, f_group).transpose(2, 0, 1, 3).reshape(groups, taps * c_group, f_group)
+    out = np.empty((n,) + out_sp + (filters,), view.dtype)
+    row_positions = math.prod(out_sp[1:])
+    row_bytes = row_positions * taps * c_in * view.itemsize
+    scratch = memory.Scratch(view.dtype)
+    for bs, rs in memory.chunks(n, out_sp[0], row_bytes):
+        piece = v[:, bs, rs]
+        m = math.prod(piece.shape[1:rank + 2])
+        cols = scratch.gather(piece, (groups, m, taps * c_group))  # the im2col copy (none for 1x1)
+        target = reshape_view(out[bs, rs], (m, groups, f_group)).transpose(1, 0, 2)
+        np.matmul(cols, wk, out=target)
+    return out
+
+
+def _conv_channels_first(view, w, rank, groups):
+    n, c_in = view.shape[:2]
+    out_sp = view.shape[2:rank + 2]
+    ksize = view.shape[rank + 2:]
+    taps = math.prod(ksize)
+    c_group, filters = w.shape[-2], w.shape[-1]
+    f_group = filters // groups
+    # (N, C, *O, *k) -> (N, G, Cg, *k, *O): rows of the column matrix in (Cg, *k) order.
+    v = view.reshape((n, groups, c_group) + out_sp + ksize)
+    v = v.transpose((0, 1, 2) + tuple(range(rank + 3, 2 * rank + 3)) + tuple(range(3, rank + 3)))
+    wk = w.reshape(taps, c_group, groups, f_group).transpose(2, 3, 1, 0).reshape(groups, f_group, c_group * taps)
+    out = np.empty((n, filters) + out_sp, view.dtype)
+    row_positions = math.prod(out_sp[1:])
+    row_bytes = row_positions * taps * c_in * view.itemsize
+    scratch = memory.Scratch(view.dtype)
+    for bs, rs in memory.chunks(n, out_sp[0], row_bytes):
+        piece = v[(bs, slice(None), slice(None)) + (slice(None),) * rank + (rs,)]
+        nb = piece.shape[0]
+        p = math.prod(piece.shape[3 + rank:])
+        cols = scratch.gather(piece, (nb, groups, c_group * taps, p))
+        target = reshape_view(out[bs, :, rs], (nb, groups, f_group, p))
+        np.matmul(wk, cols, out=target)
+    return out

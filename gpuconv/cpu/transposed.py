@@ -1,0 +1,83 @@
+"""Transposed convolution: the adjoint of ``conv``, as one GEMM plus a per-tap strided gather.
+
+For every input position the GEMM computes all taps at once, ``cols[i, t] = W[t] @ x[i]``
+(``(*I, *k, F)`` per group); then, tap by tap, ``cols[:, t]`` is added into the output cells
+``o = i*s + t*d - crop`` with one strided-slice add, clipped to ``0 <= o < O``. That is Keras'
+rule: the full result has length ``(I-1)*s + k_eff``, ``y[o] = full[o + crop]`` where that index
+exists, else 0, then the bias. No inserted zeros, no Python loop over positions; cells no tap
+reaches stay 0.
+"""
+import math
+
+import numpy as np
+
+from . import memory
+from ._epilogue import channel_bias_shape, finish
+from ._windows import compute_dtype, spatial_axes, taps
+
+
+def conv_transpose(x, kernel, bias, *, strides, dilation, groups, out_spatial, crop, channels_last, activation):
+    rank = kernel.ndim - 2
+    ksize = kernel.shape[:rank]
+    n_taps = math.prod(ksize)
+    f_group, c_in = kernel.shape[-2:]
+    c_group = c_in // groups
+    filters = f_group * groups
+    ctype = compute_dtype(x.dtype)
+    n = x.shape[0]
+    in_sp = x.shape[1:rank + 1] if channels_last else x.shape[2:]
+    out_sp = tuple(out_spatial)
+    # kernel (*k, Fg, G*Cg) -> per-group GEMM operands
+    w = kernel.astype(ctype, copy=False).reshape(n_taps, f_group, groups, c_group)
+    if channels_last:
+        wk = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(groups, c_group, n_taps * f_group)
+        out = np.zeros((n,) + out_sp + (filters,), ctype)
+        # (N, *O, G, Fg) -> (G, N, *O, Fg): the per-group view every tap adds into
+        out_g = out.reshape((n,) + out_sp + (groups, f_group))
+        out_g = np.moveaxis(out_g, rank + 1, 0)
+        sp_out = tuple(range(2, rank + 2))
+    else:
+        wk = np.ascontiguousarray(w.transpose(2, 0, 1, 3)).reshape(groups, n_taps * f_group, c_group)
+        out = np.zeros((n, filters) + out_sp, ctype)
+        out_g = out.reshape((n, groups, f_group) + out_sp)
+        sp_out = tuple(range(3, rank + 3))
+    row_bytes = math.prod(in_sp[1:]) * n_taps * filters * np.dtype(ctype).itemsize
+    for bs, rs in memory.chunks(n, in_sp[0], row_bytes):
+        if channels_last:
+            xc = np.ascontiguousarray(x[bs, rs], dtype=ctype)
+            chunk_sp = xc.shape[1:rank + 1]
+            m = math.prod(xc.shape[:rank + 1])
+            cols = np.matmul(xc.reshape(m, groups, c_group).transpose(1, 0, 2), wk)  # (G, M, K*Fg)
+            cols = cols.reshape((groups, xc.shape[0]) + chunk_sp + tuple(ksize) + (f_group,))
+            target = out_g[:, bs]
+            tap_src = lambda t: cols[(slice(None),) * (rank + 2) + t]  # (G, nb, *I, Fg)
+        else:
+            xc = np.ascontiguousarray(x[bs, :, rs], dtype=ctype)
+            chunk_sp = xc.shape[2:]
+            nb = xc.shape[0]
+            cols = np.matmul(wk, xc.reshape(nb, groups, c_group, -1))  # (nb, G, K*Fg, P)
+            cols = cols.reshape((nb, groups) + tuple(ksize) + (f_group,) + chunk_sp)
+            target = out_g[bs]
+            tap_src = lambda t: cols[(slice(None),) * 2 + t]  # (nb, G, Fg, *I)
+        first_in = (rs.start,) + (0,) * (rank - 1)
+        for t in taps(ksize):
+            _add_tap(target, tap_src(t), sp_out, t, strides, dilation, crop, first_in)
+    return finish(out, bias, activation, x.dtype, channel_bias_shape(out.ndim, channels_last))
+
+
+def _add_tap(out, src, axes, tap, strides, dilation, crop, first_in):
+    """``out[.., i*s + t*d - crop, ..] += src[.., i - first_in, ..]`` for every input index ``i``
+    of the chunk whose target lies inside ``out`` (one strided slice per spatial axis)."""
+    out_idx = [slice(None)] * out.ndim
+    src_idx = [slice(None)] * src.ndim
+    for ax, t, s, d, c, lo in zip(axes, tap, strides, dilation, crop, first_in):
+        shift = t * d - c  # o = i*s + shift
+        hi = lo + src.shape[ax]
+        i0 = max(lo, -(shift // s))  # ceil(-shift / s): first i with o >= 0
+        i1 = min(hi, (out.shape[ax] - 1 - shift) // s + 1)  # one past the last i with o < O
+        if i0 >= i1:
+            return
+        o0 = i0 * s + shift
+        out_idx[ax] = slice(o0, o0 + (i1 - i0 - 1) * s + 1, s)
+        src_idx[ax] = slice(i0 - lo, i1 - lo)
+    out[tuple(out_idx)] += src[tuple(src_idx)]

@@ -1,0 +1,197 @@
+"""Depthwise convolution on the GPU (engine contract ``depthwise_conv``), kernels/depthwise.cu.
+
+Choice of kernel (:func:`plan_depthwise`, pure, unit-tested without CUDA):
+- ``depthwise_tile`` when (kernel, stride, dilation) is one of :data:`SPECIALISATIONS`, the
+  offsets fit 32-bit indices and a tile's input halo fits shared memory: compile-time geometry,
+  shared-memory halo, register tile (see the .cu);
+- ``depthwise_direct`` otherwise (run-time geometry): any other shape, huge dilation, 64-bit
+  offsets.
+The weights are handed over transposed to (*k, dm, C) so one multiplier's channels are
+contiguous (vector loads for any depth multiplier).
+"""
+import dataclasses
+
+import numpy as np
+
+from . import compiler
+from . import memory_bound as mb
+from .tensors import KERNEL_DTYPES
+
+FILE = "depthwise.cu"
+
+# (kernel, strides, dilation) in the 3-D view, one per bench shape: 2-D 3x3 s1/s2, 5x5 s1/s2,
+# 7x7 s1; 1-D k3 (d1 and the Conv-TasNet d64), k4 (Mamba causal: padding is run-time); 3-D 3x3x3.
+SPECIALISATIONS = (
+    ((1, 3, 3), (1, 1, 1), (1, 1, 1)),
+    ((1, 3, 3), (1, 2, 2), (1, 1, 1)),
+    ((1, 5, 5), (1, 1, 1), (1, 1, 1)),
+    ((1, 5, 5), (1, 2, 2), (1, 1, 1)),
+    ((1, 7, 7), (1, 1, 1), (1, 1, 1)),
+    ((1, 1, 3), (1, 1, 1), (1, 1, 1)),
+    ((1, 1, 3), (1, 1, 1), (1, 1, 64)),
+    ((1, 1, 4), (1, 1, 1), (1, 1, 1)),
+    ((3, 3, 3), (1, 1, 1), (1, 1, 1)),
+)
+
+# Output pixels per thread of the tile kernel (DwPixelsPerThread in the .cu).
+def pixels_per_thread(dtype):
+    return 2 if np.dtype(dtype) == np.float64 else 4
+
+
+def tile_name(dtype, vec, spec):
+    k, s, d = spec
+    args = [compiler.cuda_type(dtype), "int", str(vec)] + [str(v) for v in (*k, *s, *d)]
+    return f"gc::depthwise_tile<{', '.join(args)}>"
+
+
+def direct_name(dtype, width, vec):
+    return f"gc::depthwise_direct<{compiler.cuda_type(dtype)}, {compiler.index_ctype(width)}, {vec}>"
+
+
+def instantiations():
+    names = []
+    for dtype in KERNEL_DTYPES:
+        for vec in mb.vector_widths(dtype):
+            names += [tile_name(dtype, vec, spec) for spec in SPECIALISATIONS]
+            names += [direct_name(dtype, w, vec) for w in ("int32", "int64")]
+    return names
+
+
+compiler.register(FILE, instantiations())
+
+
+@dataclasses.dataclass(frozen=True)
+class Tile:
+    """An output tile (TD, TH, TW) x CV channel vectors, its block size and halo bytes."""
+    td: int
+    th: int
+    tw: int
+    cv: int
+    threads: int
+    smem: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    kernel: str  # 'tile' | 'direct'
+    name: str
+    vec: int
+    index: str
+    tile: Tile = None
+
+
+def _pow2_at_least(n, cap):
+    p = 1
+    while p < n and p < cap:
+        p *= 2
+    return p
+
+
+def halo_bytes(tile, k, s, d, vec, itemsize):
+    box = [(t - 1) * st + (kk - 1) * dd + 1 for t, kk, st, dd in zip((tile[0], tile[1], tile[2]), k, s, d)]
+    return box[0] * box[1] * box[2] * tile[3] * vec * itemsize
+
+
+def choose_tile(out3, channels, vec, channels_last, k, s, d, dtype, budget=mb.SMEM_BUDGET):
+    """The largest tile of the default shape whose halo fits ``budget``, or None.
+
+    channels_last: CV channel vectors per CTA (a divisor of the vector count where one exists)
+    and 32 threads per vector; channels_first: one channel plane, 256 threads along W."""
+    itemsize = np.dtype(dtype).itemsize
+    ppt = pixels_per_thread(dtype)
+    if channels_last:
+        nvec = channels // vec
+        cv = next((c for c in (8, 7, 6, 5, 4) if nvec % c == 0), min(nvec, 8))
+        lanes = 32
+    else:
+        cv, lanes = 1, mb.THREADS
+    threads = cv * lanes
+    target = lanes * ppt  # pixels in one pass of the register tile
+    od, oh, ow = out3
+    tw = _pow2_at_least(ow, target)
+    th = _pow2_at_least(oh, max(target // tw, 1))
+    td = _pow2_at_least(od, max(target // (tw * th), 1))
+    tile = [td, th, tw, cv]
+    while halo_bytes(tile, k, s, d, vec, itemsize) > budget:
+        # Shrink the largest spatial extent first, then the channel vectors.
+        i = max(range(3), key=lambda j: tile[j])
+        if tile[i] > 1:
+            tile[i] //= 2
+        elif tile[3] > 1:
+            tile[3] -= 1
+            threads = tile[3] * lanes
+        else:
+            return None
+    return Tile(tile[0], tile[1], tile[2], tile[3], threads, halo_bytes(tile, k, s, d, vec, itemsize))
+
+
+def plan_depthwise(x_shape, kernel_shape, dtype, strides, padding, dilation, channels_last, out_shape,
+                   pointers=(), index=None):
+    """Which kernel and instantiation runs a depthwise conv (no CUDA needed)."""
+    rank = len(kernel_shape) - 2
+    _, channels, _ = mb.view5(x_shape, channels_last)
+    _, _, out3 = mb.view5(out_shape, channels_last)
+    k, s, d = mb.as3d(kernel_shape[:rank], 1), mb.as3d(strides, 1), mb.as3d(dilation, 1)
+    vec = mb.vector_width(dtype, channels, channels_last, pointers)
+    width = index or mb.index_width(x_shape, out_shape, dtype=dtype)
+    if width == "int32" and (k, s, d) in SPECIALISATIONS:
+        tile = choose_tile(out3, channels, vec, channels_last, k, s, d, dtype)
+        if tile is not None:
+            n = int(x_shape[0])
+            tiles = n * np.prod([-(-o // t) for o, t in zip(out3, (tile.td, tile.th, tile.tw))]) \
+                * -(-channels // (tile.cv * vec))
+            if tiles < 2**31:
+                return Plan("tile", tile_name(dtype, vec, (k, s, d)), vec, width, tile)
+    return Plan("direct", direct_name(dtype, width, vec), vec, width)
+
+
+def depthwise_conv(x, kernel, bias, *, strides, padding, dilation, channels_last, activation):
+    """Engine contract: kernel (*k, C, dm), output channel c*dm + m, bias (C*dm,)."""
+    import cupy
+
+    rank = kernel.ndim - 2
+    dm = int(kernel.shape[-1])
+    n, channels, in3 = mb.view5(x.shape, channels_last)
+    out_spatial = mb.conv_out_spatial(in3[3 - rank:], kernel.shape[:rank], strides, padding, dilation)
+    out_shape = mb.make_shape(n, channels * dm, out_spatial, channels_last)
+    y = cupy.empty(out_shape, dtype=x.dtype)
+    # (*k, C, dm) -> (*k, dm, C): one multiplier's channels contiguous.
+    w = cupy.ascontiguousarray(cupy.swapaxes(kernel, -1, -2))
+    bias = None if bias is None else cupy.ascontiguousarray(bias)
+    ptrs = [mb.pointer(a) for a in (x, w, y) + ((bias,) if bias is not None else ())]
+    plan = plan_depthwise(x.shape, kernel.shape, x.dtype, strides, padding, dilation, channels_last, out_shape,
+                          pointers=ptrs, index=mb.index_width(x, y, w, dtype=x.dtype))
+    launch_depthwise(plan, x, w, bias, y, kernel.shape[:rank], strides, padding, dilation, channels_last, activation)
+    return y
+
+
+def launch_depthwise(plan, x, w, bias, y, ksize, strides, padding, dilation, channels_last, activation):
+    """Runs ``plan`` (``w`` already (*k, dm, C)); shared with the separable two-kernel path."""
+    from . import launch
+
+    n, channels, in3 = mb.view5(x.shape, channels_last)
+    _, _, out3 = mb.view5(y.shape, channels_last)
+    dm = int(w.shape[-2])
+    pads = mb.pads3d(padding)
+    act, needs_pass = mb.kernel_activation(activation, x.dtype)
+    kernel = compiler.get_function(FILE, plan.name)
+    i32 = mb.int32
+    geometry = [i32(v) for v in (*in3, *out3)]
+    if plan.kernel == "tile":
+        t = plan.tile
+        tiles = n * np.prod([-(-o // e) for o, e in zip(out3, (t.td, t.th, t.tw))]) * -(-channels // (t.cv * plan.vec))
+        args = (x, w, launch.optional_pointer(bias), y, i32(n), i32(channels), i32(dm), *geometry,
+                *[i32(p) for p in pads], i32(int(channels_last)), i32(act),
+                i32(t.td), i32(t.th), i32(t.tw), i32(t.cv))
+        grid = mb.persistent_grid(int(tiles), t.threads, blocks_per_sm=max(1, min(2048 // t.threads, 4)))
+        launch.launch(kernel, grid, (t.threads, 1, 1), args, shared_mem=t.smem)
+    else:
+        k3, s3, d3 = mb.as3d(ksize, 1), mb.as3d(strides, 1), mb.as3d(dilation, 1)
+        work = n * int(np.prod(out3)) * (channels // plan.vec)
+        args = (x, w, launch.optional_pointer(bias), y, launch.index_scalar(n, plan.index), i32(channels), i32(dm),
+                *geometry, *[i32(v) for v in (*k3, *s3, *d3)], *[i32(p) for p in pads],
+                i32(int(channels_last)), i32(act))
+        launch.launch(kernel, mb.persistent_grid(-(-work // mb.THREADS)), (mb.THREADS, 1, 1), args)
+    if needs_pass:
+        mb.activate_in_place(y, activation)
+    return y

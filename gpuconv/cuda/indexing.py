@@ -1,0 +1,57 @@
+"""Choosing the index width of a launch: 32-bit offsets where they cannot overflow, else 64-bit.
+
+``index_type(*arrays_or_shapes, itemsize=8) -> 'int32' | 'int64'``
+    'int64' as soon as any argument can reach a byte offset of 2**31 or more. An argument is an
+    array (anything with ``shape``, ``strides`` and ``itemsize``: NumPy or CuPy, views included)
+    or a plain shape tuple, taken as a C-contiguous array of ``itemsize``-byte elements.
+
+The measure is CuPy's: the byte span ``itemsize + sum((n - 1) * |stride|)`` of each array, so
+negative strides count by magnitude and an empty array spans nothing. Byte (not element) offsets
+keep a margin: every element index, and every intermediate product a kernel forms from sizes of
+these arrays (``(n*C + c)*H*W + p``), is then below 2**31 too. No memory is touched, so tests can
+ask about terabyte views built with ``numpy.lib.stride_tricks.as_strided``.
+"""
+import numpy as np
+
+INT32_LIMIT = 2**31
+
+
+def byte_span(shape, strides, itemsize):
+    """Bytes from the lowest to one past the highest element an array can address."""
+    shape = tuple(int(n) for n in shape)
+    if any(n == 0 for n in shape):
+        return 0
+    return int(itemsize) + sum((n - 1) * abs(int(s)) for n, s in zip(shape, strides))
+
+
+def contiguous_strides(shape, itemsize):
+    strides, step = [], int(itemsize)
+    for n in reversed(tuple(shape)):
+        strides.append(step)
+        step *= max(int(n), 1)
+    return tuple(reversed(strides))
+
+
+def _span_of(obj, itemsize):
+    if hasattr(obj, "shape") and hasattr(obj, "strides") and hasattr(obj, "itemsize"):
+        return byte_span(obj.shape, obj.strides, obj.itemsize)
+    try:
+        shape = tuple(int(n) for n in obj)
+    except TypeError:
+        raise TypeError(f"index_type expects arrays or shape tuples; received {type(obj).__name__}: {obj!r}") from None
+    if any(n < 0 for n in shape):
+        raise ValueError(f"index_type: negative dimension in shape {shape}")
+    return byte_span(shape, contiguous_strides(shape, itemsize), itemsize)
+
+
+def index_type(*arrays_or_shapes, itemsize=8):
+    """'int32' if every byte span is below 2**31, else 'int64'."""
+    if not arrays_or_shapes:
+        raise TypeError("index_type needs at least one array or shape")
+    span = max(_span_of(a, itemsize) for a in arrays_or_shapes)
+    return "int64" if span >= INT32_LIMIT else "int32"
+
+
+def numpy_index_dtype(width):
+    """np.int32 / np.int64 for 'int32' / 'int64'."""
+    return {"int32": np.int32, "int64": np.int64}[width]

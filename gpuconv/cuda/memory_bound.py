@@ -1,0 +1,122 @@
+"""Host-side helpers shared by the memory-bound op modules (depthwise, separable, pooling,
+upsample, locally connected): the 5-D view, the channel-vector width, the activation hand-off,
+grid sizing for persistent kernels, and the float64 activation pass of ``kernels/activation.cu``.
+
+Pure functions (no CUDA needed) are unit-tested in tests/test_cuda_memory_bound_dispatch.py.
+"""
+import numpy as np
+
+from .. import geometry as g
+from . import compiler
+from .epilogue import activation_code
+from .indexing import index_type
+
+VECTOR_BYTES = 16  # one 128-bit load/store
+THREADS = 256  # block size of every memory-bound kernel (their __launch_bounds__)
+SMEM_BUDGET = 48 * 1024  # static per-block limit: no opt-in attribute needed on any device
+ACTIVATION_FILE = "activation.cu"
+
+compiler.register(ACTIVATION_FILE, [f"gc::activate_in_place<double, {compiler.index_ctype(w)}>"
+                                    for w in ("int32", "int64")])
+
+
+def view5(shape, channels_last):
+    """``(N, C, (D, H, W))`` of an (N, *spatial, C) / (N, C, *spatial) shape; missing leading
+    spatial dims are 1 (the kernels are rank-uniform 3-D)."""
+    shape = tuple(int(s) for s in shape)
+    spatial = shape[1:-1] if channels_last else shape[2:]
+    channels = shape[-1] if channels_last else shape[1]
+    return shape[0], channels, as3d(spatial, 1)
+
+
+def as3d(values, fill):
+    values = tuple(int(v) for v in values)
+    if not 1 <= len(values) <= 3:
+        raise ValueError(f"memory-bound kernels handle 1 to 3 spatial dims; received {values}")
+    return (fill,) * (3 - len(values)) + values
+
+
+def pads3d(padding):
+    """The ``before`` padding of each dim, padded in front to 3 dims. Only ``before`` reaches a
+    kernel: the output extent (from geometry.py) bounds the window, the ``after`` cells are the
+    zeros beyond the input's end."""
+    return as3d([int(p[0]) for p in padding], 0)
+
+
+def conv_out_spatial(spatial, kernel_size, strides, padding, dilation):
+    """Output extents of a window op with explicit ``(before, after)`` padding pairs."""
+    return tuple(
+        (int(n) + int(p[0]) + int(p[1]) - g.effective_kernel(int(k), int(d))) // int(st) + 1
+        for n, k, st, p, d in zip(spatial, kernel_size, strides, padding, dilation)
+    )
+
+
+def make_shape(n, channels, spatial, channels_last):
+    return (n, *spatial, channels) if channels_last else (n, channels, *spatial)
+
+
+def full_vector_width(dtype):
+    """Elements of ``dtype`` in one 16-byte vector (float32: 4, float16: 8, float64: 2)."""
+    return VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def vector_width(dtype, channels, channels_last, pointers=()):
+    """V for a launch: the full 16-byte width when the tensor is channels_last, the channel count
+    is a multiple of it and every base pointer is 16-byte aligned; else 1 (scalar accesses).
+    channels_first vectorises nothing along channels (its kernels coalesce along W instead)."""
+    if not channels_last:
+        return 1
+    v = full_vector_width(dtype)
+    if channels % v or any(int(p) % VECTOR_BYTES for p in pointers):
+        return 1
+    return v
+
+
+def vector_widths(dtype):
+    """The V values instantiated for ``dtype``: scalar and full-vector."""
+    return (1, full_vector_width(dtype))
+
+
+def index_width(*arrays_or_shapes, dtype):
+    return index_type(*arrays_or_shapes, itemsize=np.dtype(dtype).itemsize)
+
+
+def kernel_activation(activation, dtype):
+    """``(code handed to the kernel, whether the float64 in-place pass must follow)``.
+
+    float64 kernels contain no activation code (memory_bound.cuh explains why) and always leave
+    it to :func:`activate_in_place`; float16/float32 kernels fuse it."""
+    code = activation_code(activation)
+    return code, bool(code) and np.dtype(dtype) == np.float64
+
+
+def persistent_grid(work_items, threads=THREADS, limits=None, blocks_per_sm=None):
+    """Blocks for a grid-stride / persistent kernel: at most enough to fill the device a few
+    times over, at least one, never more than there is work."""
+    from . import launch
+
+    lim = limits if limits is not None else launch.device_limits()
+    per_sm = blocks_per_sm if blocks_per_sm is not None else max(1, 2048 // int(threads))
+    return (max(1, min(int(work_items), lim.sm_count * per_sm, lim.max_grid[0])), 1, 1)
+
+
+def pointer(a):
+    return int(a.data.ptr)
+
+
+def int32(value):
+    from . import launch
+
+    return launch.int32_scalar(value)
+
+
+def activate_in_place(y, activation):
+    """The float64 activation pass (kernels/activation.cu) over the whole output."""
+    from . import launch
+
+    code = activation_code(activation)
+    width = index_width(y, dtype=y.dtype)
+    kernel = compiler.get_function(ACTIVATION_FILE, f"gc::activate_in_place<double, {compiler.index_ctype(width)}>")
+    grid = launch.grid_1d(y.size, THREADS, max_blocks=launch.device_limits().sm_count * 8)
+    launch.launch(kernel, grid, (THREADS, 1, 1), (y, launch.index_scalar(y.size, width), int32(code)))
+    return y

@@ -1,0 +1,57 @@
+"""Max and average pooling on the GPU (engine contract ``pool``), kernels/pooling.cu.
+
+One kernel per (dtype, index width, vector width, mode); run-time window geometry. See the .cu
+for the semantics (padded cells ignored by max, not counted by average; NaN propagates in max).
+"""
+import numpy as np
+
+from . import compiler
+from . import memory_bound as mb
+from .tensors import KERNEL_DTYPES
+
+FILE = "pooling.cu"
+MODES = {"max": 0, "average": 1}
+
+
+def kernel_name(dtype, width, vec, mode):
+    return f"gc::pool<{compiler.cuda_type(dtype)}, {compiler.index_ctype(width)}, {vec}, {MODES[mode]}>"
+
+
+def instantiations():
+    return [kernel_name(dt, w, v, m) for dt in KERNEL_DTYPES for w in ("int32", "int64")
+            for v in mb.vector_widths(dt) for m in MODES]
+
+
+compiler.register(FILE, instantiations())
+
+
+def plan_pool(x_shape, out_shape, dtype, mode, channels_last, pointers=(), index=None):
+    """(instantiation name, vector width, index width); no CUDA needed."""
+    if mode not in MODES:
+        raise ValueError(f"Invalid value for argument `mode`. Expected one of {tuple(MODES)}. Received: mode={mode!r}")
+    _, channels, _ = mb.view5(x_shape, channels_last)
+    vec = mb.vector_width(dtype, channels, channels_last, pointers)
+    width = index or mb.index_width(x_shape, out_shape, dtype=dtype)
+    return kernel_name(dtype, width, vec, mode), vec, width
+
+
+def pool(x, *, mode, pool_size, strides, padding, channels_last):
+    import cupy
+
+    from . import launch
+
+    n, channels, in3 = mb.view5(x.shape, channels_last)
+    rank = len(pool_size)
+    out_spatial = mb.conv_out_spatial(in3[3 - rank:], pool_size, strides, padding, (1,) * rank)
+    y = cupy.empty(mb.make_shape(n, channels, out_spatial, channels_last), dtype=x.dtype)
+    name, vec, width = plan_pool(x.shape, y.shape, x.dtype, mode, channels_last,
+                                 pointers=(mb.pointer(x), mb.pointer(y)), index=mb.index_width(x, y, dtype=x.dtype))
+    _, _, out3 = mb.view5(y.shape, channels_last)
+    i32 = mb.int32
+    args = (x, y, launch.index_scalar(n, width), i32(channels), *[i32(v) for v in (*in3, *out3)],
+            *[i32(v) for v in (*mb.as3d(pool_size, 1), *mb.as3d(strides, 1), *mb.pads3d(padding))],
+            i32(int(channels_last)))
+    work = n * int(np.prod(out3)) * (channels // vec)
+    launch.launch(compiler.get_function(FILE, name), mb.persistent_grid(-(-work // mb.THREADS)),
+                  (mb.THREADS, 1, 1), args)
+    return y

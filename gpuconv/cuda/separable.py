@@ -1,0 +1,115 @@
+"""Separable convolution on the GPU (engine contract ``separable_conv``), kernels/separable.cu.
+
+:func:`plan_separable` (pure, unit-tested without CUDA) makes the fused-or-not choice explicit:
+- ``'fused'``: ``separable_fused`` keeps the depthwise result of a run of P output pixels x all
+  M = C*dm mid channels in shared memory and runs the pointwise GEMM from there: the
+  intermediate never reaches global memory. Needs P*M accumulators in the shared-memory budget
+  with P >= 8 (so M <= 1536 in float32/float16, 768 in float64).
+- ``'two_kernel'``: beyond that, depthwise.cu writes the intermediate (in the input dtype) and
+  ``pointwise_conv`` reads it back in chunks of KC mid channels.
+"""
+import dataclasses
+
+import numpy as np
+
+from . import compiler
+from . import memory_bound as mb
+from .tensors import KERNEL_DTYPES
+
+FILE = "separable.cu"
+PW_PIXELS = 8  # PW_PIXELS in the .cu
+
+
+def fused_name(dtype, width):
+    return f"gc::separable_fused<{compiler.cuda_type(dtype)}, {compiler.index_ctype(width)}>"
+
+
+def pointwise_name(dtype, width):
+    return f"gc::pointwise_conv<{compiler.cuda_type(dtype)}, {compiler.index_ctype(width)}>"
+
+
+def instantiations():
+    return [f(dt, w) for dt in KERNEL_DTYPES for w in ("int32", "int64") for f in (fused_name, pointwise_name)]
+
+
+compiler.register(FILE, instantiations())
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    kind: str  # 'fused' | 'two_kernel'
+    fch: int  # output channels per pass (threads per pixel group)
+    pixels: int  # P, output pixels per CTA
+    kc: int  # mid channels per shared-memory chunk (M when fused)
+    smem: int
+
+
+def _filters_chunk(filters):
+    """Threads along F: a power of two from 32 (a warp shares its pixels: smem broadcasts) to 256."""
+    f = 32
+    while f < filters and f < mb.THREADS:
+        f *= 2
+    return f
+
+
+def plan_separable(channels, depth_multiplier, filters, dtype, budget=mb.SMEM_BUDGET):
+    acc = 8 if np.dtype(dtype) == np.float64 else 4
+    mid = int(channels) * int(depth_multiplier)
+    for fch in sorted({_filters_chunk(filters), mb.THREADS}):  # wide F chunks mean fewer pixels
+        pixels = mb.THREADS // fch * PW_PIXELS
+        if pixels * mid * acc <= budget:
+            return Plan("fused", fch, pixels, mid, pixels * mid * acc)
+    fch = _filters_chunk(filters)
+    pixels = mb.THREADS // fch * PW_PIXELS
+    kc = max(1, min(mid, budget // (pixels * acc)))
+    return Plan("two_kernel", fch, pixels, kc, pixels * kc * acc)
+
+
+def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padding, dilation, channels_last,
+                   activation):
+    import cupy
+
+    from . import depthwise
+    from . import launch
+
+    rank = depthwise_kernel.ndim - 2
+    dm = int(depthwise_kernel.shape[-1])
+    filters = int(pointwise_kernel.shape[-1])
+    n, channels, in3 = mb.view5(x.shape, channels_last)
+    ksize = depthwise_kernel.shape[:rank]
+    out_spatial = mb.conv_out_spatial(in3[3 - rank:], ksize, strides, padding, dilation)
+    y = cupy.empty(mb.make_shape(n, filters, out_spatial, channels_last), dtype=x.dtype)
+    mid = channels * dm
+    pw = cupy.ascontiguousarray(pointwise_kernel.reshape(mid, filters))
+    bias = None if bias is None else cupy.ascontiguousarray(bias)
+    plan = plan_separable(channels, dm, filters, x.dtype)
+    _, _, out3 = mb.view5(y.shape, channels_last)
+    pixels_total = n * int(np.prod(out3))
+    act, needs_pass = mb.kernel_activation(activation, x.dtype)
+    i32 = mb.int32
+    grid = mb.persistent_grid(-(-pixels_total // plan.pixels), blocks_per_sm=max(1, min(8, 200_000 // max(plan.smem, 1))))
+    if plan.kind == "fused":
+        width = mb.index_width(x, y, dtype=x.dtype)
+        args = (x, cupy.ascontiguousarray(depthwise_kernel), pw, launch.optional_pointer(bias), y,
+                i32(n), i32(channels), i32(dm), i32(filters), *[i32(v) for v in (*in3, *out3)],
+                *[i32(v) for v in (*mb.as3d(ksize, 1), *mb.as3d(strides, 1), *mb.as3d(dilation, 1))],
+                *[i32(p) for p in mb.pads3d(padding)], i32(int(channels_last)), i32(act), i32(plan.fch))
+        launch.launch(compiler.get_function(FILE, fused_name(x.dtype, width)), grid, (mb.THREADS, 1, 1), args,
+                      shared_mem=plan.smem)
+    else:
+        mid_y = cupy.empty(mb.make_shape(n, mid, out_spatial, channels_last), dtype=x.dtype)
+        w = cupy.ascontiguousarray(cupy.swapaxes(depthwise_kernel, -1, -2))
+        ptrs = [mb.pointer(a) for a in (x, w, mid_y)]
+        dplan = depthwise.plan_depthwise(x.shape, depthwise_kernel.shape, x.dtype, strides, padding, dilation,
+                                         channels_last, mid_y.shape, pointers=ptrs,
+                                         index=mb.index_width(x, mid_y, w, dtype=x.dtype))
+        depthwise.launch_depthwise(dplan, x, w, None, mid_y, ksize, strides, padding, dilation, channels_last, None)
+        width = mb.index_width(mid_y, y, dtype=x.dtype)
+        args = (mid_y, pw, launch.optional_pointer(bias), y, launch.index_scalar(pixels_total, width),
+                launch.index_scalar(int(np.prod(out3)), width), i32(mid), i32(filters), i32(int(channels_last)),
+                i32(act), i32(plan.fch), i32(plan.kc))
+        launch.launch(compiler.get_function(FILE, pointwise_name(x.dtype, width)), grid, (mb.THREADS, 1, 1), args,
+                      shared_mem=plan.smem)
+    if needs_pass:
+        mb.activate_in_place(y, activation)
+    return y

@@ -1,0 +1,66 @@
+"""Array and geometry helpers shared by the CUDA op modules.
+
+``contiguous(a)``             a C-contiguous CuPy array on the current device (None passes through);
+                              views with gaps, negative or zero strides are copied, never handed
+                              to a kernel (robustness items 16-19).
+``spatial_of(shape, channels_last)``, ``channels_of(shape, channels_last)``
+``as3d(values, fill)``        rank-1/2 tuples padded in front to 3 dims (kernels are 3-D; unused
+                              leading dims have size 1, stride 1, dilation 1, padding 0).
+``KERNEL_DTYPES``             the dtypes every kernel family is instantiated for.
+``name_expression(template, dtype, channels_last, index_width, *extra)``
+                              ``'gc::conv_direct<float, 0, int, 1>'``: the C++ name of one
+                              instantiation; layout 0 = channels_last, 1 = channels_first
+                              (gc::Layout), index 'int32' -> int, 'int64' -> long long.
+``output_array(shape, dtype)`` an uninitialised CuPy output.
+"""
+import numpy as np
+
+from . import compiler
+
+KERNEL_DTYPES = (np.dtype("float32"), np.dtype("float16"), np.dtype("float64"))
+INDEX_WIDTHS = ("int32", "int64")
+LAYOUT_CHANNELS_LAST = 0
+LAYOUT_CHANNELS_FIRST = 1
+
+
+def contiguous(a):
+    if a is None:
+        return None
+    import cupy
+
+    if isinstance(a, cupy.ndarray) and a.flags.c_contiguous:
+        return a
+    if isinstance(a, cupy.ndarray):
+        return cupy.ascontiguousarray(a)
+    return cupy.asarray(np.ascontiguousarray(a))
+
+
+def layout_code(channels_last):
+    return LAYOUT_CHANNELS_LAST if channels_last else LAYOUT_CHANNELS_FIRST
+
+
+def spatial_of(shape, channels_last):
+    return tuple(shape[1:-1]) if channels_last else tuple(shape[2:])
+
+
+def channels_of(shape, channels_last):
+    return shape[-1] if channels_last else shape[1]
+
+
+def as3d(values, fill):
+    values = tuple(int(v) for v in values)
+    if len(values) > 3:
+        raise ValueError(f"kernels handle at most 3 spatial dims; received {values}")
+    return (fill,) * (3 - len(values)) + values
+
+
+def name_expression(template, dtype, channels_last, index_width, *extra):
+    parts = [compiler.cuda_type(dtype), str(layout_code(channels_last)), compiler.index_ctype(index_width)]
+    parts += [str(int(e)) for e in extra]
+    return f"{template}<{', '.join(parts)}>"
+
+
+def output_array(shape, dtype):
+    import cupy
+
+    return cupy.empty(tuple(int(s) for s in shape), dtype=dtype)

@@ -1,0 +1,58 @@
+"""UpSampling on the GPU (engine contract ``upsample``), kernels/upsample.cu: nearest (1-D/2-D/
+3-D), bilinear (2-D) and trilinear (3-D), half-pixel centres with edge clamping."""
+import numpy as np
+
+from . import compiler
+from . import memory_bound as mb
+from .tensors import KERNEL_DTYPES
+
+FILE = "upsample.cu"
+MODES = {"nearest": 0, "bilinear": 2, "trilinear": 3}
+
+
+def kernel_name(dtype, width, vec, interpolation):
+    return f"gc::upsample<{compiler.cuda_type(dtype)}, {compiler.index_ctype(width)}, {vec}, {MODES[interpolation]}>"
+
+
+def instantiations():
+    return [kernel_name(dt, w, v, m) for dt in KERNEL_DTYPES for w in ("int32", "int64")
+            for v in mb.vector_widths(dt) for m in MODES]
+
+
+compiler.register(FILE, instantiations())
+
+
+def plan_upsample(x_shape, size, interpolation, dtype, channels_last, pointers=(), index=None):
+    """(instantiation name, vector width, index width, output shape); no CUDA needed."""
+    rank = len(size)
+    allowed = {1: ("nearest",), 2: ("nearest", "bilinear"), 3: ("nearest", "trilinear")}[rank]
+    if interpolation not in allowed:
+        raise ValueError(
+            f"Invalid value for argument `interpolation`. Expected of one {allowed}. Received: interpolation={interpolation}"
+        )
+    n, channels, in3 = mb.view5(x_shape, channels_last)
+    out_spatial = tuple(int(L) * int(s) for L, s in zip(in3[3 - rank:], size))
+    out_shape = mb.make_shape(n, channels, out_spatial, channels_last)
+    vec = mb.vector_width(dtype, channels, channels_last, pointers)
+    width = index or mb.index_width(x_shape, out_shape, dtype=dtype)
+    return kernel_name(dtype, width, vec, interpolation), vec, width, out_shape
+
+
+def upsample(x, *, size, interpolation, channels_last):
+    import cupy
+
+    from . import launch
+
+    name, _, _, out_shape = plan_upsample(x.shape, size, interpolation, x.dtype, channels_last)
+    y = cupy.empty(out_shape, dtype=x.dtype)
+    name, vec, width, _ = plan_upsample(x.shape, size, interpolation, x.dtype, channels_last,
+                                        pointers=(mb.pointer(x), mb.pointer(y)),
+                                        index=mb.index_width(x, y, dtype=x.dtype))
+    n, channels, in3 = mb.view5(x.shape, channels_last)
+    i32 = mb.int32
+    args = (x, y, launch.index_scalar(n, width), i32(channels), *[i32(v) for v in in3],
+            *[i32(v) for v in mb.as3d(size, 1)], i32(int(channels_last)))
+    work = int(np.prod(out_shape)) // channels * (channels // vec)
+    launch.launch(compiler.get_function(FILE, name), mb.persistent_grid(-(-work // mb.THREADS)),
+                  (mb.THREADS, 1, 1), args)
+    return y

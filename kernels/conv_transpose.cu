@@ -1,0 +1,259 @@
+// conv_transpose.cu: grouped, strided, dilated N-d transposed convolution, rank-generic.
+//
+// Definition (the adjoint of conv_direct, Keras' output length and crop):
+//   full[i*s + t*d] += w[t, f, c] * x[i, c]  (per group), full length (I-1)*s + (k-1)*d + 1,
+//   y[o] = act(bias + full[o + crop]), 0 + bias where o + crop lies outside `full`.
+//
+// Gather form, decomposed by stride phase. Output o receives tap t exactly when
+// (o + crop - t*d) % s == 0, from input i = (o + crop - t*d) / s. Outputs with the same phase
+// r = (o + crop) % s share one tap set: the t with t*d = r (mod s), an arithmetic progression
+// t0 + u*(s / gcd(s, d)). So a CTA works on outputs of one phase (grid z), runs a dense implicit
+// GEMM over exactly those taps (no multiply by an inserted zero, no atomics, no scatter), and
+// i = q - e(t) with q = (o + crop - r) / s per output and e(t) = (t*d - r) / s per tap.
+// Outputs no tap reaches (or beyond `full`) see an empty reduction and get bias + activation.
+//
+// Template parameters as conv_direct.cu: T, LAYOUT, Index, SHAPE; the activation is run time.
+#include "common.cuh"
+#include "tile_fma.cuh"
+
+namespace gc {
+
+// One spatial dimension of one phase.
+template <typename Index>
+struct PhaseDim {
+    Index ofirst;  // first output index of the phase
+    Index q0;      // (ofirst + crop - r) / s
+    Index count;   // outputs of the phase
+    Index t0;      // first tap of the phase
+    Index step;    // tap step s / gcd(s, d)
+    Index ntaps;   // taps of the phase
+    Index r;       // the phase itself
+};
+
+template <typename Index>
+__device__ __forceinline__ Index gcd_of(Index a, Index b) {
+    while (b != 0) {
+        const Index t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+template <typename Index>
+__device__ __forceinline__ PhaseDim<Index> phase_dim(Index r, Index s, Index dil, Index k, Index crop, Index O) {
+    PhaseDim<Index> p;
+    p.r = r;
+    p.ofirst = floor_mod<Index>(r - crop, s);
+    p.count = O > p.ofirst ? ceil_div<Index>(O - p.ofirst, s) : Index(0);
+    p.q0 = (p.ofirst + crop - r) / s;
+    p.step = s / gcd_of<Index>(s, dil);
+    p.t0 = -1;
+    for (Index t = 0; t < p.step && t < k; ++t) {
+        if ((t * dil) % s == r) {
+            p.t0 = t;
+            break;
+        }
+    }
+    p.ntaps = p.t0 < 0 ? Index(0) : ceil_div<Index>(k - p.t0, p.step);
+    return p;
+}
+
+template <typename Index>
+struct TPixelRec {
+    Index base;     // offset of (n, 0, 0, 0, channel 0) in x; -1 marks a row past the phase's last pixel
+    Index d, h, w;  // q per dim: the input index is q - e(t)
+};
+
+template <typename T, int LAYOUT, typename Index, class Tile>
+struct TransposeLoader {
+    typedef typename Traits<T>::acc_t Acc;
+    static constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, NT = Tile::THREADS;
+    static constexpr int A_LOADS = BM * BK / NT;
+    static constexpr int B_LOADS = BN * BK / NT;
+
+    const T* __restrict__ x;
+    const T* __restrict__ w;
+    const TPixelRec<Index>* pix;
+    Index C, Cg, Fg, cin0, f0, fcount;
+    Index D, H, W, DHW;
+    Index KH, KW, SD, SH, SW, DD, DH, DW;
+    PhaseDim<Index> pd, ph, pw;
+    Index n_cchunks;
+    int tid;
+    Acc ra[A_LOADS];
+    Acc rb[B_LOADS];
+
+    __device__ __forceinline__ void a_coord(int r, int& kk, int& m) const {
+        if (LAYOUT == CHANNELS_LAST) {
+            kk = tid % BK;
+            m = tid / BK + r * (NT / BK);
+        } else {
+            m = tid % BM;
+            kk = tid / BM + r * (NT / BM);
+        }
+    }
+
+    // Weights are (t, f, c): coalesced along c, so channel-fastest.
+    __device__ __forceinline__ void b_coord(int r, int& kk, int& bn) const {
+        kk = tid % BK;
+        bn = tid / BK + r * (NT / BK);
+    }
+
+    __device__ __forceinline__ void fetch(int q) {
+        const Index u = Index(q) / n_cchunks;
+        const Index c0 = (Index(q) - u * n_cchunks) * BK;
+        const Index uw = u % pw.ntaps;
+        const Index u2 = u / pw.ntaps;
+        const Index uh = u2 % ph.ntaps;
+        const Index ud = u2 / ph.ntaps;
+        const Index td = pd.t0 + ud * pd.step, th = ph.t0 + uh * ph.step, tw = pw.t0 + uw * pw.step;
+        const Index ed = (td * DD - pd.r) / SD, eh = (th * DH - ph.r) / SH, ew = (tw * DW - pw.r) / SW;
+        const Index t = (td * KH + th) * KW + tw;
+#pragma unroll
+        for (int r = 0; r < A_LOADS; ++r) {
+            int kk, m;
+            a_coord(r, kk, m);
+            const Index c = c0 + kk;
+            const TPixelRec<Index> p = pix[m];
+            const Index id = p.d - ed, ih = p.h - eh, iw = p.w - ew;
+            Acc v = Acc(0);
+            if (p.base >= 0 && c < Cg && id >= 0 && id < D && ih >= 0 && ih < H && iw >= 0 && iw < W) {
+                const Index sp = (id * H + ih) * W + iw;
+                const Index off = LAYOUT == CHANNELS_LAST ? p.base + sp * C + cin0 + c : p.base + (cin0 + c) * DHW + sp;
+                v = load_acc(x + off);
+            }
+            ra[r] = v;
+        }
+#pragma unroll
+        for (int r = 0; r < B_LOADS; ++r) {
+            int kk, bn;
+            b_coord(r, kk, bn);
+            const Index c = c0 + kk;
+            Acc v = Acc(0);
+            if (c < Cg && bn < fcount) v = load_acc(w + (t * Fg + f0 + bn) * C + cin0 + c);
+            rb[r] = v;
+        }
+    }
+
+    __device__ __forceinline__ void stash(Acc* As, Acc* Bs) const {
+#pragma unroll
+        for (int r = 0; r < A_LOADS; ++r) {
+            int kk, m;
+            a_coord(r, kk, m);
+            As[kk * Tile::LDA + m] = ra[r];
+        }
+#pragma unroll
+        for (int r = 0; r < B_LOADS; ++r) {
+            int kk, bn;
+            b_coord(r, kk, bn);
+            Bs[kk * Tile::LDB + bn] = rb[r];
+        }
+    }
+};
+
+template <typename T, int LAYOUT, typename Index, int SHAPE>
+__global__ void __launch_bounds__(256, MinBlocks<T, Index>::value)
+conv_transpose(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y,
+               Index N, Index C, Index F, Index groups,
+               Index D, Index H, Index W, Index OD, Index OH, Index OW,
+               Index KD, Index KH, Index KW,
+               Index SD, Index SH, Index SW, Index DD, Index DH, Index DW,
+               Index CD, Index CH, Index CW, int act) {
+    typedef typename Traits<T>::acc_t Acc;
+    typedef typename TileOf<Acc, SHAPE>::type Tile;
+    static_assert(Tile::THREADS == 256, "launch bounds assume 256 threads");
+    constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, TM = Tile::TM, TN = Tile::TN;
+
+    __shared__ typename Tile::Shared sm;
+    __shared__ TPixelRec<Index> pix[BM];
+
+    const int tid = threadIdx.x;
+    const Index Cg = C / groups, Fg = F / groups;
+    const Index DHW = D * H * W, OP = OD * OH * OW;
+    const Index n_cchunks = ceil_div<Index>(Cg, BK);
+    const Index f_tiles = ceil_div<Index>(Fg, BN);
+    const Index col_tiles = groups * f_tiles;
+    const Index phases = SD * SH * SW;
+    // Pixel tiles of the largest phase; smaller phases leave their trailing CTAs idle.
+    const Index m_tiles = ceil_div<Index>(N * ceil_div<Index>(OD, SD) * ceil_div<Index>(OH, SH) * ceil_div<Index>(OW, SW), BM);
+
+    int tm, tn;
+    tile_coords<Tile, LAYOUT == CHANNELS_FIRST>(tid, tm, tn);
+
+    for (Index bz = blockIdx.z; bz < phases; bz += gridDim.z) {
+        const Index rw = bz % SW;
+        const Index rh = (bz / SW) % SH;
+        const Index rd = bz / (SW * SH);
+        const PhaseDim<Index> pd = phase_dim<Index>(rd, SD, DD, KD, CD, OD);
+        const PhaseDim<Index> ph = phase_dim<Index>(rh, SH, DH, KH, CH, OH);
+        const PhaseDim<Index> pw = phase_dim<Index>(rw, SW, DW, KW, CW, OW);
+        const Index Pph = pd.count * ph.count * pw.count;
+        const Index M = N * Pph;
+        const int nq = int(pd.ntaps * ph.ntaps * pw.ntaps * n_cchunks);
+        for (Index by = blockIdx.y; by < col_tiles; by += gridDim.y) {
+            const Index g = by / f_tiles;
+            const Index f0 = (by - g * f_tiles) * BN;
+            for (Index bx = blockIdx.x; bx < m_tiles; bx += gridDim.x) {
+                const Index m0 = bx * BM;
+                if (m0 >= M) break;  // uniform across the CTA: no barrier is skipped by part of it
+                for (int i = tid; i < BM; i += Tile::THREADS) {
+                    const Index m = m0 + i;
+                    TPixelRec<Index> p;
+                    if (m < M) {
+                        Index r = m;
+                        const Index jw = r % pw.count; r /= pw.count;
+                        const Index jh = r % ph.count; r /= ph.count;
+                        const Index jd = r % pd.count;
+                        const Index n = r / pd.count;
+                        p.base = n * DHW * C;
+                        p.d = pd.q0 + jd;
+                        p.h = ph.q0 + jh;
+                        p.w = pw.q0 + jw;
+                    } else {
+                        p.base = -1;
+                        p.d = p.h = p.w = 0;
+                    }
+                    pix[i] = p;
+                }
+                __syncthreads();
+
+                TransposeLoader<T, LAYOUT, Index, Tile> ld;
+                ld.x = x; ld.w = w; ld.pix = pix;
+                ld.C = C; ld.Cg = Cg; ld.Fg = Fg; ld.cin0 = g * Cg; ld.f0 = f0; ld.fcount = Fg - f0;
+                ld.D = D; ld.H = H; ld.W = W; ld.DHW = DHW;
+                ld.KH = KH; ld.KW = KW; ld.SD = SD; ld.SH = SH; ld.SW = SW; ld.DD = DD; ld.DH = DH; ld.DW = DW;
+                ld.pd = pd; ld.ph = ph; ld.pw = pw;
+                ld.n_cchunks = n_cchunks;
+                ld.tid = tid;
+
+                Tile tile;
+                tile.run(sm, ld, nq, tm, tn);
+
+#pragma unroll
+                for (int i = 0; i < TM; ++i) {
+                    const Index m = m0 + tm * TM + i;
+                    if (m >= M) continue;
+                    Index r = m;
+                    const Index jw = r % pw.count; r /= pw.count;
+                    const Index jh = r % ph.count; r /= ph.count;
+                    const Index jd = r % pd.count;
+                    const Index n = r / pd.count;
+                    const Index sp = ((pd.ofirst + jd * SD) * OH + (ph.ofirst + jh * SH)) * OW + (pw.ofirst + jw * SW);
+#pragma unroll
+                    for (int j = 0; j < TN; ++j) {
+                        const Index f = f0 + tn * TN + j;
+                        if (f >= Fg) continue;
+                        const Index fo = g * Fg + f;
+                        const Acc v = epilogue<T>(tile.acc[i][j], bias, fo, act);
+                        const Index off = LAYOUT == CHANNELS_LAST ? (n * OP + sp) * F + fo : (n * F + fo) * OP + sp;
+                        store_from_acc(y + off, v);
+                    }
+                }
+                __syncthreads();  // the next tile rewrites pix[]
+            }
+        }
+    }
+}
+
+}  // namespace gc

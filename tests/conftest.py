@@ -1,0 +1,98 @@
+"""Fixtures and helpers shared by the whole test suite.
+
+Import the helpers in a test file with ``from conftest import assert_close, requires_cuda`` (pytest
+puts ``tests/`` on ``sys.path``, since the directory has no ``__init__.py``).
+
+- ``backend_name``: parametrised over 'numpy' and 'cuda'; selects the backend for the test and
+  restores the previous selection afterwards. The 'cuda' case skips with the probe's reason where
+  CUDA is absent, so one test body checks both engines.
+- ``rng``: a seeded ``numpy.random.Generator`` (a fresh one per test: results do not depend on
+  test order).
+- ``assert_close(actual, expected, dtype)``: relative L2 error against the per-dtype tolerance of
+  DESIGN.md, after ``gpuconv.to_numpy``; NaN/Inf must sit at the same places.
+- ``requires_cuda``: a skip marker for tests that need a CUDA device; ``CUDA_MARKS`` adds the
+  ``gpu`` marker to it (the 'cuda' case of ``backend_name`` carries both).
+"""
+import numpy as np
+import pytest
+
+import gpuconv
+from gpuconv import backend as _backend
+
+# The probe runs once per session (it imports CuPy and asks the driver), never at `import gpuconv`.
+CUDA_AVAILABLE, CUDA_REASON = _backend.probe_cuda()
+
+requires_cuda = pytest.mark.skipif(not CUDA_AVAILABLE, reason=f"CUDA backend unavailable: {CUDA_REASON}")
+# For a whole GPU-only module: ``pytestmark = CUDA_MARKS`` (``-m "not gpu"`` then deselects it).
+CUDA_MARKS = [pytest.mark.gpu, requires_cuda]
+
+# Relative L2 error allowed per *input* dtype (DESIGN.md "Numbers we hold ourselves to"). The
+# expected value is the float64 result on the same (already rounded) input values.
+TOLERANCES = {
+    np.dtype("float64"): 1e-12,
+    np.dtype("float32"): 1e-5,
+    np.dtype("float16"): 2e-3,
+}
+
+FLOAT_DTYPES = ("float64", "float32", "float16")
+
+
+def tolerance(dtype):
+    return TOLERANCES[np.dtype(dtype)]
+
+
+def relative_l2_error(actual, expected):
+    """||actual - expected|| / ||expected|| in float64 (absolute error when expected is all zeros)."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    norm = np.linalg.norm(e.ravel())
+    diff = np.linalg.norm((a - e).ravel())
+    return diff / norm if norm > 0 else diff
+
+
+def assert_close(actual, expected, dtype):
+    """Compare an op's output with a float64 reference at the tolerance of ``dtype``.
+
+    The shapes must be equal; NaN, +Inf and -Inf must occupy exactly the same positions; the
+    finite entries must agree to the relative L2 tolerance of ``dtype``.
+    """
+    actual = gpuconv.to_numpy(actual)
+    expected = gpuconv.to_numpy(expected)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != expected {expected.shape}"
+    a = actual.astype(np.float64)
+    e = expected.astype(np.float64)
+    for name, where in (("NaN", np.isnan), ("+Inf", np.isposinf), ("-Inf", np.isneginf)):
+        wa, we = where(a), where(e)
+        assert np.array_equal(wa, we), (
+            f"{name} positions differ: actual has {int(wa.sum())}, expected {int(we.sum())}; "
+            f"first mismatch at {tuple(int(i) for i in np.argwhere(wa != we)[0])}"
+        )
+    finite = np.isfinite(e)
+    err = relative_l2_error(a[finite], e[finite])
+    tol = tolerance(dtype)
+    assert err <= tol, f"relative L2 error {err:.3e} > {tol:.0e} ({np.dtype(dtype).name})"
+
+
+def random_array(rng, shape, dtype="float64", integers=False):
+    """Random normals, or small integers in [-3, 3] (exact in every float dtype, so sums of a few
+    hundred products compare exactly against the float64 reference)."""
+    if integers:
+        return rng.integers(-3, 4, size=shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240531)
+
+
+@pytest.fixture(params=["numpy", pytest.param("cuda", marks=CUDA_MARKS)])
+def backend_name(request):
+    """Run the test under each backend; the previous selection is restored afterwards."""
+    previous = _backend.requested_backend()
+    gpuconv.set_backend(request.param)
+    try:
+        yield request.param
+    finally:
+        _backend.reset()
+        gpuconv.set_backend(previous)

@@ -1,0 +1,495 @@
+"""Internals of the NumPy engine (gpuconv.cpu): chunking under the memory budget, scratch reuse,
+float16 accumulation, the transposed-conv gather, IEEE special values at padded taps, input
+strides and immutability, depthwise routing, fused activations.
+
+The full oracle suite (every op against tests/reference.py) lives elsewhere; the tests here call
+the engine functions directly, with explicit resolved geometry, and check properties of *how*
+the engine computes.
+"""
+import itertools
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+
+import gpuconv.cpu as eng
+from gpuconv.cpu import memory
+
+# --------------------------------------------------------------------------------------------
+# Tiny independent references (channels_last, float64, nested loops over positions and taps)
+# --------------------------------------------------------------------------------------------
+def _grid(shape):
+    return itertools.product(*(range(n) for n in shape))
+
+
+def loop_conv(x, w, strides, padding, dilation):
+    """Grouped cross-correlation on the zero-padded input; groups = C // w.shape[-2]."""
+    x = np.pad(x.astype(np.float64), [(0, 0), *padding, (0, 0)])
+    w = w.astype(np.float64)
+    rank = x.ndim - 2
+    ksize = w.shape[:rank]
+    c_group, filters = w.shape[-2:]
+    groups = x.shape[-1] // c_group
+    f_group = filters // groups
+    out_sp = [(x.shape[1 + i] - (ksize[i] - 1) * dilation[i] - 1) // strides[i] + 1 for i in range(rank)]
+    y = np.zeros((x.shape[0], *out_sp, filters))
+    for o in _grid(out_sp):
+        for t in _grid(ksize):
+            src = tuple(o[i] * strides[i] + t[i] * dilation[i] for i in range(rank))
+            for g in range(groups):
+                xs = x[(slice(None), *src, slice(g * c_group, (g + 1) * c_group))]
+                ws = w[t][:, g * f_group:(g + 1) * f_group]
+                y[(slice(None), *o, slice(g * f_group, (g + 1) * f_group))] += (xs[:, :, None] * ws).sum(1)
+    return y
+
+
+def loop_conv_transpose(x, w, strides, dilation, out_sp, crop, groups):
+    """Scatter ``full[i*s + t*d] += W[t] @ x[i]`` then ``y[o] = full[o + crop]`` (0 past its end)."""
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    rank = x.ndim - 2
+    ksize = w.shape[:rank]
+    f_group, c_in = w.shape[-2:]
+    c_group = c_in // groups
+    in_sp = x.shape[1:-1]
+    full_sp = [(in_sp[i] - 1) * strides[i] + (ksize[i] - 1) * dilation[i] + 1 for i in range(rank)]
+    full = np.zeros((x.shape[0], *full_sp, f_group * groups))
+    for i in _grid(in_sp):
+        for t in _grid(ksize):
+            dst = tuple(i[j] * strides[j] + t[j] * dilation[j] for j in range(rank))
+            for g in range(groups):
+                xs = x[(slice(None), *i, slice(g * c_group, (g + 1) * c_group))]
+                ws = w[t][:, g * c_group:(g + 1) * c_group]  # (Fg, Cg)
+                full[(slice(None), *dst, slice(g * f_group, (g + 1) * f_group))] += (xs[:, None, :] * ws).sum(-1)
+    y = np.zeros((x.shape[0], *out_sp, f_group * groups))
+    for o in _grid(out_sp):
+        src = tuple(o[j] + crop[j] for j in range(rank))
+        if all(src[j] < full_sp[j] for j in range(rank)):
+            y[(slice(None), *o)] = full[(slice(None), *src)]
+    return y
+
+
+def to_first(a):
+    return np.ascontiguousarray(np.moveaxis(a, -1, 1))
+
+
+def to_last(a):
+    return np.moveaxis(a, 1, -1)
+
+
+def conv_call(x, w, strides, padding, dilation, channels_last=True, bias=None, activation=None):
+    groups = (x.shape[-1] if channels_last else x.shape[1]) // w.shape[-2]
+    return eng.conv(x, w, bias, strides=strides, padding=padding, dilation=dilation, groups=groups,
+                    channels_last=channels_last, activation=activation)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def tiny_budget(monkeypatch):
+    """A budget small enough that every op below runs in several pieces."""
+    monkeypatch.setattr(memory, "MEMORY_BUDGET_BYTES", 2048)
+    return 2048
+
+
+# --------------------------------------------------------------------------------------------
+# Chunk planning
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("budget", [1, 100, 1000, 5000, 10**9])
+@pytest.mark.parametrize("batch,rows,row_bytes", [(1, 1, 64), (3, 7, 100), (5, 1, 3000), (2, 40, 8)])
+def test_chunks_cover_everything_once_within_the_limit(monkeypatch, budget, batch, rows, row_bytes):
+    monkeypatch.setattr(memory, "MEMORY_BUDGET_BYTES", budget)
+    limit = memory.chunk_limit()
+    assert limit <= budget
+    seen = np.zeros((batch, rows), int)
+    for bs, rs in memory.chunks(batch, rows, row_bytes):
+        seen[bs, rs] += 1
+        nb, nr = bs.stop - bs.start, rs.stop - rs.start
+        assert nb >= 1 and nr >= 1
+        # within the limit, unless a single row of a single item is already larger
+        assert nb * nr * row_bytes <= limit or (nb == 1 and nr == 1)
+        # a piece spans all rows or one item: its output slice stays a strided view
+        assert nr == rows or nb == 1
+    assert (seen == 1).all()
+
+
+def test_scratch_is_a_view_when_possible_and_reused_otherwise():
+    scratch = memory.Scratch(np.float64)
+    a = np.arange(24.0).reshape(2, 3, 4)
+    v = scratch.gather(a, (6, 4))
+    assert np.shares_memory(v, a) and scratch.buffer is None
+    t = a.transpose(1, 0, 2)  # (3, 2, 4): the first two axes cannot merge without a copy
+    first = scratch.gather(t, (6, 4))
+    np.testing.assert_array_equal(first, t.reshape(6, 4))
+    assert not np.shares_memory(first, a)
+    buffer = scratch.buffer
+    second = scratch.gather(t[:2], (4, 4))
+    assert scratch.buffer is buffer and np.shares_memory(second, buffer)
+    np.testing.assert_array_equal(second, t[:2].reshape(4, 4))
+
+
+# --------------------------------------------------------------------------------------------
+# Chunked results equal whole results
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_conv_in_pieces_equals_the_loop_reference(rng, tiny_budget, channels_last, groups, batch):
+    x = rng.standard_normal((batch, 9, 7, 4))
+    w = rng.standard_normal((3, 2, 4 // groups, 6))
+    want = loop_conv(x, w, (2, 1), ((1, 1), (0, 1)), (1, 1))
+    xin = x if channels_last else to_first(x)
+    got = conv_call(xin, w, (2, 1), ((1, 1), (0, 1)), (1, 1), channels_last)
+    got = got if channels_last else to_last(got)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv_transpose_in_pieces_equals_the_loop_reference(rng, tiny_budget, channels_last, groups):
+    x = rng.standard_normal((2, 6, 5, 4))
+    w = rng.standard_normal((3, 2, 3, 4))  # (k, k, F // groups, C_in)
+    out_sp, crop = (13, 9), (1, 0)
+    want = loop_conv_transpose(x, w, (2, 2), (1, 1), out_sp, crop, groups)
+    xin = x if channels_last else to_first(x)
+    got = eng.conv_transpose(xin, w, None, strides=(2, 2), dilation=(1, 1), groups=groups, out_spatial=out_sp,
+                             crop=crop, channels_last=channels_last, activation=None)
+    got = got if channels_last else to_last(got)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_locally_connected_in_pieces_equals_whole(rng, monkeypatch, channels_last):
+    x = rng.standard_normal((3, 6, 5, 2) if channels_last else (3, 2, 6, 5))
+    kernel = rng.standard_normal((5 * 4, 2 * 2 * 2, 3))
+    bias = rng.standard_normal((5, 4, 3))
+    kw = dict(kernel_size=(2, 2), strides=(1, 1), padding=((0, 0), (0, 0)), out_spatial=(5, 4),
+              channels_last=channels_last, activation=None)
+    whole = eng.locally_connected(x, kernel, bias, **kw)
+    monkeypatch.setattr(memory, "MEMORY_BUDGET_BYTES", 100)
+    pieces = eng.locally_connected(x, kernel, bias, **kw)
+    np.testing.assert_allclose(pieces, whole, rtol=1e-13, atol=1e-13)
+
+
+def test_im2col_scratch_stays_under_the_budget(rng, monkeypatch):
+    """Peak allocation of a conv whose whole im2col buffer would be ~9 MiB, under a 256 KiB
+    budget: padded input + output + one piece of columns (+ slack), far below the whole buffer."""
+    x = rng.standard_normal((2, 48, 48, 32))
+    w = rng.standard_normal((3, 3, 32, 8))
+    whole_cols = 2 * 48 * 48 * 9 * 32 * 8
+    budget = 256 * 1024
+    monkeypatch.setattr(memory, "MEMORY_BUDGET_BYTES", budget)
+    tracemalloc.start()
+    try:
+        y = conv_call(x, w, (1, 1), ((1, 1), (1, 1)), (1, 1))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    padded_input = 2 * 50 * 50 * 32 * 8
+    allowed = padded_input + y.nbytes + budget + 64 * 1024
+    assert peak <= allowed < whole_cols / 2, (peak, allowed, whole_cols)
+
+
+# --------------------------------------------------------------------------------------------
+# float16 accumulates in float32; output dtype follows the input
+# --------------------------------------------------------------------------------------------
+# 3000 = 2048 + 952: a float16 running sum of ones stalls at 2048, a float32 one reaches 3000,
+# which float16 represents exactly.
+def test_float16_conv_accumulates_in_float32():
+    x = np.ones((1, 2, 3000), np.float16)
+    w = np.ones((1, 3000, 1), np.float16)
+    y = conv_call(x, w, (1,), ((0, 0),), (1,))
+    assert y.dtype == np.float16
+    np.testing.assert_array_equal(y, 3000)
+
+
+def test_float16_depthwise_accumulates_in_float32():
+    x = np.ones((1, 3000, 2), np.float16)
+    w = np.ones((3000, 2, 1), np.float16)
+    y = eng.depthwise_conv(x, w, None, strides=(1,), padding=((0, 0),), dilation=(1,), channels_last=True,
+                           activation=None)
+    assert y.dtype == np.float16
+    np.testing.assert_array_equal(y, 3000)
+
+
+def test_float16_conv_transpose_accumulates_in_float32():
+    x = np.ones((1, 1, 3000), np.float16)
+    w = np.ones((1, 2, 3000), np.float16)
+    y = eng.conv_transpose(x, w, None, strides=(1,), dilation=(1,), groups=1, out_spatial=(1,), crop=(0,),
+                           channels_last=True, activation=None)
+    assert y.dtype == np.float16
+    np.testing.assert_array_equal(y, 3000)
+
+
+def test_float16_average_pool_accumulates_in_float32():
+    x = np.ones((1, 4096, 1), np.float16)
+    y = eng.pool(x, mode="average", pool_size=(4096,), strides=(1,), padding=((0, 0),), channels_last=True)
+    assert y.dtype == np.float16
+    np.testing.assert_array_equal(y, 1)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_every_op_returns_the_input_dtype(rng, dtype):
+    x = rng.standard_normal((1, 5, 5, 2)).astype(dtype)
+    k = rng.standard_normal((3, 3, 2, 2)).astype(dtype)
+    b = rng.standard_normal(2).astype(dtype)
+    one = ((1, 1), (1, 1))
+    results = [
+        conv_call(x, k, (1, 1), one, (1, 1), bias=b, activation="sigmoid"),
+        eng.conv_transpose(x, k, b, strides=(2, 2), dilation=(1, 1), groups=1, out_spatial=(10, 10),
+                           crop=(0, 0), channels_last=True, activation="relu"),
+        eng.depthwise_conv(x, k, None, strides=(1, 1), padding=one, dilation=(1, 1), channels_last=True,
+                           activation="tanh"),
+        eng.separable_conv(x, k, rng.standard_normal((1, 1, 4, 3)).astype(dtype), None, strides=(1, 1), padding=one,
+                           dilation=(1, 1), channels_last=True, activation=None),
+        eng.pool(x, mode="max", pool_size=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0)), channels_last=True),
+        eng.pool(x, mode="average", pool_size=(2, 2), strides=(1, 1), padding=one, channels_last=True),
+        eng.upsample(x, size=(2, 2), interpolation="bilinear", channels_last=True),
+        eng.upsample(x, size=(2, 2), interpolation="nearest", channels_last=True),
+    ]
+    for y in results:
+        assert y.dtype == np.dtype(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# IEEE special values: padding is literal zeros for convs, ignored for max pooling
+# --------------------------------------------------------------------------------------------
+def test_infinite_weight_on_a_padded_tap_gives_nan():
+    x = np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1)
+    w = np.array([np.inf, 1.0, 0.0]).reshape(3, 1, 1)
+    y = conv_call(x, w, (1,), ((1, 1),), (1,)).ravel()
+    # y[0] = 0*Inf + 1*1 + 2*0 (padded tap: NaN); y[1] = 1*Inf + 2 + 0; y[2] = 2*Inf + 3 + 0*0
+    assert np.isnan(y[0]) and y[1] == np.inf and y[2] == np.inf
+
+
+def test_infinite_weight_on_a_padded_depthwise_tap_gives_nan():
+    x = np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1)
+    w = np.array([np.inf, 1.0, 0.0]).reshape(3, 1, 1)
+    y = eng.depthwise_conv(x, w, None, strides=(1,), padding=((1, 1),), dilation=(1,), channels_last=True,
+                           activation=None).ravel()
+    assert np.isnan(y[0]) and y[1] == np.inf and y[2] == np.inf
+
+
+def test_nan_input_poisons_only_the_outputs_that_read_it():
+    x = np.zeros((1, 7, 1))
+    x[0, 3, 0] = np.nan
+    w = np.ones((3, 1, 1))
+    y = conv_call(x, w, (1,), ((0, 0),), (1,)).ravel()  # valid: outputs 0..4 read 3 when 1 <= o <= 3
+    np.testing.assert_array_equal(np.isnan(y), [False, True, True, True, False])
+    yt = eng.conv_transpose(x, w, None, strides=(2,), dilation=(1,), groups=1, out_spatial=(15,), crop=(0,),
+                            channels_last=True, activation=None).ravel()
+    np.testing.assert_array_equal(np.flatnonzero(np.isnan(yt)), [6, 7, 8])  # i*s + t = 6 + {0, 1, 2}
+
+
+def test_max_pool_ignores_padded_cells_and_average_counts_real_ones():
+    x = np.array([-5.0, -3.0, -4.0]).reshape(1, 3, 1)
+    ymax = eng.pool(x, mode="max", pool_size=(2,), strides=(1,), padding=((0, 1),), channels_last=True)
+    np.testing.assert_array_equal(ymax.ravel(), [-3.0, -3.0, -4.0])  # a zero pad would give 0 last
+    yavg = eng.pool(x, mode="average", pool_size=(3,), strides=(1,), padding=((1, 1),), channels_last=True)
+    np.testing.assert_allclose(yavg.ravel(), [-4.0, -4.0, -3.5])
+
+
+def test_max_pool_propagates_nan():
+    x = np.array([1.0, np.nan, 3.0, 4.0]).reshape(1, 4, 1)
+    y = eng.pool(x, mode="max", pool_size=(2,), strides=(2,), padding=((0, 0),), channels_last=True)
+    assert np.isnan(y[0, 0, 0]) and y[0, 1, 0] == 4.0
+
+
+# --------------------------------------------------------------------------------------------
+# The transposed conv gather: crop rule, untouched cells, groups, both layouts, ranks
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("rank,strides,dilation,ksize,in_sp,out_sp,crop,groups", [
+    (1, (3,), (1,), (2,), (4,), (12,), (0,), 1),        # s > k: gaps no tap reaches stay 0
+    (1, (2,), (1,), (3,), (5,), (10,), (0,), 2),        # output_padding past the full length
+    (1, (1,), (2,), (3,), (4,), (4,), (2,), 1),         # dilated 'same': crop on both sides
+    (2, (2, 3), (1, 1), (4, 2), (3, 2), (6, 6), (1, 0), 1),
+    (3, (2, 1, 1), (1, 1, 2), (2, 1, 2), (2, 3, 2), (4, 3, 4), (0, 0, 1), 2),
+])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_conv_transpose_matches_the_scatter_definition(rng, rank, strides, dilation, ksize, in_sp, out_sp, crop,
+                                                      groups, channels_last):
+    x = rng.standard_normal((2, *in_sp, 2 * groups))
+    w = rng.standard_normal((*ksize, 3, 2 * groups))
+    b = rng.standard_normal(3 * groups)
+    want = loop_conv_transpose(x, w, strides, dilation, out_sp, crop, groups) + b
+    xin = x if channels_last else to_first(x)
+    got = eng.conv_transpose(xin, w, b, strides=strides, dilation=dilation, groups=groups, out_spatial=out_sp,
+                             crop=crop, channels_last=channels_last, activation=None)
+    got = got if channels_last else to_last(got)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_conv_transpose_gap_cells_hold_exactly_the_bias():
+    x = np.ones((1, 3, 1))
+    w = np.ones((1, 1, 1))
+    y = eng.conv_transpose(x, w, np.array([0.5]), strides=(3,), dilation=(1,), groups=1, out_spatial=(9,),
+                           crop=(0,), channels_last=True, activation=None).ravel()
+    np.testing.assert_array_equal(y, [1.5, 0.5, 0.5] * 3)
+
+
+# --------------------------------------------------------------------------------------------
+# Forward conv paths: im2col, 1x1 without im2col, groups, depthwise routing
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("rank,ksize,strides,dilation,padding,groups", [
+    (1, (3,), (2,), (1,), ((2, 1),), 1),
+    (1, (1,), (1,), (1,), ((0, 0),), 2),          # 1x1 without im2col
+    (2, (2, 3), (1, 1), (2, 1), ((1, 0), (1, 1)), 3),
+    (2, (1, 1), (2, 2), (1, 1), ((0, 0), (0, 0)), 1),
+    (3, (2, 2, 1), (1, 2, 1), (1, 1, 1), ((0, 1), (1, 1), (0, 0)), 1),
+])
+def test_conv_matches_the_loop_reference(rng, channels_last, rank, ksize, strides, dilation, padding, groups):
+    x = rng.standard_normal((2, *(5,) * rank, 2 * groups))
+    w = rng.standard_normal((*ksize, 2, 2 * groups))
+    want = loop_conv(x, w, strides, padding, dilation)
+    xin = x if channels_last else to_first(x)
+    got = conv_call(xin, w, strides, padding, dilation, channels_last)
+    got = got if channels_last else to_last(got)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_conv_with_one_channel_per_group_is_the_depthwise_path(rng, channels_last, monkeypatch):
+    from gpuconv.cpu import convolution
+
+    calls = []
+    real = convolution.depthwise_accumulate
+    monkeypatch.setattr(convolution, "depthwise_accumulate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = rng.standard_normal((2, 6, 6, 3))
+    w = rng.standard_normal((3, 3, 1, 6))  # groups = 3, two filters per channel
+    want = loop_conv(x, w, (1, 1), ((1, 1), (1, 1)), (1, 1))
+    xin = x if channels_last else to_first(x)
+    got = conv_call(xin, w, (1, 1), ((1, 1), (1, 1)), (1, 1), channels_last)
+    got = got if channels_last else to_last(got)
+    assert calls, "groups == channels should take the depthwise path"
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_depthwise_blocks_cover_the_whole_output(rng, monkeypatch):
+    """Tiny cache blocks: every row/channel block is computed exactly once."""
+    from gpuconv.cpu import depthwise
+
+    monkeypatch.setattr(depthwise, "_BLOCK_BYTES", 64)
+    x = rng.standard_normal((2, 7, 5, 3))
+    w = rng.standard_normal((3, 2, 3, 2))
+    want = loop_conv(x, w.reshape(3, 2, 1, 6), (2, 1), ((1, 1), (0, 1)), (1, 1))
+    for channels_last in (True, False):
+        xin = x if channels_last else to_first(x)
+        got = eng.depthwise_conv(xin, w, None, strides=(2, 1), padding=((1, 1), (0, 1)), dilation=(1, 1),
+                                 channels_last=channels_last, activation=None)
+        got = got if channels_last else to_last(got)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Input strides and immutability
+# --------------------------------------------------------------------------------------------
+def _odd_layouts(a):
+    """Views of the same values with non-contiguous, negative and zero strides."""
+    wide = np.repeat(a[..., None], 2, axis=-1)[..., 0]               # non-contiguous
+    flipped = np.flip(np.flip(a, axis=-1).copy(), axis=-1)            # negative strides
+    fortran = np.asfortranarray(a)
+    yield "noncontiguous", wide
+    yield "negative", flipped
+    yield "fortran", fortran
+
+
+def _run_all_ops(x, k, kt, dk, pk):
+    one = ((1, 1), (1, 1))
+    return [
+        conv_call(x, k, (1, 1), one, (1, 1)),
+        eng.conv_transpose(x, kt, None, strides=(2, 1), dilation=(1, 1), groups=1, out_spatial=(9, 5), crop=(1, 0),
+                           channels_last=True, activation=None),
+        eng.depthwise_conv(x, dk, None, strides=(1, 1), padding=one, dilation=(1, 1), channels_last=True,
+                           activation=None),
+        eng.separable_conv(x, dk, pk, None, strides=(1, 1), padding=one, dilation=(1, 1), channels_last=True,
+                           activation=None),
+        eng.pool(x, mode="max", pool_size=(3, 3), strides=(1, 1), padding=one, channels_last=True),
+        eng.pool(x, mode="average", pool_size=(3, 3), strides=(1, 1), padding=one, channels_last=True),
+        eng.locally_connected(x, np.ones((12, 2 * 2 * 4, 2)), None, kernel_size=(2, 2), strides=(1, 1),
+                              padding=((0, 0), (0, 0)), out_spatial=(3, 4), channels_last=True, activation=None),
+        eng.upsample(x, size=(2, 3), interpolation="bilinear", channels_last=True),
+        eng.upsample(x, size=(2, 3), interpolation="nearest", channels_last=True),
+    ]
+
+
+def test_any_input_strides_give_the_contiguous_result_and_inputs_stay_unchanged(rng):
+    x = rng.standard_normal((2, 4, 5, 4))
+    k = rng.standard_normal((3, 3, 4, 3))
+    kt = rng.standard_normal((3, 2, 3, 4))
+    dk = rng.standard_normal((3, 3, 4, 2))
+    pk = rng.standard_normal((1, 1, 8, 3))
+    want = _run_all_ops(x, k, kt, dk, pk)
+    for label, xv in itertools.chain(_odd_layouts(x), [("broadcast", np.broadcast_to(x[:1], x.shape))]):
+        target = x if label != "broadcast" else np.broadcast_to(x[:1], x.shape)
+        expected = want if label != "broadcast" else _run_all_ops(np.ascontiguousarray(target), k, kt, dk, pk)
+        before = np.array(xv, copy=True)
+        got = _run_all_ops(xv, k, kt, dk, pk)
+        np.testing.assert_array_equal(xv, before, err_msg=f"{label}: input mutated")
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e, rtol=1e-13, atol=1e-13, err_msg=label)
+    for label, kv in _odd_layouts(k):
+        np.testing.assert_allclose(conv_call(x, kv, (1, 1), ((1, 1), (1, 1)), (1, 1)), want[0], rtol=1e-13,
+                                   atol=1e-13, err_msg=label)
+
+
+def test_results_never_alias_the_input(rng):
+    x = rng.standard_normal((1, 4, 4, 3))
+    y = conv_call(x, np.eye(3).reshape(1, 1, 3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1))  # 1x1: no im2col copy
+    np.testing.assert_allclose(y, x)
+    assert not np.shares_memory(y, x)
+    up = eng.upsample(x, size=(1, 1), interpolation="nearest", channels_last=True)
+    assert not np.shares_memory(up, x)
+
+
+# --------------------------------------------------------------------------------------------
+# Upsampling and locally connected layouts
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("values,want", [
+    ([1.0, 2.0], [1.0, 1.25, 1.75, 2.0]),
+    ([1.0, 2.0, 3.0], [1.0, 1.25, 1.75, 2.25, 2.75, 3.0]),
+])
+def test_bilinear_uses_half_pixel_centres_and_clamps_edges(values, want):
+    x = np.array(values).reshape(1, 1, -1, 1)
+    y = eng.upsample(x, size=(1, 2), interpolation="bilinear", channels_last=True)
+    np.testing.assert_allclose(y.ravel(), want)
+    z = eng.upsample(x.reshape(1, 1, 1, -1, 1), size=(1, 1, 2), interpolation="trilinear", channels_last=True)
+    np.testing.assert_allclose(z.ravel(), want)
+
+
+def test_locally_connected_channels_first_flattens_patches_channel_major(rng):
+    x = rng.standard_normal((2, 3, 4))  # (N, L, C) channels_last
+    kernel = rng.standard_normal((2, 2 * 4, 5))  # 2 positions, k=2, C=4
+    y_last = eng.locally_connected(x, kernel, None, kernel_size=(2,), strides=(2,), padding=((0, 1),),
+                                   out_spatial=(2,), channels_last=True, activation=None)
+    # the same weights in channels_first order: rows (C, k) instead of (k, C)
+    kernel_first = kernel.reshape(2, 2, 4, 5).transpose(0, 2, 1, 3).reshape(2, 8, 5)
+    y_first = eng.locally_connected(to_first(x), kernel_first, None, kernel_size=(2,), strides=(2,),
+                                    padding=((0, 1),), out_spatial=(2,), channels_last=False, activation=None)
+    np.testing.assert_allclose(to_last(y_first), y_last, rtol=1e-13)
+    xp = np.pad(x, [(0, 0), (0, 1), (0, 0)])
+    want = np.stack([xp[:, 2 * p:2 * p + 2].reshape(2, 8) @ kernel[p] for p in range(2)], axis=1)
+    np.testing.assert_allclose(y_last, want, rtol=1e-13)
+
+
+# --------------------------------------------------------------------------------------------
+# Fused activations
+# --------------------------------------------------------------------------------------------
+def test_fused_activations_are_exact_and_quiet():
+    x = np.array([-1000.0, -20.0, 0.0, 3.0, 1000.0, np.nan]).reshape(1, 6, 1)
+    w = np.ones((1, 1, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warnings from exp
+        relu = conv_call(x, w, (1,), ((0, 0),), (1,), activation="relu").ravel()
+        sig = conv_call(x, w, (1,), ((0, 0),), (1,), activation="sigmoid").ravel()
+        tanh = conv_call(x, w, (1,), ((0, 0),), (1,), activation="tanh").ravel()
+    v = x.ravel()
+    np.testing.assert_array_equal(relu, np.maximum(v, 0))
+    np.testing.assert_allclose(sig[:5], [0.0, 1 / (1 + np.exp(20.0)), 0.5, 1 / (1 + np.exp(-3.0)), 1.0], rtol=1e-15)
+    assert sig[1] > 0  # no cancellation to 0 for large negative inputs
+    np.testing.assert_allclose(tanh, np.tanh(v))
+    assert np.isnan(relu[5]) and np.isnan(sig[5]) and np.isnan(tanh[5])
+    assert set(eng.FUSED_ACTIVATIONS) == {"relu", "sigmoid", "tanh"}

@@ -1,0 +1,23 @@
+"""README's two commands are the contract with users and CI: keep .ci/run calling the test one."""
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _bash_blocks(text):
+    return re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+
+
+def test_ci_runs_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    test_cmds = [b.strip() for b in _bash_blocks(readme) if "pytest" in b]
+    assert len(test_cmds) == 1, "README must give exactly one test command"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test_cmds[0] in ci.splitlines(), ".ci/run must call README's test command verbatim"
+
+
+def test_main_job_command_runs_the_benchmark_cli():
+    readme = (ROOT / "README.md").read_text()
+    main = [b.strip() for b in _bash_blocks(readme) if "gpuconv-bench" in b]
+    assert main and main[0].startswith("python3 -m venv"), "the main-job command must set up from bare python3"
