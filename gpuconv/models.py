@@ -40,8 +40,8 @@ def _weights_bytes(weights):
 
 
 class Sequential(Layer):
-    def __init__(self, layers=None, name=None, trainable=True, **kwargs):
-        super().__init__(name=name, trainable=trainable, **kwargs)
+    def __init__(self, layers=None, trainable=True, name=None):
+        super().__init__(name=name, trainable=trainable)
         self._input_layer = None
         self._layers = []
         self._build_input_shape = None

@@ -1,10 +1,13 @@
-// activation.cu: the fused activation as a separate in-place pass, for float64 only.
+// activation.cu: the fused activation of the memory-bound ops (depthwise, separable, locally
+// connected) as an in-place pass over their output.
 //
-// float16/float32 kernels apply the activation in their own epilogue. In float64 the call into
-// double math makes ptxas spill the live state of the memory-bound kernels' tiles (see
-// memory_bound.cuh, activate_stored), so those kernels leave the activation to this pass; float64
-// is the accuracy dtype, where one more pass over the output is an acceptable price for spill-free
-// kernels.
+// Why not in those kernels' epilogues: the activation switch (25 cases with IEEE division, exp,
+// erf, tanh) compiles to subroutine calls (activate_dispatch, and the slow paths of division),
+// and a kernel that makes any call has its registers limited by ptxas: every register-tiled
+// kernel of these families spilled (the nvrtc check showed it for all dtypes once several
+// kernels share a module). Here the call sits in a loop with nothing else live. The price, paid
+// only when an activation is fused, is one more read and write of the output, which is usually
+// still in L2.
 #include "common.cuh"
 
 namespace gc {

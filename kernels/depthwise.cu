@@ -1,6 +1,8 @@
 // depthwise.cu: depthwise convolution, 1-D/2-D/3-D, any depth multiplier, both layouts.
 //
-//   y[n, c*dm + m, o] = act(bias[c*dm + m] + sum_t x[n, c, o*s + t*d - pad_before] * w[t, c, m])
+//   y[n, c*dm + m, o] = bias[c*dm + m] + sum_t x[n, c, o*s + t*d - pad_before] * w[t, c, m]
+//
+// The fused activation runs as activation.cu's in-place pass (see there for why).
 //
 // Two kernels (gpuconv/cuda/depthwise.py chooses):
 //
@@ -71,7 +73,7 @@ template <typename T, typename Index, int V, int KD, int KH, int KW, int SD, int
 __global__ void __launch_bounds__(256) depthwise_tile(
     const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y,
     int N, int C, int dm, int ID, int IH, int IW, int OD, int OH, int OW, int pad_d, int pad_h, int pad_w,
-    int channels_last, int act, int TD, int TH, int TW, int CV) {
+    int channels_last, int TD, int TH, int TW, int CV) {
     typedef AccVec<T, V> Acc;
     constexpr int PPT = DwPixelsPerThread<T>::value;
     extern __shared__ __align__(16) unsigned char dw_smem[];
@@ -170,12 +172,6 @@ __global__ void __launch_bounds__(256) depthwise_tile(
 #pragma unroll
                 for (int j = 0; j < PPT; ++j)
                     if (ok[j]) store_dw_outputs<T, Index, V>(y, yoff[j], yt.sc, acc[j], c, m, dm);
-                if (act != ACT_LINEAR) {
-                    Index first[PPT];  // offset of output (c, m) of each pixel; lanes follow at stride dm*sc
-#pragma unroll
-                    for (int j = 0; j < PPT; ++j) first[j] = yoff[j] + (Index(c) * dm + m) * yt.sc;
-                    activate_stored<T, Index, V, PPT>(y, first, ok, Index(dm) * yt.sc, act);
-                }
             }
         }
     }
@@ -185,7 +181,7 @@ template <typename T, typename Index, int V>
 __global__ void __launch_bounds__(256) depthwise_direct(
     const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y,
     Index N, int C, int dm, int ID, int IH, int IW, int OD, int OH, int OW, int KD, int KH, int KW, int SD, int SH,
-    int SW, int DD, int DH, int DW, int pad_d, int pad_h, int pad_w, int channels_last, int act) {
+    int SW, int DD, int DH, int DW, int pad_d, int pad_h, int pad_w, int channels_last) {
     typedef AccVec<T, V> Acc;
     const bool cl = channels_last != 0;
     const Tensor5<Index> xt(Index(C), Index(ID), Index(IH), Index(IW), cl);
@@ -219,11 +215,6 @@ __global__ void __launch_bounds__(256) depthwise_direct(
             }
             add_dw_bias<T, V>(acc, bias, c, m, dm);
             store_dw_outputs<T, Index, V>(y, yoff, yt.sc, acc, c, m, dm);
-            if (act != ACT_LINEAR) {
-                Index first[1] = {yoff + (Index(c) * dm + m) * yt.sc};
-                bool valid[1] = {true};
-                activate_stored<T, Index, V, 1>(y, first, valid, Index(dm) * yt.sc, act);
-            }
         }
     }
 }

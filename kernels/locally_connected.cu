@@ -1,6 +1,7 @@
 // locally_connected.cu: LocallyConnected1D/2D (unshared weights), Keras 2 implementation=1 layout.
 //
-//   y[n, p, f] = act(bias[p, f] + sum_k patch(n, p)[k] * w[p, k, f]),  k over prod(kernel) * C
+//   y[n, p, f] = bias[p, f] + sum_k patch(n, p)[k] * w[p, k, f],  k over prod(kernel) * C
+// (the fused activation follows as activation.cu's in-place pass)
 // patch order (*k, C) for channels_last and (C, *k) for channels_first; positions row-major;
 // padding pairs applied in the gather (a padded cell is a literal zero times its weight).
 //
@@ -19,7 +20,7 @@ template <typename T, typename Index>
 __global__ void __launch_bounds__(256) locally_connected(
     const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y, int N, int C,
     int F, int ID, int IH, int IW, int OD, int OH, int OW, int KD, int KH, int KW, int SD, int SH, int SW, int pad_d,
-    int pad_h, int pad_w, int channels_last, int act, int FCH, int KC) {
+    int pad_h, int pad_w, int channels_last, int FCH, int KC) {
     typedef typename Traits<T>::acc_t A;
     extern __shared__ __align__(16) unsigned char lc_smem[];
     A* patch = reinterpret_cast<A*>(lc_smem);  // [batch chunk][KC]
@@ -86,7 +87,6 @@ __global__ void __launch_bounds__(256) locally_connected(
                     y[off[j]] = Traits<T>::from_acc(v);
                 }
             }
-            activate_stored<T, Index, 1, LC_BATCH>(y, off, ok, Index(1), act);
         }
     }
 }

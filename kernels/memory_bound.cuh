@@ -69,49 +69,6 @@ __device__ __forceinline__ Vec<T, V> narrow(const AccVec<T, V>& x) {
     return r;
 }
 
-// The fused activation, applied by each thread to outputs it has just stored (an L2 hit).
-//
-// Why not in registers: the activation switch (25 cases, IEEE division, exp, erf, tanh ...)
-// contains subroutine calls (the slow paths of division), and ptxas then spills a register tile
-// that is live across them (seen on every tile shape tried). Applied here, after the tile's
-// accumulators are dead, the same code costs no spills, and the extra traffic is one L2 round trip
-// of the thread's own outputs, only when an activation is fused. float16 outputs are activated
-// from their rounded value (one extra rounding, far inside the float16 tolerance).
-//
-// `offsets[P]` are the element offsets of P groups of V outputs, `count` how many are valid, and
-// `lane_stride` the distance between the V outputs of a group (1 for a contiguous vector). A
-// rolled loop keeps the code single; rotating the offsets keeps every array index a compile-time
-// constant, so nothing lands in local memory.
-template <typename T, typename Index, int V, int P>
-__device__ __forceinline__ void activate_stored(T* __restrict__ y, Index (&offsets)[P], bool (&valid)[P],
-                                                Index lane_stride, int act) {
-    typedef typename Traits<T>::acc_t A;
-    // double: the call into double math makes ptxas spill the live tile state whatever the
-    // arrangement, so float64 kernels never contain it; the host runs activation.cu's
-    // activate_in_place pass after them instead (gpuconv/cuda/memory_bound.py).
-    if (sizeof(A) == 8) return;
-    if (act == ACT_LINEAR) return;
-#pragma unroll 1
-    for (int j = 0; j < P; ++j) {
-        if (valid[0]) {
-#pragma unroll 1
-            for (int i = 0; i < V; ++i) {
-                T* p = y + offsets[0] + Index(i) * lane_stride;
-                *p = Traits<T>::from_acc(activate_dispatch<A>(act, Traits<T>::to_acc(*p)));
-            }
-        }
-        const Index first = offsets[0];
-        const bool first_valid = valid[0];
-#pragma unroll
-        for (int k = 0; k + 1 < P; ++k) {
-            offsets[k] = offsets[k + 1];
-            valid[k] = valid[k + 1];
-        }
-        offsets[P - 1] = first;
-        valid[P - 1] = first_valid;
-    }
-}
-
 // Element offsets of an (N, C, D, H, W) tensor. Only the strides differ between the layouts, so
 // one kernel body serves both: channels_last has unit channel stride, channels_first unit pixel
 // stride.
@@ -144,11 +101,38 @@ struct Pixel5 {
     Index n, c, d, h, w;
 };
 
-// q = a / b, and a becomes a % b.
-template <typename Index>
-__device__ __forceinline__ Index divmod(Index& a, Index b) {
-    const Index q = a / b;
+// Reciprocals without a subroutine call. IEEE division (and __frcp_rn/__drcp_rn) compile to a
+// fast path plus a CALL to a slow-path subroutine, and ptxas then limits and spills the registers
+// of the whole calling kernel. The hardware approximation refined by Newton steps (FMAs only) is
+// within an ulp, which is all averaging and index arithmetic need.
+__device__ __forceinline__ float reciprocal(float b) {
+    float r;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(b));
+    return fmaf(r, fmaf(-b, r, 1.0f), r);
+}
+
+__device__ __forceinline__ double reciprocal(double b) {
+    double r;
+    asm("rcp.approx.ftz.f64 %0, %1;" : "=d"(r) : "d"(b));
+    r = fma(r, fma(-b, r, 1.0), r);
+    return fma(r, fma(-b, r, 1.0), r);
+}
+
+// q = a / b, and a becomes a % b (0 <= a, 0 < b). 32-bit: the inline hardware sequence. 64-bit:
+// integer division is a subroutine call (see above), so the quotient comes from the double
+// reciprocal, exact up to one unit for a < 2**52, and is corrected with integer arithmetic.
+__device__ __forceinline__ int divmod(int& a, int b) {
+    const int q = a / b;
     a -= q * b;
+    return q;
+}
+
+__device__ __forceinline__ long long divmod(long long& a, long long b) {
+    long long q = (long long)(double(a) * reciprocal(double(b)));
+    long long r = a - q * b;
+    while (r < 0) { --q; r += b; }
+    while (r >= b) { ++q; r -= b; }
+    a = r;
     return q;
 }
 

@@ -18,11 +18,6 @@ enum PoolMode { POOL_MAX = 0, POOL_AVERAGE = 1 };
 __device__ __forceinline__ void set_neg_inf(float& v) { v = __int_as_float(0xff800000); }
 __device__ __forceinline__ void set_neg_inf(double& v) { v = __longlong_as_double(0xfff0000000000000ULL); }
 
-// Correctly rounded 1/x through the intrinsic (the IEEE division's slow-path subroutine call
-// would make ptxas spill in the 64-bit-index variants).
-__device__ __forceinline__ float reciprocal(float v) { return __frcp_rn(v); }
-__device__ __forceinline__ double reciprocal(double v) { return __drcp_rn(v); }
-
 template <typename T, typename Index, int V, int MODE>
 __global__ void __launch_bounds__(256) pool(const T* __restrict__ x, T* __restrict__ y, Index N, int C, int ID,
                                             int IH, int IW, int OD, int OH, int OW, int KD, int KH, int KW, int SD,
@@ -62,8 +57,8 @@ __global__ void __launch_bounds__(256) pool(const T* __restrict__ x, T* __restri
                     }
                 }
         if (MODE == POOL_AVERAGE) {
-            // One division per output, hoisted out of the lane loop: the reciprocal of the count
-            // then scales every lane (within one rounding of sum / count).
+            // One reciprocal per output (memory_bound.cuh: no division subroutine), then a
+            // multiply per lane: within an ulp or two of sum / count.
             const A inv = reciprocal(A((d_hi - d_lo) * (h_hi - h_lo) * (w_hi - w_lo)));
 #pragma unroll
             for (int v = 0; v < V; ++v) acc.v[v] *= inv;

@@ -34,10 +34,11 @@ __device__ __forceinline__ void pointwise_accumulate(const typename Traits<T>::a
     }
 }
 
-// Bias, activation and store of one thread's PW_PIXELS outputs of channel f.
+// Bias and store of one thread's PW_PIXELS outputs of channel f (the activation is
+// activation.cu's in-place pass).
 template <typename T, typename Index>
 __device__ __forceinline__ void pointwise_store(T* __restrict__ y, typename Traits<T>::acc_t (&acc)[PW_PIXELS],
-                                                const T* __restrict__ bias, int act, Index p0, int pix0, int pstep,
+                                                const T* __restrict__ bias, Index p0, int pix0, int pstep,
                                                 Index total_pixels, Index S, int F, int f, bool f_ok,
                                                 bool channels_last) {
     Index off[PW_PIXELS];
@@ -55,7 +56,6 @@ __device__ __forceinline__ void pointwise_store(T* __restrict__ y, typename Trai
             y[off[j]] = Traits<T>::from_acc(v);
         }
     }
-    activate_stored<T, Index, 1, PW_PIXELS>(y, off, ok, Index(1), act);
 }
 
 template <typename T, typename Index>
@@ -63,7 +63,7 @@ __global__ void __launch_bounds__(256) separable_fused(
     const T* __restrict__ x, const T* __restrict__ dw, const T* __restrict__ pw, const T* __restrict__ bias,
     T* __restrict__ y, int N, int C, int dm, int F, int ID, int IH, int IW, int OD, int OH, int OW, int KD, int KH,
     int KW, int SD, int SH, int SW, int DD, int DH, int DW, int pad_d, int pad_h, int pad_w, int channels_last,
-    int act, int FCH) {
+    int FCH) {
     typedef typename Traits<T>::acc_t A;
     extern __shared__ __align__(16) unsigned char sep_smem[];
     A* mid = reinterpret_cast<A*>(sep_smem);
@@ -127,7 +127,7 @@ __global__ void __launch_bounds__(256) separable_fused(
 #pragma unroll
             for (int j = 0; j < PW_PIXELS; ++j) acc[j] = A(0);
             pointwise_accumulate<T>(mid, M, M, group, groups, pw, 0, F, f, f_ok, acc);
-            pointwise_store<T, Index>(y, acc, bias, act, p0, group, groups, total_pixels, S, F, f, f_ok, cl);
+            pointwise_store<T, Index>(y, acc, bias, p0, group, groups, total_pixels, S, F, f, f_ok, cl);
         }
     }
 }
@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(256) separable_fused(
 template <typename T, typename Index>
 __global__ void __launch_bounds__(256) pointwise_conv(const T* __restrict__ mid_g, const T* __restrict__ pw,
                                                       const T* __restrict__ bias, T* __restrict__ y, Index total_pixels,
-                                                      Index S, int M, int F, int channels_last, int act, int FCH,
+                                                      Index S, int M, int F, int channels_last, int FCH,
                                                       int KC) {
     typedef typename Traits<T>::acc_t A;
     extern __shared__ __align__(16) unsigned char pw_smem[];
@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(256) pointwise_conv(const T* __restrict__ mid_
                 __syncthreads();
                 pointwise_accumulate<T>(tile_s, kc, kc, group, groups, pw, k0, F, f, f_ok, acc);
             }
-            pointwise_store<T, Index>(y, acc, bias, act, p0, group, groups, total_pixels, S, F, f, f_ok, cl);
+            pointwise_store<T, Index>(y, acc, bias, p0, group, groups, total_pixels, S, F, f, f_ok, cl);
         }
     }
 }

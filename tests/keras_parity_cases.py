@@ -19,6 +19,33 @@ ACTIVATIONS = (None, "relu", "linear", "tanh", "sigmoid", "swish", "gelu", "elu"
                "relu6", "leaky_relu", "hard_sigmoid", "softmax", "silu", "softsign", "exponential")
 
 
+# Weight arguments in the forms Keras' *.get() accepts: snake_case and class names, and dicts.
+INITIALIZERS = ("he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "glorot_normal", "GlorotUniform",
+                "zeros", "ones", "random_normal", "random_uniform", "truncated_normal", "orthogonal",
+                {"class_name": "VarianceScaling", "config": {"scale": 2.0, "mode": "fan_out", "distribution": "uniform"}},
+                {"class_name": "RandomNormal", "config": {"mean": 0.1, "stddev": 0.3, "seed": 3}})
+REGULARIZERS = ("l1", "l2", "l1_l2", "L1", {"class_name": "L2", "config": {"l2": 0.1}})
+CONSTRAINTS = ("non_neg", "max_norm", "unit_norm", "min_max_norm", {"class_name": "MaxNorm", "config": {"max_value": 1.5}})
+
+
+def _weight_arguments(rng, kwargs, roles):
+    """Sometimes non-default initializer / regularizer / constraint per weight role
+    ('kernel', 'bias', 'depthwise', 'pointwise'), and an activity regularizer."""
+    for role in roles:
+        if rng.random() < 0.25:
+            kwargs[f"{role}_initializer"] = _pick(rng, INITIALIZERS)
+        if rng.random() < 0.12:
+            kwargs[f"{role}_regularizer"] = _pick(rng, REGULARIZERS)
+        if rng.random() < 0.08:
+            kwargs[f"{role}_constraint"] = _pick(rng, CONSTRAINTS)
+    if rng.random() < 0.08:
+        kwargs["activity_regularizer"] = _pick(rng, REGULARIZERS)
+
+
+_ROLES = {"conv": ("kernel", "bias"), "transpose": ("kernel", "bias"), "depthwise": ("depthwise", "bias"),
+          "separable": ("depthwise", "pointwise", "bias")}
+
+
 @dataclasses.dataclass(frozen=True)
 class Case:
     family: str        # row of the summary table
@@ -139,6 +166,7 @@ def _conv_like(family, layer, rank, kind, index):
         kwargs["activation"] = activation
     if rng.random() < 0.25:
         kwargs["use_bias"] = False
+    _weight_arguments(rng, kwargs, _ROLES[kind])
     k_eff = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
     if kind == "transpose":
         spatial = tuple(int(rng.integers(1, _MAX_LEN[rank] // 2 + 2)) for _ in range(rank))
@@ -246,6 +274,7 @@ def _dense(family, layer, index):
         kwargs["activation"] = activation
     if rng.random() < 0.25:
         kwargs["use_bias"] = False
+    _weight_arguments(rng, kwargs, ("kernel", "bias"))
     shape = (int(rng.integers(1, 5)),) + _ints(rng, 1, 4, int(rng.integers(0, 3))) + (int(rng.integers(1, 9)),)
     return Case(family, layer, kwargs, shape, f"{family}-{index:02d}")
 
@@ -308,6 +337,47 @@ def _family_table():
 FAMILIES = _family_table()
 
 
+# Hand-picked configurations that keras_spec.md singles out; they go through every parity check.
+_EDGE = [
+    # transposed: the TF-backend edge case ('same', even k_eff, op=0: O=(I-1)*s; follow the formula)
+    ("Conv1DTranspose", dict(filters=2, kernel_size=2, padding="same", output_padding=0), (1, 3, 2)),
+    # ... and its degenerate I=1 form: O=0, an empty output
+    ("Conv2DTranspose", dict(filters=2, kernel_size=2, padding="same", output_padding=0), (1, 1, 1, 1)),
+    # s > k_eff: untouched gaps and, for valid with op None, the s-k_eff tail (0 + bias)
+    ("Conv1DTranspose", dict(filters=1, kernel_size=2, strides=3), (2, 3, 1)),
+    ("Conv2DTranspose", dict(filters=2, kernel_size=2, strides=3, padding="same", output_padding=2), (1, 2, 3, 2)),
+    ("Conv3DTranspose", dict(filters=2, kernel_size=3, strides=2, padding="same", data_format="channels_first"),
+     (1, 2, 3, 2, 3)),
+    # 'same' asymmetric: even kernel at s=1, and L mod s at s>1
+    ("Conv1D", dict(filters=2, kernel_size=4, padding="same"), (1, 5, 1)),
+    ("Conv2D", dict(filters=4, kernel_size=3, strides=2, padding="same"), (1, 6, 7, 2)),
+    # causal with strides and with dilation, channels_first
+    ("Conv1D", dict(filters=2, kernel_size=3, strides=2, padding="causal", data_format="channels_first"), (2, 3, 9)),
+    ("Conv1D", dict(filters=2, kernel_size=3, dilation_rate=3, padding="causal"), (2, 4, 3)),
+    # strides > 1 with dilation > 1, allowed for depthwise/separable since v3.15
+    ("DepthwiseConv2D", dict(kernel_size=3, strides=2, dilation_rate=2, padding="same", depth_multiplier=2),
+     (1, 9, 8, 2)),
+    ("SeparableConv1D", dict(filters=3, kernel_size=2, strides=3, dilation_rate=2), (1, 11, 2)),
+    # exact fit: output size 1
+    ("Conv3D", dict(filters=2, kernel_size=3), (1, 3, 3, 3, 2)),
+    ("Conv2D", dict(filters=2, kernel_size=(2, 3), dilation_rate=(3, 2), groups=2), (1, 4, 5, 4)),
+    # average pooling divides by real cells (spec example x=[1..5], pool 2, s=1, same)
+    ("AveragePooling1D", dict(pool_size=2, strides=1, padding="same"), (1, 5, 1)),
+    ("AveragePooling2D", dict(pool_size=3, strides=2, padding="same"), (1, 4, 5, 1)),
+    # window larger than the input under 'same'
+    ("MaxPooling2D", dict(pool_size=3, strides=1, padding="same"), (1, 1, 2, 2)),
+    # pooling padding is stored as given; eager call lowercases it, shape inference refuses it
+    ("MaxPooling1D", dict(pool_size=2, padding="SAME"), (1, 5, 1)),
+    # bilinear half-pixel centres with edge clamp, channels_first
+    ("UpSampling2D", dict(size=(3, 2), interpolation="bilinear", data_format="channels_first"), (1, 2, 2, 3)),
+    ("Flatten", dict(data_format="channels_first"), (2, 3, 2, 2)),
+]
+
+
+def _edge_cases():
+    return [Case("spec edge cases", layer, kwargs, shape, f"edge-{i:02d}") for i, (layer, kwargs, shape) in enumerate(_EDGE)]
+
+
 def make_cases(family):
     """All cases of one family; layer classes of the family alternate by index."""
     layers_, generator, n = FAMILIES[family]
@@ -319,7 +389,7 @@ def make_cases(family):
 
 
 def all_cases():
-    return [c for family in FAMILIES for c in make_cases(family)]
+    return [c for family in FAMILIES for c in make_cases(family)] + _edge_cases()
 
 
 # ------------------------------------------------------------------------------------------

@@ -81,6 +81,13 @@ def test_registry_matches_installed_keras(keras_activations):
         assert keras_activations.serialize(fn) == activations.serialize(activations.get(name))
 
 
+def test_signatures_match_keras(keras_activations):
+    import inspect
+
+    for name in KERAS_NAMES:
+        assert inspect.signature(activations.get(name)) == inspect.signature(getattr(keras_activations, name)), name
+
+
 def test_get_rules():
     assert activations.get(None) is activations.linear
     assert activations.get("relu") is activations.relu

@@ -41,6 +41,14 @@ def test_dense_numbers_match_keras(keras, rng, shape):
     np.testing.assert_allclose(ours(x), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["Dense", "Flatten", "Dropout", "Activation", "InputLayer"])
+def test_constructor_signatures_match_keras(keras, name):
+    import inspect
+
+    assert inspect.signature(getattr(layers, name).__init__) == inspect.signature(getattr(keras.layers, name).__init__)
+    assert inspect.signature(layers.Input) == inspect.signature(keras.Input)
+
+
 def test_dense_config_matches_keras(keras):
     kwargs = {"units": 4, "activation": "swish", "use_bias": False, "kernel_initializer": "he_normal",
               "kernel_regularizer": "l2", "bias_constraint": "non_neg"}
@@ -80,6 +88,10 @@ def test_dense_errors(rng):
             layers.Dense(bad)
     with pytest.raises(ValueError, match="Unrecognized keyword arguments passed to Dense"):
         layers.Dense(3, filters=2)
+    layers.Dense(3, lora_rank=None, lora_alpha=None, quantization_config=None)  # Keras' defaults are accepted
+    for arg in ("lora_rank", "lora_alpha", "quantization_config"):
+        with pytest.raises(ValueError, match=f"`{arg}` must be None. Received: {arg}=4"):
+            layers.Dense(3, **{arg: 4})
     with pytest.raises(ValueError, match="Could not interpret activation function identifier: Relu"):
         layers.Dense(3, activation="Relu")
     layer = layers.Dense(3)

@@ -25,6 +25,14 @@ def _randomize(layer, x, rng):
     return weights
 
 
+def _keras2_bias(bias, data_format):
+    """The reference adds ``bias[p, f]`` at (p, f); Keras 2 with channels_first adds the raw
+    reshape ``bias.reshape(F, *out)[f, p]`` there instead (tf-keras backend.bias_add)."""
+    if data_format == "channels_last":
+        return bias
+    return np.moveaxis(bias.reshape((bias.shape[-1],) + bias.shape[:-1]), 0, -1)
+
+
 CASES = [
     # rank, filters, kernel, strides, padding, implementation, activation
     (1, 4, 3, 1, "valid", 1, None),
@@ -47,8 +55,8 @@ def test_locally_connected_matches_reference(backend_name, rng, case, data_forma
     kernel, bias = _randomize(layer, x, rng)
     y = layer(x)
     assert tuple(y.shape) == layer.compute_output_shape(x.shape)
-    expected = reference.locally_connected(x, kernel, bias, kernel_size=layer.kernel_size, strides=s,
-                                           padding=padding, data_format=data_format)
+    expected = reference.locally_connected(x, kernel, _keras2_bias(bias, data_format), kernel_size=layer.kernel_size,
+                                           strides=s, padding=padding, data_format=data_format)
     if act:
         expected = np.asarray(activations.get(act)(expected))
     assert_close(y, expected, "float32")
@@ -70,8 +78,11 @@ def test_shared_kernel_equals_conv_valid(backend_name, rng, rank, k, s, data_for
         rows = np.moveaxis(conv_kernel, -2, 0).reshape(-1, 4)  # patch order (C, k..)
     out_spatial = layer.output_spatial
     positions = int(np.prod(out_spatial))
-    layer.set_weights([np.broadcast_to(rows, (positions,) + rows.shape).copy(),
-                       np.broadcast_to(conv_bias, out_spatial + (4,)).copy()])
+    if data_format == "channels_last":
+        bias = np.broadcast_to(conv_bias, out_spatial + (4,))
+    else:  # Keras 2 reads the (*out, F) variable as a raw (F, *out) array
+        bias = np.broadcast_to(conv_bias.reshape((4,) + (1,) * rank), (4,) + out_spatial).reshape(out_spatial + (4,))
+    layer.set_weights([np.broadcast_to(rows, (positions,) + rows.shape).copy(), bias.copy()])
     expected = gpuconv.to_numpy(ops.conv(x, conv_kernel, strides=s, data_format=data_format)).astype(np.float64)
     shape = [1] * expected.ndim
     shape[-1 if data_format == "channels_last" else 1] = -1
@@ -121,3 +132,22 @@ def test_input_spec_locks_channels_after_build(rng):
         layer(np.zeros((1, 6, 4), "float32"))
     with pytest.raises(ValueError, match="expected ndim=3, found ndim=4"):
         layer(np.zeros((1, 6, 3, 1), "float32"))
+
+
+@pytest.mark.parametrize("rank", (1, 2))
+def test_channels_first_bias_is_keras2_raw_reshape(rank):
+    """Keras 2 adds ``reshape(bias, (1, F, *out))`` for channels_first: element order pinned here."""
+    layer = LC[rank](2, 2, data_format="channels_first")
+    in_shape = (1, 1) + (4, 3)[:rank]
+    layer.build(in_shape)
+    out_spatial = layer.output_spatial
+    bias = np.arange(np.prod(out_spatial) * 2, dtype="float32").reshape(out_spatial + (2,))
+    layer.set_weights([np.zeros(layer.kernel.shape, "float32"), bias])
+    y = gpuconv.to_numpy(layer(np.ones(in_shape, "float32")))
+    np.testing.assert_array_equal(y[0], bias.reshape((2,) + out_spatial))
+    np.testing.assert_array_equal(y[0, 1].ravel(), np.arange(np.prod(out_spatial)) + np.prod(out_spatial))
+    channels_last = LC[rank](2, 2)
+    channels_last.build((1,) + (4, 3)[:rank] + (1,))
+    channels_last.set_weights([np.zeros(channels_last.kernel.shape, "float32"), bias])
+    y_last = gpuconv.to_numpy(channels_last(np.ones((1,) + (4, 3)[:rank] + (1,), "float32")))
+    np.testing.assert_array_equal(y_last[0], bias)  # channels_last: bias[p, f] at (p, f)

@@ -25,6 +25,10 @@ STRIDE_DILATION = [(1, 1), (2, 1), (1, 2), (2, 2)]
 N, C, F = 2, 4, 6
 
 
+# 'causal' exists for 1-D only
+RANK_PADDINGS = [(1, "valid"), (1, "same"), (1, "causal"), (2, "valid"), (2, "same")]
+
+
 def rank_kernel_grid():
     return [(rank, k) for rank in (1, 2, 3) for k in KERNELS[rank]]
 
@@ -226,12 +230,9 @@ def test_depthwise_conv(backend_name, rng, rank, kernel_size, data_format, paddi
     run_case(op, reference_fn, arrays, **kwargs)
 
 
-@pytest.mark.parametrize("padding", ["valid", "same", "causal"])
 @pytest.mark.parametrize("data_format", DATA_FORMATS)
-@pytest.mark.parametrize("rank", [1, 2])
+@pytest.mark.parametrize("rank, padding", RANK_PADDINGS)
 def test_depthwise_conv_core_bias(backend_name, rng, rank, data_format, padding):
-    if padding == "causal" and rank != 1:
-        pytest.skip("causal exists for 1-D only")
     op, reference_fn, arrays, kwargs = depthwise_case(rng, rank, data_format, strides=2, padding=padding, dm=3,
                                                       bias=True)
     run_case(op, reference_fn, arrays, **kwargs)
@@ -248,12 +249,9 @@ def test_separable_conv(backend_name, rng, rank, kernel_size, data_format, paddi
     run_case(op, reference_fn, arrays, **kwargs)
 
 
-@pytest.mark.parametrize("padding", ["valid", "same", "causal"])
 @pytest.mark.parametrize("data_format", DATA_FORMATS)
-@pytest.mark.parametrize("rank", [1, 2])
+@pytest.mark.parametrize("rank, padding", RANK_PADDINGS)
 def test_separable_conv_core_bias(backend_name, rng, rank, data_format, padding):
-    if padding == "causal" and rank != 1:
-        pytest.skip("causal exists for 1-D only")
     op, reference_fn, arrays, kwargs = separable_case(rng, rank, data_format, strides=2, dilation=1, padding=padding,
                                                       bias=True)
     run_case(op, reference_fn, arrays, **kwargs)

@@ -101,6 +101,12 @@ def test_lazy_build_on_first_call(rng):
     assert "(None, 15)" in _summary(model) and "(None, 4)" in _summary(model)
 
 
+def test_signature_matches_keras(keras):
+    import inspect
+
+    assert inspect.signature(Sequential.__init__) == inspect.signature(keras.Sequential.__init__)
+
+
 def test_explicit_build_and_input_shape_kwarg():
     model = Sequential([layers.Dense(3), layers.Dense(2)])
     model.build((None, 6))

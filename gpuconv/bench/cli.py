@@ -334,10 +334,12 @@ def _run(args, title, rows, backend, engine):
     for i, row in enumerate(rows):
         progress.update(i, f"{row.id} {row.op_text()} {row.shape_text()}")
         results.append(runner.run(row))
-        if device == "cuda":
+        if device == "cuda":  # the next row may be the largest: give its memory back
             import cupy
 
             cupy.get_default_memory_pool().free_all_blocks()
+            if comparison is not None:
+                comparison.torch.cuda.empty_cache()
     progress.update(len(rows), "done")
     progress.close()
 

@@ -109,7 +109,8 @@ def render_header(suite_name, n_rows, settings, env, ceilings, comparison_label,
         f"[{ceilings.source}]",
         f"timing: median of {s.repeat} after {s.warmup} warm-up"
         + (", CUDA events, L2 flushed between repeats" if env["backend"] == "cuda" else ", perf_counter")
-        + (", CUDA-graph replay" if s.cuda_graph and env["backend"] == "cuda" else "")
+        + ((", CUDA-graph replay" if env["backend"] == "cuda" else " (--cuda-graph ignored on the CPU)")
+           if s.cuda_graph else "")
         + f"; every row checked against the float64 oracle first (seed {s.seed})",
         "compared with: " + (f"{comparison_label}, measured side by side in this run" if comparison_label
                              else f"nothing ({comparison_error})"),

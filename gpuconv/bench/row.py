@@ -112,7 +112,9 @@ class Row:
         return g.make_shape(n, self.K, self.output_spatial(), data_format)
 
     def shape_text(self):
-        """Short human form, e.g. ``32x56x56 64->64 k3 s1 same``."""
+        """Short human form, e.g. ``32x56x56 64->64 k3 s1 same`` (``128 3136->100`` for dense)."""
+        if self.op == "dense":
+            return f"{self.N} {self.C}->{self.K}"
         sp = "x".join(str(v) for v in self.spatial)
         parts = [f"{self.N}x{sp}", f"{self.C}->{self.K}", "k" + _dims(self.k)]
         if self.s != 1:

@@ -173,7 +173,6 @@ def launch_depthwise(plan, x, w, bias, y, ksize, strides, padding, dilation, cha
     _, _, out3 = mb.view5(y.shape, channels_last)
     dm = int(w.shape[-2])
     pads = mb.pads3d(padding)
-    act, needs_pass = mb.kernel_activation(activation, x.dtype)
     kernel = compiler.get_function(FILE, plan.name)
     i32 = mb.int32
     geometry = [i32(v) for v in (*in3, *out3)]
@@ -181,7 +180,7 @@ def launch_depthwise(plan, x, w, bias, y, ksize, strides, padding, dilation, cha
         t = plan.tile
         tiles = n * np.prod([-(-o // e) for o, e in zip(out3, (t.td, t.th, t.tw))]) * -(-channels // (t.cv * plan.vec))
         args = (x, w, launch.optional_pointer(bias), y, i32(n), i32(channels), i32(dm), *geometry,
-                *[i32(p) for p in pads], i32(int(channels_last)), i32(act),
+                *[i32(p) for p in pads], i32(int(channels_last)),
                 i32(t.td), i32(t.th), i32(t.tw), i32(t.cv))
         grid = mb.persistent_grid(int(tiles), t.threads, blocks_per_sm=max(1, min(2048 // t.threads, 4)))
         launch.launch(kernel, grid, (t.threads, 1, 1), args, shared_mem=t.smem)
@@ -190,8 +189,6 @@ def launch_depthwise(plan, x, w, bias, y, ksize, strides, padding, dilation, cha
         work = n * int(np.prod(out3)) * (channels // plan.vec)
         args = (x, w, launch.optional_pointer(bias), y, launch.index_scalar(n, plan.index), i32(channels), i32(dm),
                 *geometry, *[i32(v) for v in (*k3, *s3, *d3)], *[i32(p) for p in pads],
-                i32(int(channels_last)), i32(act))
+                i32(int(channels_last)))
         launch.launch(kernel, mb.persistent_grid(-(-work // mb.THREADS)), (mb.THREADS, 1, 1), args)
-    if needs_pass:
-        mb.activate_in_place(y, activation)
-    return y
+    return mb.finish_activation(y, activation)

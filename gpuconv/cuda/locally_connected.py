@@ -62,7 +62,6 @@ def locally_connected(x, kernel, bias, *, kernel_size, strides, padding, out_spa
     bias = None if bias is None else cupy.ascontiguousarray(bias)
     plan = plan_locally_connected(n, int(kernel.shape[1]), filters, x.dtype)
     _, _, out3 = mb.view5(y.shape, channels_last)
-    act, needs_pass = mb.kernel_activation(activation, x.dtype)
     width = mb.index_width(x, y, kernel, dtype=x.dtype)
     positions = int(np.prod(out3))
     work = positions * -(-filters // plan.fch)
@@ -70,9 +69,7 @@ def locally_connected(x, kernel, bias, *, kernel_size, strides, padding, out_spa
     args = (x, kernel, launch.optional_pointer(bias), y, i32(n), i32(channels), i32(filters),
             *[i32(v) for v in (*in3, *out3)],
             *[i32(v) for v in (*mb.as3d(kernel_size, 1), *mb.as3d(strides, 1), *mb.pads3d(padding))],
-            i32(int(channels_last)), i32(act), i32(plan.fch), i32(plan.kc))
+            i32(int(channels_last)), i32(plan.fch), i32(plan.kc))
     launch.launch(compiler.get_function(FILE, kernel_name(x.dtype, width)),
                   mb.persistent_grid(i32(work), plan.threads), (plan.threads, 1, 1), args, shared_mem=plan.smem)
-    if needs_pass:
-        mb.activate_in_place(y, activation)
-    return y
+    return mb.finish_activation(y, activation)

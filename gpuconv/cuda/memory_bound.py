@@ -16,7 +16,13 @@ THREADS = 256  # block size of every memory-bound kernel (their __launch_bounds_
 SMEM_BUDGET = 48 * 1024  # static per-block limit: no opt-in attribute needed on any device
 ACTIVATION_FILE = "activation.cu"
 
-compiler.register(ACTIVATION_FILE, [f"gc::activate_in_place<double, {compiler.index_ctype(w)}>"
+
+
+def activation_name(dtype, width):
+    return f"gc::activate_in_place<{compiler.cuda_type(dtype)}, {compiler.index_ctype(width)}>"
+
+
+compiler.register(ACTIVATION_FILE, [activation_name(dt, w) for dt in (np.float32, np.float16, np.float64)
                                     for w in ("int32", "int64")])
 
 
@@ -81,13 +87,12 @@ def index_width(*arrays_or_shapes, dtype):
     return index_type(*arrays_or_shapes, itemsize=np.dtype(dtype).itemsize)
 
 
-def kernel_activation(activation, dtype):
-    """``(code handed to the kernel, whether the float64 in-place pass must follow)``.
-
-    float64 kernels contain no activation code (memory_bound.cuh explains why) and always leave
-    it to :func:`activate_in_place`; float16/float32 kernels fuse it."""
-    code = activation_code(activation)
-    return code, bool(code) and np.dtype(dtype) == np.float64
+def finish_activation(y, activation):
+    """Applies a fused activation to ``y`` in place (kernels/activation.cu explains why the
+    kernels' epilogues stop at the bias); nothing for None/'linear'."""
+    if activation_code(activation):
+        activate_in_place(y, activation)
+    return y
 
 
 def persistent_grid(work_items, threads=THREADS, limits=None, blocks_per_sm=None):
@@ -111,12 +116,12 @@ def int32(value):
 
 
 def activate_in_place(y, activation):
-    """The float64 activation pass (kernels/activation.cu) over the whole output."""
+    """The activation pass (kernels/activation.cu) over the whole output."""
     from . import launch
 
     code = activation_code(activation)
     width = index_width(y, dtype=y.dtype)
-    kernel = compiler.get_function(ACTIVATION_FILE, f"gc::activate_in_place<double, {compiler.index_ctype(width)}>")
+    kernel = compiler.get_function(ACTIVATION_FILE, activation_name(y.dtype, width))
     grid = launch.grid_1d(y.size, THREADS, max_blocks=launch.device_limits().sm_count * 8)
     launch.launch(kernel, grid, (THREADS, 1, 1), (y, launch.index_scalar(y.size, width), int32(code)))
     return y

@@ -85,7 +85,6 @@ def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padd
     plan = plan_separable(channels, dm, filters, x.dtype)
     _, _, out3 = mb.view5(y.shape, channels_last)
     pixels_total = n * int(np.prod(out3))
-    act, needs_pass = mb.kernel_activation(activation, x.dtype)
     i32 = mb.int32
     grid = mb.persistent_grid(-(-pixels_total // plan.pixels), blocks_per_sm=max(1, min(8, 200_000 // max(plan.smem, 1))))
     if plan.kind == "fused":
@@ -93,7 +92,7 @@ def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padd
         args = (x, cupy.ascontiguousarray(depthwise_kernel), pw, launch.optional_pointer(bias), y,
                 i32(n), i32(channels), i32(dm), i32(filters), *[i32(v) for v in (*in3, *out3)],
                 *[i32(v) for v in (*mb.as3d(ksize, 1), *mb.as3d(strides, 1), *mb.as3d(dilation, 1))],
-                *[i32(p) for p in mb.pads3d(padding)], i32(int(channels_last)), i32(act), i32(plan.fch))
+                *[i32(p) for p in mb.pads3d(padding)], i32(int(channels_last)), i32(plan.fch))
         launch.launch(compiler.get_function(FILE, fused_name(x.dtype, width)), grid, (mb.THREADS, 1, 1), args,
                       shared_mem=plan.smem)
     else:
@@ -107,9 +106,7 @@ def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padd
         width = mb.index_width(mid_y, y, dtype=x.dtype)
         args = (mid_y, pw, launch.optional_pointer(bias), y, launch.index_scalar(pixels_total, width),
                 launch.index_scalar(int(np.prod(out3)), width), i32(mid), i32(filters), i32(int(channels_last)),
-                i32(act), i32(plan.fch), i32(plan.kc))
+                i32(plan.fch), i32(plan.kc))
         launch.launch(compiler.get_function(FILE, pointwise_name(x.dtype, width)), grid, (mb.THREADS, 1, 1), args,
                       shared_mem=plan.smem)
-    if needs_pass:
-        mb.activate_in_place(y, activation)
-    return y
+    return mb.finish_activation(y, activation)

@@ -149,7 +149,16 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, lora_rank=None,
+                 lora_alpha=None, quantization_config=None, **kwargs):
+        # Keras' signature, for drop-in calls; LoRA and quantization are training/compression
+        # features this inference library does not implement, so only their defaults are accepted.
+        for arg, value in (("lora_rank", lora_rank), ("lora_alpha", lora_alpha),
+                           ("quantization_config", quantization_config)):
+            if value is not None:
+                raise ValueError(
+                    f"gpuconv's Dense does not support LoRA or quantization; `{arg}` must be None. Received: {arg}={value}"
+                )
         if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0:
             raise ValueError(
                 f"Received an invalid value for `units`, expected a positive integer. Received: units={units}"
@@ -217,14 +226,6 @@ class Dense(Layer):
             "bias_constraint": _serialize_or_none(constraints, self.bias_constraint),
             "quantization_config": None,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        quantization = config.pop("quantization_config", None)
-        if quantization is not None:
-            raise ValueError(f"Quantized Dense layers are not supported. Received: quantization_config={quantization}")
-        return cls(**config)
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ Keras 3 removed these layers (keras-team/keras#20830); this is the Keras 2 signa
 
 - kernel ``(prod(out_spatial), prod(kernel_size) * C_in, filters)``; the patch is flattened
   ``(k.., C_in)`` for channels_last and ``(C_in, k..)`` for channels_first; positions row-major;
-- bias ``(*out_spatial, filters)``: one bias per output position and filter.
+- bias ``(*out_spatial, filters)``: one bias per output position and filter. With channels_first
+  it is applied the way Keras 2 applies it, a raw reshape to ``(filters, *out_spatial)``
+  (see ``_bias_for_ops``), so Keras 2 weights reproduce Keras 2 outputs.
 
 ``implementation`` (1, 2 or 3) only chose an execution strategy and a weight layout in Keras 2;
 all three compute the same function. We keep the argument (and echo it in get_config) but run
@@ -18,6 +20,7 @@ with 'same' raises Keras 2's error.
 """
 import numpy as np
 
+from .. import backend as _backend
 from .. import geometry as g
 from .. import ops
 from .base_layer import InputSpec
@@ -94,9 +97,22 @@ class BaseLocallyConnected(ConvFamilyLayer):
         self._lock_input_channels(channels, ndim=self.rank + 2)
         self.built = True
 
+    def _bias_for_ops(self, inputs):
+        """The bias in the ops layout ``(*out_spatial, F)`` meaning ``bias[p, f]`` is added at (p, f).
+
+        channels_first follows Keras 2 to the element, so Keras 2 weights give Keras 2 numbers:
+        its ``bias_add`` adds ``reshape(bias, (1, F, *out_spatial))``, a raw reshape of the
+        ``(*out_spatial, F)`` variable, not a transpose. The stored variable keeps Keras 2's shape.
+        """
+        bias = self._bias_array(inputs)
+        if bias is None or self.data_format == "channels_last":
+            return bias
+        xp = _backend.array_module(bias)
+        return xp.ascontiguousarray(xp.moveaxis(bias.reshape((self.filters, *self.output_spatial)), 0, -1))
+
     def call(self, inputs):
         return self._run_op(
-            ops.locally_connected_core, inputs, weight_array(self.kernel, inputs), self._bias_array(inputs),
+            ops.locally_connected_core, inputs, weight_array(self.kernel, inputs), self._bias_for_ops(inputs),
             kernel_size=self.kernel_size, strides=self.strides, padding=self.padding,
             data_format=self.data_format,
         )
