@@ -13,7 +13,7 @@
 namespace gc {
 
 template <typename T, typename Index>
-__global__ void __launch_bounds__(256) activate_in_place(T* __restrict__ y, Index n, int act) {
+__global__ void __launch_bounds__(256, 2) activate_in_place(T* __restrict__ y, Index n, int act) {
     typedef typename Traits<T>::acc_t A;
     for (Index i = grid_start_x<Index>(); i < n; i += grid_step_x<Index>())
         y[i] = Traits<T>::from_acc(activate_dispatch<A>(act, Traits<T>::to_acc(y[i])));

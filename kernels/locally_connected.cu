@@ -17,7 +17,7 @@ namespace gc {
 constexpr int LC_BATCH = 4;  // batch items per thread
 
 template <typename T, typename Index>
-__global__ void __launch_bounds__(256) locally_connected(
+__global__ void __launch_bounds__(256, 2) locally_connected(
     const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y, int N, int C,
     int F, int ID, int IH, int IW, int OD, int OH, int OW, int KD, int KH, int KW, int SD, int SH, int SW, int pad_d,
     int pad_h, int pad_w, int channels_last, int FCH, int KC) {

@@ -8,6 +8,11 @@
 //                      channels_first; 1-D and 2-D ops use the same view with leading extents of 1
 //   gc::Pixel5         an output coordinate decoded from a flat work index
 //
+// Launch bounds: every kernel of these families is declared __launch_bounds__(256, 2). With the
+// thread count alone, ptxas (CUDA 13) caps registers at an occupancy step (32/40/64/80) and
+// spills even small kernels; asking for two resident blocks gives it up to 128 registers and
+// still leaves 16 warps per SM to hide memory latency.
+//
 // The host picks V > 1 only for channels_last tensors whose channel count is a multiple of V and
 // whose base pointers are 16-byte aligned (gpuconv/cuda/memory_bound.py), so a vector never
 // straddles two pixels.

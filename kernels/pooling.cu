@@ -19,7 +19,7 @@ __device__ __forceinline__ void set_neg_inf(float& v) { v = __int_as_float(0xff8
 __device__ __forceinline__ void set_neg_inf(double& v) { v = __longlong_as_double(0xfff0000000000000ULL); }
 
 template <typename T, typename Index, int V, int MODE>
-__global__ void __launch_bounds__(256) pool(const T* __restrict__ x, T* __restrict__ y, Index N, int C, int ID,
+__global__ void __launch_bounds__(256, 2) pool(const T* __restrict__ x, T* __restrict__ y, Index N, int C, int ID,
                                             int IH, int IW, int OD, int OH, int OW, int KD, int KH, int KW, int SD,
                                             int SH, int SW, int pad_d, int pad_h, int pad_w, int channels_last) {
     typedef typename Traits<T>::acc_t A;

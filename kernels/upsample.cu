@@ -34,7 +34,7 @@ __device__ __forceinline__ LinearTaps<A> linear_taps(int o, int size, int length
 }
 
 template <typename T, typename Index, int V, int MODE>
-__global__ void __launch_bounds__(256) upsample(const T* __restrict__ x, T* __restrict__ y, Index N, int C, int ID,
+__global__ void __launch_bounds__(256, 2) upsample(const T* __restrict__ x, T* __restrict__ y, Index N, int C, int ID,
                                                 int IH, int IW, int SD, int SH, int SW, int channels_last) {
     typedef typename Traits<T>::acc_t A;
     const bool cl = channels_last != 0;

@@ -33,7 +33,9 @@ def _weight_arguments(rng, kwargs, roles):
     ('kernel', 'bias', 'depthwise', 'pointwise'), and an activity regularizer."""
     for role in roles:
         if rng.random() < 0.25:
-            kwargs[f"{role}_initializer"] = _pick(rng, INITIALIZERS)
+            # Keras' Orthogonal refuses rank-1 shapes (biases)
+            choices = [i for i in INITIALIZERS if role != "bias" or i != "orthogonal"]
+            kwargs[f"{role}_initializer"] = _pick(rng, choices)
         if rng.random() < 0.12:
             kwargs[f"{role}_regularizer"] = _pick(rng, REGULARIZERS)
         if rng.random() < 0.08:

@@ -93,7 +93,7 @@ def _best_seconds(fn, repeat):
     return best
 
 
-def measure_cpu(device_name="cpu", copy_bytes=64 << 20, matmul_n=1024, repeat=3):
+def measure_cpu(device_name="cpu", copy_bytes=64 << 20, matmul_n=1024, repeat=5):
     """Quick CPU ceilings: a NumPy copy (read + write) and a float32 matrix product (best of runs)."""
     src = np.ones(copy_bytes // 4, dtype=np.float32)
     dst = np.empty_like(src)
