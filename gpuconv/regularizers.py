@@ -5,6 +5,7 @@ of the same library and dtype. Names, configs and error texts follow Keras 3.15
 (``keras/src/regularizers``). Besides Keras' names ('l1', 'l2', 'l1l2', 'L1L2', ...), 'l1_l2'
 is accepted too (the Keras 2 spelling).
 """
+import numpy as np
 import math
 
 from . import backend as _backend
@@ -76,7 +77,9 @@ class L1(Regularizer):
     """``l1 * sum(|x|)``."""
 
     def __init__(self, l1=0.01):
-        self.l1 = validate_float_arg(0.01 if l1 is None else l1, name="l1")
+        # Keras keeps l1 as a float32 tensor, so its config reports the float32-rounded value
+        # (0.009999999776482582 for 0.01); L2/L1L2 keep Python floats.
+        self.l1 = float(np.float32(validate_float_arg(0.01 if l1 is None else l1, name="l1")))
 
     def __call__(self, x):
         xp, x = _as_array(x)

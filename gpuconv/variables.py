@@ -43,9 +43,9 @@ class Variable:
             raise ValueError(
                 f"Cannot assign a value of shape {tuple(value.shape)} to variable '{self.path}' of shape {self.shape}."
             )
+        # Stored as given: Keras applies constraints only after an optimizer update, never in
+        # set_weights/assign, so loading weights must not change them.
         new = np.array(value, dtype=self._value.dtype)
-        if self.constraint is not None:
-            new = np.asarray(self.constraint(new), dtype=self._value.dtype)
         with self._lock:
             self._value = new
             self._device_copies = {}

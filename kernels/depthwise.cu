@@ -70,7 +70,7 @@ __device__ __forceinline__ void store_dw_outputs(T* __restrict__ y, Index pixel_
 }
 
 template <typename T, typename Index, int V, int KD, int KH, int KW, int SD, int SH, int SW, int DD, int DH, int DW>
-__global__ void __launch_bounds__(256, 2) depthwise_tile(
+__global__ void __launch_bounds__(256, 1) depthwise_tile(
     const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y,
     int N, int C, int dm, int ID, int IH, int IW, int OD, int OH, int OW, int pad_d, int pad_h, int pad_w,
     int channels_last, int TD, int TH, int TW, int CV) {

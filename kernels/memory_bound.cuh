@@ -11,7 +11,8 @@
 // Launch bounds: every kernel of these families is declared __launch_bounds__(256, 2). With the
 // thread count alone, ptxas (CUDA 13) caps registers at an occupancy step (32/40/64/80) and
 // spills even small kernels; asking for two resident blocks gives it up to 128 registers and
-// still leaves 16 warps per SM to hide memory latency.
+// still leaves 16 warps per SM to hide memory latency. depthwise_tile and separable_fused still
+// spilled a few bytes at 128 (sm_80 k4, sm_90 float64 int64) and take (256, 1).
 //
 // The host picks V > 1 only for channels_last tensors whose channel count is a multiple of V and
 // whose base pointers are 16-byte aligned (gpuconv/cuda/memory_bound.py), so a vector never

@@ -59,7 +59,7 @@ __device__ __forceinline__ void pointwise_store(T* __restrict__ y, typename Trai
 }
 
 template <typename T, typename Index>
-__global__ void __launch_bounds__(256, 2) separable_fused(
+__global__ void __launch_bounds__(256, 1) separable_fused(
     const T* __restrict__ x, const T* __restrict__ dw, const T* __restrict__ pw, const T* __restrict__ bias,
     T* __restrict__ y, int N, int C, int dm, int F, int ID, int IH, int IW, int OD, int OH, int OW, int KD, int KH,
     int KW, int SD, int SH, int SW, int DD, int DH, int DW, int pad_d, int pad_h, int pad_w, int channels_last,

@@ -368,20 +368,26 @@ def test_conv_with_one_channel_per_group_is_the_depthwise_path(rng, channels_las
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_depthwise_blocks_cover_the_whole_output(rng, monkeypatch):
-    """Tiny cache blocks: every row/channel block is computed exactly once."""
-    from gpuconv.cpu import depthwise
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+@pytest.mark.parametrize("rank,strides", [(1, (1,)), (1, (2,)), (2, (1, 1)), (2, (2, 1)), (2, (1, 2)), (3, (1, 1, 1))])
+def test_depthwise_threaded_pieces_cover_the_whole_output(rng, monkeypatch, threads, rank, strides):
+    """Batch and row pieces (more threads than batch items, rows split between them) compute every
+    output exactly once, for the flat-row path (last stride 1) and the window path."""
+    from gpuconv.cpu import _parallel
 
-    monkeypatch.setattr(depthwise, "_BLOCK_BYTES", 64)
-    x = rng.standard_normal((2, 7, 5, 3))
-    w = rng.standard_normal((3, 2, 3, 2))
-    want = loop_conv(x, w.reshape(3, 2, 1, 6), (2, 1), ((1, 1), (0, 1)), (1, 1))
+    monkeypatch.setattr(_parallel, "NUM_THREADS", threads)
+    x = rng.standard_normal((2,) + (7, 5, 4)[:rank] + (3,))
+    w = rng.standard_normal((3, 2, 2)[:rank] + (3, 2))
+    padding = ((1, 1), (0, 1), (1, 0))[:rank]
+    dilation = (1,) * rank
+    want = loop_conv(x, w.reshape(w.shape[:rank] + (1, 6)), strides, padding, dilation)
     for channels_last in (True, False):
-        xin = x if channels_last else to_first(x)
-        got = eng.depthwise_conv(xin, w, None, strides=(2, 1), padding=((1, 1), (0, 1)), dilation=(1, 1),
-                                 channels_last=channels_last, activation=None)
-        got = got if channels_last else to_last(got)
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        for xin in (x[:1], x):
+            xin = xin if channels_last else to_first(xin)
+            got = eng.depthwise_conv(xin, w, None, strides=strides, padding=padding, dilation=dilation,
+                                     channels_last=channels_last, activation=None)
+            got = got if channels_last else to_last(got)
+            np.testing.assert_allclose(got, want[:got.shape[0]], rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,19 +1,22 @@
 """Depthwise and separable convolution.
 
-Depthwise work is memory-bound (one multiply-add per input read per tap), so it is a loop over
-kernel taps of whole-tensor multiply-accumulates on strided views of the zero-padded input, done
-block by block so the accumulator stays in cache. No im2col, no GEMM. Output channel ``c*dm + m``.
+Depthwise work is memory-bound (one multiply-add per input read per tap), so there is no im2col
+and no GEMM. The work is done channels_last (a channels_first input is transposed while it is
+padded, in the same copy): ``np.einsum`` contracts a window view of the zero-padded input with
+the kernel, one fused multiply-add pass per tap, no temporaries. When the last spatial stride
+is 1 the last spatial axis and the channels merge into one long contiguous axis (tap ``t`` of
+that axis is a shift by ``t*d*C`` elements), so einsum's inner loop runs over whole rows; the
+kernel is tiled along that axis to match. Output channel ``c*dm + m``. Pieces of the batch (or of
+the first output axis) run on ``_parallel`` threads.
 """
 import math
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
+from . import _parallel
 from ._epilogue import channel_bias_shape, finish
-from ._windows import compute_dtype, output_length, padded, spatial_axes, tap_slices, taps
-
-# Rows of (batch x first spatial axis) processed together: small enough that the accumulator and
-# the product scratch stay in L2, large enough that the per-call overhead of NumPy is amortised.
-_BLOCK_BYTES = 1 << 19
+from ._windows import compute_dtype, output_length, padded, spatial_axes, windows
 
 
 def depthwise_conv(x, kernel, bias, *, strides, padding, dilation, channels_last, activation):
@@ -26,85 +29,90 @@ def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padd
                    channels_last, activation):
     """Depthwise, then a 1x1 GEMM on the compute-dtype intermediate (never rounded in between)."""
     mid = depthwise_accumulate(x, depthwise_kernel, strides=strides, padding=padding, dilation=dilation,
-                               channels_last=channels_last)
+                               channels_last=channels_last, result_channels_last=True)
     c_mid, filters = pointwise_kernel.shape[-2:]
     pw = pointwise_kernel.reshape(c_mid, filters).astype(mid.dtype, copy=False)
-    if channels_last:
-        y = np.matmul(mid.reshape(-1, c_mid), pw).reshape(mid.shape[:-1] + (filters,))
-    else:
-        n, out_sp = mid.shape[0], mid.shape[2:]
-        y = np.matmul(pw.T, mid.reshape(n, c_mid, -1)).reshape((n, filters) + out_sp)
-    return finish(y, bias, activation, x.dtype, channel_bias_shape(y.ndim, channels_last))
+    y = np.matmul(mid.reshape(-1, c_mid), pw).reshape(mid.shape[:-1] + (filters,))
+    return finish(_to_layout(y, channels_last), bias, activation, x.dtype, channel_bias_shape(y.ndim, channels_last))
 
 
-def depthwise_accumulate(x, kernel, *, strides, padding, dilation, channels_last):
-    """Depthwise conv without epilogue, in the compute dtype. Kernel ``(*k, C, dm)``."""
+def depthwise_accumulate(x, kernel, *, strides, padding, dilation, channels_last, result_channels_last=None):
+    """Depthwise conv without epilogue, in the compute dtype. Kernel ``(*k, C, dm)``.
+
+    The result is C-contiguous, in the input's layout unless ``result_channels_last`` says."""
+    if result_channels_last is None:
+        result_channels_last = channels_last
     rank = kernel.ndim - 2
-    ksize = kernel.shape[:rank]
-    c, dm = kernel.shape[-2:]
+    if not channels_last:
+        x = np.moveaxis(x, 1, -1)  # a view; ``padded`` below makes the channels_last copy
     ctype = compute_dtype(x.dtype)
-    axes = spatial_axes(rank, channels_last)
+    axes = spatial_axes(rank, True)
     xp = padded(x, padding, axes, ctype)
-    out_sp = tuple(output_length(xp.shape[ax], k, s, d) for ax, k, s, d in zip(axes, ksize, strides, dilation))
-    n = x.shape[0]
-    w = kernel.astype(ctype, copy=False).reshape((math.prod(ksize), c, dm))
-    # Per batch item, tap t reads xp[b][tap_index[t]]: (*O, C) channels_last, (C, *O) channels_first.
-    tap_index = [tap_slices(t, [a - 1 for a in axes], xp.ndim - 1, out_sp, strides, dilation)
-                 for t in taps(ksize)]
-    # A size-1 dm axis is left out: NumPy's inner loop would otherwise run over it, one element
-    # at a time.
-    dm_axis = (dm,) if dm > 1 else ()
-    if channels_last:
-        acc = np.empty((n,) + out_sp + (c,) + dm_axis, ctype)
-        blocks = _row_blocks(acc, n, out_sp[0], strides[0], tap_index)
-        weights = [wt.reshape((c,) + dm_axis) for wt in w]  # broadcasts against (.., C, 1)
-        add_dm = (Ellipsis, None) if dm > 1 else Ellipsis
+    if xp is x:
+        xp = np.ascontiguousarray(xp)  # the flat-row view below needs C order (no copy if it is)
+    y = _depthwise_channels_last(xp, kernel.astype(ctype, copy=False), strides, dilation)
+    return _to_layout(y, result_channels_last)
+
+
+def _to_layout(y, channels_last):
+    return y if channels_last else np.ascontiguousarray(np.moveaxis(y, -1, 1))
+
+
+def _depthwise_channels_last(xp, w, strides, dilation):
+    rank = w.ndim - 2
+    ksize = w.shape[:rank]
+    c, dm = w.shape[-2:]
+    n = xp.shape[0]
+    out_sp = tuple(output_length(xp.shape[1 + i], ksize[i], strides[i], dilation[i]) for i in range(rank))
+    if strides[-1] == 1:
+        view, weights = _flat_rows(xp, w, out_sp, strides, dilation)
     else:
-        acc = np.empty((n, c) + dm_axis + out_sp, ctype)
-        blocks = _channel_blocks(acc, n, c)
-        weights = [wt.reshape((c,) + dm_axis + (1,) * rank) for wt in w]
-        add_dm = (slice(None), None) if dm > 1 else Ellipsis
-    scratch = None
-    for b, a, src_index, w_index in blocks:
-        if scratch is None or scratch.shape != a.shape:
-            scratch = np.empty(a.shape, ctype)
-        xb = xp[b]
-        for i, idx in enumerate(tap_index):
-            src = xb[src_index(idx)][add_dm]
-            wt = weights[i][w_index]
-            if i == 0:
-                np.multiply(src, wt, out=a)
-            else:
-                np.multiply(src, wt, out=scratch)
-                a += scratch
-    if channels_last:
-        return acc.reshape((n,) + out_sp + (c * dm,))
-    return acc.reshape((n, c * dm) + out_sp)
+        view = windows(xp, tuple(range(1, rank + 1)), ksize, strides, dilation)  # (N, *O, C, *k)
+        weights = [np.ascontiguousarray(np.moveaxis(w[..., m], -1, 0)) for m in range(dm)]  # (C, *k)
+    out = np.empty((dm,) + view.shape[:view.ndim - rank], w.dtype)
+    # operand subscripts: view axes 0..v-1 (its last ``rank`` are kernel taps); weights are
+    # (inner axis, *k) for the windows view and (*k, inner) for the flat-row view
+    v_sub = list(range(view.ndim))
+    lead = v_sub[:view.ndim - rank]
+    taps_sub = v_sub[view.ndim - rank:]
+    w_sub = taps_sub + [lead[-1]] if strides[-1] == 1 else [lead[-1]] + taps_sub
+
+    # For rank 1 with flat rows, axis 1 is the merged (O*C) axis, which the weights share.
+    shared_row_axis = strides[-1] == 1 and rank == 1
+
+    def piece(sl):
+        b, rows = sl
+        if shared_row_axis and rows != slice(None):
+            rows = slice(rows.start * c, rows.stop * c)
+        for m in range(dm):
+            wm = weights[m][..., rows] if shared_row_axis else weights[m]
+            np.einsum(view[b, rows], v_sub, wm, w_sub, lead, out=out[m, b, rows])
+
+    _parallel.run(piece, _pieces(n, out_sp[0]))
+    if dm == 1:
+        return out[0].reshape((n,) + out_sp + (c,))
+    return np.moveaxis(out, 0, -1).reshape((n,) + out_sp + (c * dm,))
 
 
-def _row_blocks(acc, n, rows, stride, tap_index):
-    """channels_last blocks: one batch item, a run of rows of the first output axis, all channels.
-    Yields (b, accumulator view, tap-index transform, weight index)."""
-    row_bytes = acc[0, 0].nbytes
-    step = max(1, _BLOCK_BYTES // max(row_bytes, 1))
-    for b in range(n):
-        for r0 in range(0, rows, step):
-            r1 = min(r0 + step, rows)
-
-            def src_index(idx, r0=r0, r1=r1):
-                first = idx[0]
-                start = first.start + r0 * stride
-                return (slice(start, start + (r1 - r0 - 1) * stride + 1, stride),) + idx[1:]
-
-            yield b, acc[b, r0:r1], src_index, Ellipsis
+def _flat_rows(xp, w, out_sp, strides, dilation):
+    """View ``(N, O_0, .., O_{r-2}, O_{r-1}*C, *k)`` of the padded input and per-m weights
+    ``(*k, O_{r-1}*C)``: with stride 1 on the last axis, position ``(.., o, c)`` of tap ``t`` is the
+    input element at flat offset ``o*C + c + t*d*C`` of its row."""
+    rank = w.ndim - 2
+    c, dm = w.shape[-2:]
+    it = xp.itemsize
+    shape = (xp.shape[0],) + out_sp[:-1] + (out_sp[-1] * c,) + w.shape[:rank]
+    st = ((xp.strides[0],) + tuple(xp.strides[1 + i] * strides[i] for i in range(rank - 1)) + (it,)
+          + tuple(xp.strides[1 + i] * dilation[i] for i in range(rank)))
+    view = as_strided(xp, shape, st, writeable=False)
+    weights = [np.tile(w[..., m], (1,) * (rank - 1) + (out_sp[-1],)) for m in range(dm)]  # (*k, O*C)
+    return view, weights
 
 
-def _channel_blocks(acc, n, channels):
-    """channels_first blocks: one batch item, a run of whole channel planes (contiguous)."""
-    plane_bytes = acc[0, 0].nbytes
-    step = max(1, _BLOCK_BYTES // max(plane_bytes, 1))
-    for b in range(n):
-        for c0 in range(0, channels, step):
-            c1 = min(c0 + step, channels)
-            sl = slice(c0, c1)
-            yield b, acc[b, sl], (lambda idx, sl=sl: (sl,) + idx[1:]), sl
+def _pieces(n, rows):
+    """(batch slice, row slice) pieces for the threads: batch items first, rows when N is small."""
+    threads = _parallel.NUM_THREADS
+    if n >= threads or rows == 1:
+        return [(b, slice(None)) for b in _parallel.split(n, threads)]
+    per_item = max(1, -(-threads // n))
+    return [(slice(b, b + 1), r) for b in range(n) for r in _parallel.split(rows, per_item)]

@@ -162,9 +162,9 @@ class Layer:
 
     @property
     def losses(self):
-        """Regularization penalties of the weights (as Python floats) plus the last call's activity penalty."""
-        out = [float(w.regularizer(w.value)) for w in self._weights if w.regularizer is not None]
-        return out + list(self._activity_losses)
+        """The last call's activity penalty, then the weights' penalties in weight order (Keras' order)."""
+        weight_losses = [float(w.regularizer(w.value)) for w in self._weights if w.regularizer is not None]
+        return list(self._activity_losses) + weight_losses
 
     # ---- build / call ----------------------------------------------------------------------
     def build(self, input_shape=None):

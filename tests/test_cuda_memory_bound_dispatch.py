@@ -1,0 +1,221 @@
+"""Host-side logic of the CUDA memory-bound ops, without a GPU: the 5-D view, vector width,
+which instantiation each op chooses, tile and shared-memory sizing, and that every choice is a
+registered (so CI-compiled) instantiation."""
+import numpy as np
+import pytest
+
+from gpuconv.cuda import compiler
+from gpuconv.cuda import depthwise, locally_connected, pooling, separable, upsample
+from gpuconv.cuda import memory_bound as mb
+
+F32, F16, F64 = np.dtype("float32"), np.dtype("float16"), np.dtype("float64")
+
+
+# ---------------------------------------------------------------------------------------------
+# 5-D view and vector width
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape, cl, expect", [
+    ((2, 10, 3), True, (2, 3, (1, 1, 10))),
+    ((2, 3, 10), False, (2, 3, (1, 1, 10))),
+    ((2, 5, 6, 7), True, (2, 7, (1, 5, 6))),
+    ((2, 7, 5, 6), False, (2, 7, (1, 5, 6))),
+    ((1, 4, 5, 6, 8), True, (1, 8, (4, 5, 6))),
+])
+def test_view5(shape, cl, expect):
+    assert mb.view5(shape, cl) == expect
+
+
+def test_pads_and_out_spatial_use_before_pads():
+    assert mb.pads3d(((1, 2),)) == (0, 0, 1)
+    assert mb.pads3d(((1, 2), (0, 1))) == (0, 1, 0)
+    # (L + before + after - k_eff) // s + 1
+    assert mb.conv_out_spatial((10,), (3,), (2,), ((1, 1),), (1,)) == (5,)
+    assert mb.conv_out_spatial((7, 7), (3, 3), (1, 1), ((2, 2), (0, 0)), (2, 2)) == (7, 3)
+
+
+@pytest.mark.parametrize("dtype, v", [(F32, 4), (F16, 8), (F64, 2)])
+def test_vector_width_full_when_aligned(dtype, v):
+    assert mb.full_vector_width(dtype) == v
+    assert mb.vector_width(dtype, 4 * v, True, pointers=(256, 512)) == v
+
+
+@pytest.mark.parametrize("channels, cl, ptrs, expect", [
+    (12, True, (0,), 4),   # multiple of 4
+    (6, True, (0,), 1),    # not a multiple: scalar
+    (12, True, (8,), 1),   # misaligned base pointer: scalar
+    (12, False, (0,), 1),  # channels_first never vectorises channels
+])
+def test_vector_width_fallbacks(channels, cl, ptrs, expect):
+    assert mb.vector_width(F32, channels, cl, pointers=ptrs) == expect
+
+
+# ---------------------------------------------------------------------------------------------
+# Depthwise: specialisation, tile, fallback
+# ---------------------------------------------------------------------------------------------
+def _dw_plan(x_shape, k, strides, dilation, cl=True, dtype=F32, dm=1, index=None, pads=None):
+    rank = len(k)
+    n = x_shape[0]
+    c = x_shape[-1] if cl else x_shape[1]
+    spatial = x_shape[1:-1] if cl else x_shape[2:]
+    pads = pads or tuple(((kk - 1) * d // 2, (kk - 1) * d - (kk - 1) * d // 2) for kk, d in zip(k, dilation))
+    out = mb.conv_out_spatial(spatial, k, strides, pads, dilation)
+    out_shape = mb.make_shape(n, c * dm, out, cl)
+    return depthwise.plan_depthwise(x_shape, (*k, c, dm), dtype, strides, pads, dilation, cl, out_shape,
+                                    pointers=(0,), index=index)
+
+
+@pytest.mark.parametrize("x_shape, k, s, d", [
+    ((32, 56, 56, 144), (3, 3), (1, 1), (1, 1)),    # W1
+    ((32, 56, 56, 144), (5, 5), (2, 2), (1, 1)),    # W3
+    ((32, 14, 14, 384), (7, 7), (1, 1), (1, 1)),    # W4
+    ((8, 4000, 512), (3,), (1,), (64,)),            # W5
+    ((8, 2048, 4096), (4,), (1,), (1,)),            # W6 (causal: padding only)
+    ((8, 16, 28, 28, 108), (3, 3, 3), (1, 1, 1), (1, 1, 1)),  # V3
+])
+@pytest.mark.parametrize("dtype", [F32, F16, F64])
+def test_bench_rows_take_the_specialised_tile_kernel(x_shape, k, s, d, dtype):
+    plan = _dw_plan(x_shape, k, s, d, dtype=dtype)
+    assert plan.kernel == "tile", plan
+    full = mb.full_vector_width(dtype)
+    assert plan.vec == (full if x_shape[-1] % full == 0 else 1)  # V3: 108 half channels are not 8k
+    assert plan.name in compiler.registered(depthwise.FILE)
+    assert 0 < plan.tile.smem <= mb.SMEM_BUDGET
+    assert plan.tile.threads % plan.tile.cv == 0 and plan.tile.threads <= mb.THREADS
+
+
+def test_tile_channels_first_is_one_plane_of_256_threads():
+    plan = _dw_plan((4, 144, 56, 56), (3, 3), (1, 1), (1, 1), cl=False)
+    assert plan.kernel == "tile" and plan.vec == 1
+    assert plan.tile.cv == 1 and plan.tile.threads == 256
+
+
+def test_channel_vectors_divide_the_channel_count_when_possible():
+    # 144 float16 channels = 18 vectors of 8: 6 per CTA leaves no idle lanes.
+    plan = _dw_plan((2, 8, 8, 144), (3, 3), (1, 1), (1, 1), dtype=F16)
+    assert plan.tile.cv == 6 and plan.tile.threads == 6 * 32
+
+
+def test_unlisted_geometry_takes_the_direct_kernel():
+    plan = _dw_plan((2, 9, 9, 8), (2, 3), (1, 1), (1, 1))
+    assert plan.kernel == "direct" and plan.name == depthwise.direct_name(F32, "int32", 4)
+    assert plan.name in compiler.registered(depthwise.FILE)
+
+
+def test_odd_channels_fall_back_to_scalar_tile():
+    plan = _dw_plan((2, 9, 9, 6), (3, 3), (1, 1), (1, 1))
+    assert plan.kernel == "tile" and plan.vec == 1
+
+
+def test_int64_offsets_take_the_direct_kernel():
+    plan = _dw_plan((2, 9, 9, 8), (3, 3), (1, 1), (1, 1), index="int64")
+    assert plan.kernel == "direct" and "long long" in plan.name
+
+
+def test_index_width_from_byte_offsets():
+    # 2**31 bytes of float32 = 2**29 elements: the selector switches exactly there.
+    assert mb.index_width((1, 2**29 - 1, 1), dtype=F32) == "int32"
+    assert mb.index_width((1, 2**29, 1), dtype=F32) == "int64"
+    assert mb.index_width((1, 2**30, 1), dtype=F16) == "int64"
+
+
+def test_halo_shrinks_to_fit_and_gives_up_when_impossible():
+    tile = depthwise.choose_tile((1, 64, 64), 256, 4, True, (1, 7, 7), (1, 1, 1), (1, 1, 1), F32, budget=8 * 1024)
+    assert tile is not None
+    assert depthwise.halo_bytes((tile.td, tile.th, tile.tw, tile.cv), (1, 7, 7), (1, 1, 1), (1, 1, 1), 4, 4) <= 8 * 1024
+    assert depthwise.choose_tile((1, 64, 64), 256, 4, True, (1, 7, 7), (1, 1, 1), (1, 1, 1), F32, budget=64) is None
+
+
+def test_depthwise_instantiation_set_is_bounded_and_listed():
+    names = depthwise.instantiations()
+    assert len(names) == len(set(names))
+    per_dtype = 2 * (len(depthwise.SPECIALISATIONS) + 2)
+    assert len(names) == 3 * per_dtype
+    assert set(names) <= set(compiler.registered(depthwise.FILE))
+
+
+# ---------------------------------------------------------------------------------------------
+# Separable: the fused / two-kernel choice
+# ---------------------------------------------------------------------------------------------
+def test_separable_fuses_when_the_mid_tile_fits():
+    plan = separable.plan_separable(256, 1, 256, F32)  # S1a + S1b
+    assert plan.kind == "fused" and plan.kc == 256
+    assert plan.smem == plan.pixels * 256 * 4 <= mb.SMEM_BUDGET
+    assert plan.pixels == mb.THREADS // plan.fch * separable.PW_PIXELS
+
+
+def test_separable_prefers_more_pixels_then_wider_filter_chunks():
+    small = separable.plan_separable(32, 1, 16, F32)
+    assert small.kind == "fused" and small.fch == 32 and small.pixels == 64
+    wide = separable.plan_separable(1024, 1, 16, F32)  # 64 px x 1024 x 4 B > 48 KiB: fch 256, 8 px
+    assert wide.kind == "fused" and wide.fch == 256 and wide.pixels == 8
+
+
+@pytest.mark.parametrize("dtype, mid", [(F32, 2048), (F16, 2048), (F64, 1024)])
+def test_separable_two_kernels_when_mid_is_too_wide(dtype, mid):
+    plan = separable.plan_separable(mid, 1, 64, dtype)
+    assert plan.kind == "two_kernel"
+    assert 1 <= plan.kc < mid and plan.smem <= mb.SMEM_BUDGET
+
+
+def test_separable_names_registered():
+    for dt in (F32, F16, F64):
+        for w in ("int32", "int64"):
+            assert separable.fused_name(dt, w) in compiler.registered(separable.FILE)
+            assert separable.pointwise_name(dt, w) in compiler.registered(separable.FILE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooling, upsampling, locally connected
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode, code", [("max", 0), ("average", 1)])
+@pytest.mark.parametrize("cl, vec", [(True, 8), (False, 1)])
+def test_pool_choice(mode, code, cl, vec):
+    x_shape = (2, 8, 8, 16) if cl else (2, 16, 8, 8)
+    out = (2, 4, 4, 16) if cl else (2, 16, 4, 4)
+    name, v, width = pooling.plan_pool(x_shape, out, F16, mode, cl, pointers=(0, 0))
+    assert (v, width) == (vec, "int32")
+    assert name == f"gc::pool<gc::half, int, {vec}, {code}>"
+    assert name in compiler.registered(pooling.FILE)
+
+
+def test_pool_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="mode"):
+        pooling.plan_pool((1, 4, 4, 1), (1, 2, 2, 1), F32, "median", True)
+
+
+@pytest.mark.parametrize("x_shape, size, interp, code, out", [
+    ((2, 5, 4), (2,), "nearest", 0, (2, 10, 4)),
+    ((2, 5, 6, 4), (2, 3), "bilinear", 2, (2, 10, 18, 4)),
+    ((2, 3, 4, 5, 4), (2, 2, 2), "trilinear", 3, (2, 6, 8, 10, 4)),
+])
+def test_upsample_choice(x_shape, size, interp, code, out):
+    name, vec, width, out_shape = upsample.plan_upsample(x_shape, size, interp, F32, True, pointers=(0, 0))
+    assert out_shape == out and vec == 4 and width == "int32"
+    assert name == f"gc::upsample<float, int, 4, {code}>"
+    assert name in compiler.registered(upsample.FILE)
+
+
+def test_upsample_rejects_bilinear_in_1d_and_3d():
+    for shape, size in (((1, 4, 1), (2,)), ((1, 2, 2, 2, 1), (2, 2, 2))):
+        with pytest.raises(ValueError, match="interpolation"):
+            upsample.plan_upsample(shape, size, "bilinear", F32, True)
+
+
+@pytest.mark.parametrize("batch, filters, fch", [(8, 3, 4), (2, 64, 64), (64, 1000, 128)])
+def test_locally_connected_plan(batch, filters, fch):
+    plan = locally_connected.plan_locally_connected(batch, 3 * 3 * 16, filters, F32)
+    assert plan.fch == fch
+    assert plan.threads % plan.fch == 0 and 32 <= plan.threads <= mb.THREADS
+    assert plan.batch_chunk == plan.threads // plan.fch * locally_connected.LC_BATCH
+    assert plan.smem == plan.batch_chunk * plan.kc * 4 <= mb.SMEM_BUDGET
+
+
+def test_every_memory_bound_file_registers_all_dtypes_and_widths():
+    reg = compiler.registry()
+    for module in (pooling, upsample, locally_connected, separable):
+        names = reg[module.FILE]
+        for ctype in ("float", "gc::half", "double"):
+            for itype in ("int", "long long"):
+                assert any(f"<{ctype}, {itype}" in n for n in names), (module.FILE, ctype, itype)
+    assert set(reg[mb.ACTIVATION_FILE]) == {
+        mb.activation_name(dt, w) for dt in (F32, F16, F64) for w in ("int32", "int64")}
