@@ -24,7 +24,7 @@ INITIALIZERS = ("he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "glo
                 "zeros", "ones", "random_normal", "random_uniform", "truncated_normal", "orthogonal",
                 {"class_name": "VarianceScaling", "config": {"scale": 2.0, "mode": "fan_out", "distribution": "uniform"}},
                 {"class_name": "RandomNormal", "config": {"mean": 0.1, "stddev": 0.3, "seed": 3}})
-REGULARIZERS = ("l1", "l2", "l1_l2", "L1", {"class_name": "L2", "config": {"l2": 0.1}})
+REGULARIZERS = ("l1", "l2", "l1l2", "L1L2", "L1", {"class_name": "L2", "config": {"l2": 0.1}})
 CONSTRAINTS = ("non_neg", "max_norm", "unit_norm", "min_max_norm", {"class_name": "MaxNorm", "config": {"max_value": 1.5}})
 
 

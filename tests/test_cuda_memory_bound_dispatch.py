@@ -219,3 +219,109 @@ def test_every_memory_bound_file_registers_all_dtypes_and_widths():
                 assert any(f"<{ctype}, {itype}" in n for n in names), (module.FILE, ctype, itype)
     assert set(reg[mb.ACTIVATION_FILE]) == {
         mb.activation_name(dt, w) for dt in (F32, F16, F64) for w in ("int32", "int64")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument marshalling, without a GPU: the engine functions run against a NumPy stand-in for
+# CuPy, the launch is captured, and every argument is checked against the kernel's C++
+# parameter list (count, pointer / int / Index kind) parsed from the .cu source.
+# ---------------------------------------------------------------------------------------------
+import re
+import sys
+import types
+
+from gpuconv.cuda import launch as _launch
+
+
+def _kernel_params(filename, kernel):
+    src = compiler.read_source(filename)
+    m = re.search(r"\b" + kernel + r"\(([^)]*)\)\s*\{", src)
+    assert m, f"{kernel} not found in {filename}"
+    return [p.strip() for p in m.group(1).split(",")]
+
+
+def _check_args(params, args, width):
+    assert len(params) == len(args), (params, args)
+    index_type = np.int32 if width == "int32" else np.int64
+    for p, a in zip(params, args):
+        if "*" in p:
+            assert isinstance(a, np.ndarray) or a is None or isinstance(a, np.uintp), (p, a)
+        elif p.startswith("Index"):
+            assert type(a) is index_type, (p, type(a))
+        else:
+            assert p.startswith("int ") and type(a) is np.int32, (p, type(a))
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    fake = types.ModuleType("cupy")
+    fake.empty = np.empty
+    fake.ascontiguousarray = np.ascontiguousarray
+    fake.swapaxes = np.swapaxes
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(mb, "pointer", lambda a: 0)
+    limits = _launch.DeviceLimits((2**31 - 1, 65535, 65535), 1024, 132, 48 * 1024, 227 * 1024)
+    monkeypatch.setattr(_launch, "device_limits", lambda device=None: limits)
+    calls = []
+    monkeypatch.setattr(compiler, "get_function", lambda f, name: (f, name))
+    monkeypatch.setattr(_launch, "launch",
+                        lambda kernel, grid, block, args, shared_mem=0: calls.append((kernel, grid, block, args,
+                                                                                     shared_mem)))
+    return calls
+
+
+def _template(name):
+    return name.split("<")[0].split("::")[-1]
+
+
+def _assert_calls_match(calls, width="int32"):
+    assert calls
+    for (filename, name), grid, block, args, smem in calls:
+        assert name in compiler.registered(filename)
+        _check_args(_kernel_params(filename, _template(name)), args, width)
+        assert 1 <= grid[0] < 2**31 and block[0] <= mb.THREADS and smem <= mb.SMEM_BUDGET
+
+
+@pytest.mark.parametrize("cl", [True, False])
+@pytest.mark.parametrize("k, s, d, spatial", [((3, 3), (1, 1), (1, 1), (6, 7)), ((2, 3), (1, 2), (1, 1), (6, 7)),
+                                              ((3,), (1,), (64,), (200,))])
+def test_depthwise_marshalling(captured, cl, k, s, d, spatial):
+    x = np.zeros(mb.make_shape(2, 8, spatial, cl), np.float32)
+    w = np.zeros((*k, 8, 2), np.float32)
+    pads = tuple(((kk - 1) * dd // 2, (kk - 1) * dd // 2) for kk, dd in zip(k, d))
+    y = depthwise.depthwise_conv(x, w, np.zeros(16, np.float32), strides=s, padding=pads, dilation=d,
+                                 channels_last=cl, activation="gelu")
+    assert y.shape == mb.make_shape(2, 16, mb.conv_out_spatial(spatial, k, s, pads, d), cl)
+    _assert_calls_match(captured)
+    assert captured[-1][0] == (mb.ACTIVATION_FILE, mb.activation_name(np.float32, "int32"))
+
+
+@pytest.mark.parametrize("cl", [True, False])
+@pytest.mark.parametrize("channels", [8, 2048])  # fused, two kernels
+def test_separable_marshalling(captured, cl, channels):
+    x = np.zeros(mb.make_shape(1, channels, (5, 4), cl), np.float32)
+    dwk = np.zeros((3, 3, channels, 1), np.float32)
+    pwk = np.zeros((1, 1, channels, 6), np.float32)
+    y = separable.separable_conv(x, dwk, pwk, None, strides=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1),
+                                 channels_last=cl, activation=None)
+    assert y.shape == mb.make_shape(1, 6, (5, 4), cl)
+    _assert_calls_match(captured)
+    kernels = [_template(c[0][1]) for c in captured]
+    assert kernels == (["separable_fused"] if channels == 8 else ["depthwise_tile", "pointwise_conv"])
+
+
+@pytest.mark.parametrize("cl", [True, False])
+def test_pool_upsample_lc_marshalling(captured, cl):
+    x = np.zeros(mb.make_shape(2, 4, (6, 7), cl), np.float16)
+    y = pooling.pool(x, mode="average", pool_size=(2, 2), strides=(2, 2), padding=((0, 0), (0, 1)),
+                     channels_last=cl)
+    assert y.shape == mb.make_shape(2, 4, (3, 4), cl)
+    y = upsample.upsample(x, size=(2, 3), interpolation="bilinear", channels_last=cl)
+    assert y.shape == mb.make_shape(2, 4, (12, 21), cl)
+    w = np.zeros((3 * 3, 3 * 3 * 4, 5), np.float16)
+    y = locally_connected.locally_connected(x, w, np.zeros((3, 3, 5), np.float16), kernel_size=(3, 3),
+                                            strides=(2, 2), padding=((0, 0), (0, 0)), out_spatial=(3, 3),
+                                            channels_last=cl, activation=None)
+    assert y.shape == mb.make_shape(2, 5, (3, 3), cl)
+    _assert_calls_match(captured)
+    assert [_template(c[0][1]) for c in captured] == ["pool", "upsample", "locally_connected"]

@@ -6,8 +6,13 @@ padded, in the same copy): ``np.einsum`` contracts a window view of the zero-pad
 the kernel, one fused multiply-add pass per tap, no temporaries. When the last spatial stride
 is 1 the last spatial axis and the channels merge into one long contiguous axis (tap ``t`` of
 that axis is a shift by ``t*d*C`` elements), so einsum's inner loop runs over whole rows; the
-kernel is tiled along that axis to match. Output channel ``c*dm + m``. Pieces of the batch (or of
-the first output axis) run on ``_parallel`` threads.
+kernel is tiled along that axis to match. Pieces of the batch (or of the first output axis) run
+on ``_parallel`` threads.
+
+Where rows cannot merge (a stride on the last axis) or a transpose would cost more than it saves
+(1-D channels_first: long contiguous rows per channel already), a loop over taps of whole-block
+multiply-adds on strided views is used instead, in the input's own layout, block by block so
+the accumulator stays in cache. Output channel ``c*dm + m``.
 """
 import math
 
@@ -16,7 +21,10 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import _parallel
 from ._epilogue import channel_bias_shape, finish
-from ._windows import compute_dtype, output_length, padded, spatial_axes, windows
+from ._windows import compute_dtype, output_length, padded, spatial_axes, tap_slices, taps
+
+# Cache block of the tap loop: the accumulator and the product scratch stay in L2.
+_BLOCK_BYTES = 1 << 19
 
 
 def depthwise_conv(x, kernel, bias, *, strides, padding, dilation, channels_last, activation):
@@ -33,7 +41,7 @@ def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padd
     c_mid, filters = pointwise_kernel.shape[-2:]
     pw = pointwise_kernel.reshape(c_mid, filters).astype(mid.dtype, copy=False)
     y = np.matmul(mid.reshape(-1, c_mid), pw).reshape(mid.shape[:-1] + (filters,))
-    return finish(_to_layout(y, channels_last), bias, activation, x.dtype, channel_bias_shape(y.ndim, channels_last))
+    return finish(_relayout(y, True, channels_last), bias, activation, x.dtype, channel_bias_shape(y.ndim, channels_last))
 
 
 def depthwise_accumulate(x, kernel, *, strides, padding, dilation, channels_last, result_channels_last=None):
@@ -43,42 +51,40 @@ def depthwise_accumulate(x, kernel, *, strides, padding, dilation, channels_last
     if result_channels_last is None:
         result_channels_last = channels_last
     rank = kernel.ndim - 2
+    ctype = compute_dtype(x.dtype)
+    kernel = kernel.astype(ctype, copy=False)
+    if strides[-1] != 1 or (rank == 1 and not channels_last):
+        y = _tap_loop(x, kernel, strides, padding, dilation, channels_last, ctype)
+        return _relayout(y, channels_last, result_channels_last)
     if not channels_last:
         x = np.moveaxis(x, 1, -1)  # a view; ``padded`` below makes the channels_last copy
-    ctype = compute_dtype(x.dtype)
-    axes = spatial_axes(rank, True)
-    xp = padded(x, padding, axes, ctype)
-    if xp is x:
-        xp = np.ascontiguousarray(xp)  # the flat-row view below needs C order (no copy if it is)
-    y = _depthwise_channels_last(xp, kernel.astype(ctype, copy=False), strides, dilation)
-    return _to_layout(y, result_channels_last)
+    xp = padded(x, padding, spatial_axes(rank, True), ctype)
+    xp = np.ascontiguousarray(xp)  # the flat-row view needs C order (no copy if it is already)
+    y = _flat_row_einsum(xp, kernel, dilation)
+    return _relayout(y, True, result_channels_last)
 
 
-def _to_layout(y, channels_last):
-    return y if channels_last else np.ascontiguousarray(np.moveaxis(y, -1, 1))
+def _relayout(y, from_channels_last, to_channels_last):
+    if from_channels_last == to_channels_last:
+        return y
+    return np.ascontiguousarray(np.moveaxis(y, -1, 1) if from_channels_last else np.moveaxis(y, 1, -1))
 
 
-def _depthwise_channels_last(xp, w, strides, dilation):
+def _flat_row_einsum(xp, w, dilation):
+    """channels_last depthwise with stride 1 on the last axis (the other strides are 1 too)."""
     rank = w.ndim - 2
     ksize = w.shape[:rank]
     c, dm = w.shape[-2:]
     n = xp.shape[0]
-    out_sp = tuple(output_length(xp.shape[1 + i], ksize[i], strides[i], dilation[i]) for i in range(rank))
-    if strides[-1] == 1:
-        view, weights = _flat_rows(xp, w, out_sp, strides, dilation)
-    else:
-        view = windows(xp, tuple(range(1, rank + 1)), ksize, strides, dilation)  # (N, *O, C, *k)
-        weights = [np.ascontiguousarray(np.moveaxis(w[..., m], -1, 0)) for m in range(dm)]  # (C, *k)
+    strides = (1,) * rank
+    out_sp = tuple(output_length(xp.shape[1 + i], ksize[i], 1, dilation[i]) for i in range(rank))
+    view, weights = _flat_rows(xp, w, out_sp, strides, dilation)  # (N, .., O*C, *k), (*k, O*C)
     out = np.empty((dm,) + view.shape[:view.ndim - rank], w.dtype)
-    # operand subscripts: view axes 0..v-1 (its last ``rank`` are kernel taps); weights are
-    # (inner axis, *k) for the windows view and (*k, inner) for the flat-row view
     v_sub = list(range(view.ndim))
-    lead = v_sub[:view.ndim - rank]
-    taps_sub = v_sub[view.ndim - rank:]
-    w_sub = taps_sub + [lead[-1]] if strides[-1] == 1 else [lead[-1]] + taps_sub
-
-    # For rank 1 with flat rows, axis 1 is the merged (O*C) axis, which the weights share.
-    shared_row_axis = strides[-1] == 1 and rank == 1
+    lead, taps_sub = v_sub[:view.ndim - rank], v_sub[view.ndim - rank:]
+    w_sub = taps_sub + [lead[-1]]
+    # For rank 1, axis 1 is the merged (O*C) axis, which the weights share.
+    shared_row_axis = rank == 1
 
     def piece(sl):
         b, rows = sl
@@ -116,3 +122,75 @@ def _pieces(n, rows):
         return [(b, slice(None)) for b in _parallel.split(n, threads)]
     per_item = max(1, -(-threads // n))
     return [(slice(b, b + 1), r) for b in range(n) for r in _parallel.split(rows, per_item)]
+
+
+def _tap_loop(x, kernel, strides, padding, dilation, channels_last, ctype):
+    """Depthwise as a loop over taps of ``acc += x_tap * w_tap`` on cache-sized blocks, in the
+    input's layout. Blocks are disjoint, so they run on the ``_parallel`` threads."""
+    rank = kernel.ndim - 2
+    ksize = kernel.shape[:rank]
+    c, dm = kernel.shape[-2:]
+    axes = spatial_axes(rank, channels_last)
+    xp = padded(x, padding, axes, ctype)
+    out_sp = tuple(output_length(xp.shape[ax], k, s, d) for ax, k, s, d in zip(axes, ksize, strides, dilation))
+    n = x.shape[0]
+    w = kernel.reshape((math.prod(ksize), c, dm))
+    # Per batch item, tap t reads xp[b][tap_index[t]]: (*O, C) channels_last, (C, *O) channels_first.
+    tap_index = [tap_slices(t, [a - 1 for a in axes], xp.ndim - 1, out_sp, strides, dilation) for t in taps(ksize)]
+    # A size-1 dm axis is left out: NumPy's inner loop would otherwise run over it.
+    dm_axis = (dm,) if dm > 1 else ()
+    if channels_last:
+        acc = np.empty((n,) + out_sp + (c,) + dm_axis, ctype)
+        blocks = list(_row_blocks(acc, n, out_sp[0], strides[0]))
+        weights = [wt.reshape((c,) + dm_axis) for wt in w]
+        add_dm = (Ellipsis, None) if dm > 1 else Ellipsis
+    else:
+        acc = np.empty((n, c) + dm_axis + out_sp, ctype)
+        blocks = list(_channel_blocks(acc, n, c))
+        weights = [wt.reshape((c,) + dm_axis + (1,) * rank) for wt in w]
+        add_dm = (slice(None), None) if dm > 1 else Ellipsis
+
+    def run_block(block):
+        b, a, src_index, w_index = block
+        scratch = np.empty(a.shape, ctype)
+        xb = xp[b]
+        for i, idx in enumerate(tap_index):
+            src = xb[src_index(idx)][add_dm]
+            wt = weights[i][w_index]
+            if i == 0:
+                np.multiply(src, wt, out=a)
+            else:
+                np.multiply(src, wt, out=scratch)
+                a += scratch
+
+    _parallel.run(run_block, blocks)
+    if channels_last:
+        return acc.reshape((n,) + out_sp + (c * dm,))
+    return acc.reshape((n, c * dm) + out_sp)
+
+
+def _row_blocks(acc, n, rows, stride):
+    """channels_last blocks: one batch item, a run of rows of the first output axis, all channels.
+    Yields (b, accumulator view, tap-index transform, weight index)."""
+    row_bytes = acc[0, 0].nbytes
+    step = max(1, _BLOCK_BYTES // max(row_bytes, 1))
+    for b in range(n):
+        for r0 in range(0, rows, step):
+            r1 = min(r0 + step, rows)
+
+            def src_index(idx, r0=r0, r1=r1):
+                first = idx[0]
+                start = first.start + r0 * stride
+                return (slice(start, start + (r1 - r0 - 1) * stride + 1, stride),) + idx[1:]
+
+            yield b, acc[b, r0:r1], src_index, Ellipsis
+
+
+def _channel_blocks(acc, n, channels):
+    """channels_first blocks: one batch item, a run of whole channel planes (contiguous)."""
+    plane_bytes = acc[0, 0].nbytes
+    step = max(1, _BLOCK_BYTES // max(plane_bytes, 1))
+    for b in range(n):
+        for c0 in range(0, channels, step):
+            sl = slice(c0, min(c0 + step, channels))
+            yield b, acc[b, sl], (lambda idx, sl=sl: (sl,) + idx[1:]), sl
