@@ -639,9 +639,73 @@ def test_seed_cnn():
         err = rel_l2(got, want)
         assert err <= RTOL, f"seed CNN predictions differ: rel L2 {err:.3e}"
         assert np.array_equal(got.argmax(-1), want.argmax(-1))
+        # predict() batches the same way and returns NumPy
+        want = kmodel.predict(x, batch_size=3, verbose=0)
+        got = _g_np(gmodel.predict(x, batch_size=3, verbose=0))
+        err = max(err, rel_l2(got, want))
+        assert err <= RTOL, f"seed CNN predict() differs: rel L2 {err:.3e}"
+        assert tuple(gmodel.compute_output_shape((None, 28, 28, 1))) == tuple(kmodel.compute_output_shape((None, 28, 28, 1)))
         ok = True
     finally:
         _record("seed CNN", err, failed=not ok)
+
+
+def _without_names(config):
+    """A (model) config with every 'name' entry removed: auto-names carry per-process counters
+    that differ between the libraries when other tests have run first."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy":  # its config's 'name' is the policy, keep it
+            return config
+        return {k: _without_names(v) for k, v in config.items() if k != "name"}
+    if isinstance(config, (list, tuple)):
+        return type(config)(_without_names(v) for v in config)
+    return config
+
+
+def _diff_paths(got, want, path=""):
+    """Where two nested configs differ (strictly: list vs tuple counts), for failure messages."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        out = []
+        for k in sorted(set(got) | set(want), key=str):
+            if k not in got or k not in want:
+                out.append(f"{path}/{k}: {'missing in gpuconv' if k not in got else 'extra in gpuconv'}")
+            else:
+                out += _diff_paths(got[k], want[k], f"{path}/{k}")
+        return out
+    if isinstance(got, (list, tuple)) and isinstance(want, (list, tuple)) and type(got) is type(want) \
+            and len(got) == len(want):
+        return [d for i, (a, b) in enumerate(zip(got, want)) for d in _diff_paths(a, b, f"{path}[{i}]")]
+    return [] if _strict_equal(got, want) else [f"{path}: gpuconv {got!r} != Keras {want!r}"]
+
+
+def _summary_table(model):
+    """summary() as (rows of stripped cells, total lines): the column widths may differ."""
+    lines = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    text = "\n".join(lines).splitlines()
+    rows = [tuple(c.strip() for c in line.strip("│").split("│")) for line in text if line.startswith("│")]
+    totals = [line.strip() for line in text if line.strip().startswith(("Total params", "Trainable params", "Non-trainable"))]
+    return rows, totals
+
+
+def test_seed_cnn_config_summary_and_rebuild():
+    kmodel = keras.Sequential(_seed_cnn(keras))
+    gmodel = gpuconv.Sequential(_seed_cnn(gpuconv))
+    kcfg, gcfg = kmodel.get_config(), gmodel.get_config()
+    diff = _diff_paths(_without_names(gcfg), _without_names(kcfg))
+    assert not diff, diff
+    assert _summary_table(gmodel) == _summary_table(kmodel)
+    # a config saved by either library rebuilds an equivalent model in the other
+    x = np.random.default_rng(30).random((2, 28, 28, 1), dtype=np.float32)
+    g_from_k = gpuconv.Sequential.from_config(copy.deepcopy(kcfg))
+    k_from_g = keras.Sequential.from_config(copy.deepcopy(gcfg))
+    diff = _diff_paths(_without_names(g_from_k.get_config()), _without_names(kcfg))
+    assert not diff, diff
+    g_from_k.set_weights(kmodel.get_weights())
+    k_from_g.set_weights(kmodel.get_weights())
+    want = _k_np(kmodel(x, training=False))
+    assert rel_l2(_g_np(g_from_k(x)), want) <= RTOL
+    assert rel_l2(_k_np(k_from_g(x, training=False)), want) <= RTOL
 
 
 # ------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def depthwise_accumulate(x, kernel, *, strides, padding, dilation, channels_last
         x = np.moveaxis(x, 1, -1)  # a view; ``padded`` below makes the channels_last copy
     xp = padded(x, padding, spatial_axes(rank, True), ctype)
     xp = np.ascontiguousarray(xp)  # the flat-row view needs C order (no copy if it is already)
-    y = _flat_row_einsum(xp, kernel, dilation)
+    y = _flat_row_einsum(xp, kernel, strides, dilation)
     return _relayout(y, True, result_channels_last)
 
 
@@ -70,14 +70,13 @@ def _relayout(y, from_channels_last, to_channels_last):
     return np.ascontiguousarray(np.moveaxis(y, -1, 1) if from_channels_last else np.moveaxis(y, 1, -1))
 
 
-def _flat_row_einsum(xp, w, dilation):
-    """channels_last depthwise with stride 1 on the last axis (the other strides are 1 too)."""
+def _flat_row_einsum(xp, w, strides, dilation):
+    """channels_last depthwise with stride 1 on the last axis."""
     rank = w.ndim - 2
     ksize = w.shape[:rank]
     c, dm = w.shape[-2:]
     n = xp.shape[0]
-    strides = (1,) * rank
-    out_sp = tuple(output_length(xp.shape[1 + i], ksize[i], 1, dilation[i]) for i in range(rank))
+    out_sp = tuple(output_length(xp.shape[1 + i], ksize[i], strides[i], dilation[i]) for i in range(rank))
     view, weights = _flat_rows(xp, w, out_sp, strides, dilation)  # (N, .., O*C, *k), (*k, O*C)
     out = np.empty((dm,) + view.shape[:view.ndim - rank], w.dtype)
     v_sub = list(range(view.ndim))
