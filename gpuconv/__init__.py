@@ -9,4 +9,5 @@ from . import activations, backend, constraints, geometry, initializers, layers,
 from .backend import backend_info, get_backend, set_backend, to_numpy
 from .errors import DeviceMismatchError, DeviceUnavailableError, KernelCompileError, KernelSourceNotFoundError
 from .geometry import image_data_format, set_image_data_format
+from .layers.base_layer import clear_session
 from .models import *  # noqa: F401,F403  (Sequential)

@@ -290,7 +290,7 @@ class Sequential(Layer):
     def _layer_entry(layer, input_shape):
         entry = {"module": _LAYERS_MODULE, "class_name": type(layer).__name__, "config": layer.get_config(),
                  "registered_name": None}
-        if input_shape is not None:
+        if input_shape is not None and not getattr(layer, "_built_at_init", False):
             entry["build_config"] = {"input_shape": input_shape}
         return entry
 

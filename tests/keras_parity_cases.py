@@ -133,9 +133,15 @@ def _above_one(rng, rank):
     return tuple(values)
 
 
-def _conv_like(family, layer, rank, kind, index):
-    """kind: 'conv' | 'transpose' | 'depthwise' | 'separable'."""
+_MAX_LEN_LARGE = {1: 64, 2: 24, 3: 10}
+
+
+def _conv_like(family, layer, rank, kind, index, large=False):
+    """kind: 'conv' | 'transpose' | 'depthwise' | 'separable'. `large` scales channels and sizes
+    up (8-40 channels, up to 64/24/10 long) so engines' blocked/chunked paths run too."""
     rng = _rng(family, index)
+    width = 8 if large else 1  # channel/filter multiplier
+    max_len = (_MAX_LEN_LARGE if large else _MAX_LEN)[rank]
     kwargs = {}
     kernel = _ints(rng, 1, _MAX_K[rank], rank)
     strides, dilation = _strides_dilation(rng, rank, allow_both=kind in ("depthwise", "separable"))
@@ -143,13 +149,13 @@ def _conv_like(family, layer, rank, kind, index):
     padding = _padding(rng, paddings)
     if padding.lower() == "causal" and max(strides) > 1:
         dilation = (1,) * rank  # causal allows strides or dilation, never both (Conv rule)
-    channels = int(rng.integers(1, 5))
+    channels = width * int(rng.integers(1, 5))
     if kind in ("conv", "transpose", "separable"):
-        kwargs["filters"] = int(rng.integers(1, 6))
+        kwargs["filters"] = width * int(rng.integers(1, 6))
     if kind == "conv" and rng.random() < 0.35:
         groups = int(rng.integers(2, 4))
-        channels = groups * int(rng.integers(1, 3))
-        kwargs["filters"] = groups * int(rng.integers(1, 3))
+        channels = groups * width * int(rng.integers(1, 3))
+        kwargs["filters"] = groups * width * int(rng.integers(1, 3))
         kwargs["groups"] = groups
     kwargs["kernel_size"] = _maybe_scalar(rng, kernel)
     if strides != (1,) * rank or rng.random() < 0.2:
@@ -171,9 +177,9 @@ def _conv_like(family, layer, rank, kind, index):
     _weight_arguments(rng, kwargs, _ROLES[kind])
     k_eff = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
     if kind == "transpose":
-        spatial = tuple(int(rng.integers(1, _MAX_LEN[rank] // 2 + 2)) for _ in range(rank))
+        spatial = tuple(int(rng.integers(1, max_len // 2 + 2)) for _ in range(rank))
     else:
-        spatial = _spatial_for(rng, rank, k_eff, strides, padding.lower(), _MAX_LEN[rank])
+        spatial = _spatial_for(rng, rank, k_eff, strides, padding.lower(), max_len)
     batch = int(rng.integers(1, 4))
     shape = _shape(batch, channels, spatial, data_format)
     return Case(family, layer, kwargs, shape, f"{family}-{index:02d}")
@@ -329,6 +335,13 @@ def _family_table():
             (f"DepthwiseConv{rank}D",), lambda f, l, i, r=rank: _conv_like(f, l, r, "depthwise", i), 20)
         table[f"separable{rank}d"] = (
             (f"SeparableConv{rank}D",), lambda f, l, i, r=rank: _conv_like(f, l, r, "separable", i), 20)
+    kinds = (("Conv1D", 1, "conv"), ("Conv2D", 2, "conv"), ("Conv3D", 3, "conv"), ("Conv2DTranspose", 2, "transpose"),
+             ("Conv1DTranspose", 1, "transpose"), ("DepthwiseConv2D", 2, "depthwise"), ("SeparableConv2D", 2, "separable"),
+             ("Conv3DTranspose", 3, "transpose"), ("DepthwiseConv1D", 1, "depthwise"), ("SeparableConv1D", 1, "separable"))
+    table["larger conv"] = (
+        tuple(k[0] for k in kinds),
+        lambda f, l, i, kinds=kinds: _conv_like(f, l, *next((r, kd) for n, r, kd in kinds if n == l), i, large=True),
+        20)
     table["dense"] = (("Dense",), lambda f, l, i: _dense(f, l, i), 16)
     table["flatten"] = (("Flatten",), lambda f, l, i: _flatten(f, l, i), 10)
     table["activation"] = (("Activation",), lambda f, l, i: _activation(f, l, i), 12)
@@ -373,6 +386,8 @@ _EDGE = [
     # bilinear half-pixel centres with edge clamp, channels_first
     ("UpSampling2D", dict(size=(3, 2), interpolation="bilinear", data_format="channels_first"), (1, 2, 2, 3)),
     ("Flatten", dict(data_format="channels_first"), (2, 3, 2, 2)),
+    # a negative int padding is not rejected by Keras; it crops (ops.pad with negative widths)
+    ("ZeroPadding2D", dict(padding=-1, data_format="channels_first"), (1, 2, 4, 5)),
 ]
 
 
@@ -466,6 +481,9 @@ _ERRORS = [
     # unknown kwargs
     _e("Conv2DTranspose", dict(filters=4, kernel_size=3, lora_rank=2)),
     _e("DepthwiseConv2D", dict(kernel_size=3, groups=2)),
+    _e("SeparableConv2D", dict(filters=2, kernel_size=3, groups=2)),
+    _e("UpSampling1D", dict(size=2, data_format="channels_first")),
+    _e("Cropping1D", dict(cropping=1, data_format="channels_last")),
     _e("Conv2D", dict(filters=4, kernel_size=3, foo=1)),
     # data_format / activation
     _e("Conv2D", dict(filters=4, kernel_size=3, data_format="nchw"), match=_FORMAT_PHRASES),

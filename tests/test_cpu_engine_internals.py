@@ -88,6 +88,15 @@ def rng():
     return np.random.default_rng(1234)
 
 
+def force_threads(monkeypatch, threads):
+    """Split work into ``threads`` pieces however small it is (the real threshold would keep the
+    tiny test arrays on one thread)."""
+    from gpuconv.cpu import _parallel
+
+    monkeypatch.setattr(_parallel, "NUM_THREADS", threads)
+    monkeypatch.setattr(_parallel, "MIN_PARALLEL_BYTES", 0)
+
+
 @pytest.fixture
 def tiny_budget(monkeypatch):
     """A budget small enough that every op below runs in several pieces."""
@@ -134,10 +143,13 @@ def test_scratch_is_a_view_when_possible_and_reused_otherwise():
 # --------------------------------------------------------------------------------------------
 # Chunked results equal whole results
 # --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_conv_in_pieces_equals_the_loop_reference(rng, tiny_budget, channels_last, groups, batch):
+def test_conv_in_pieces_equals_the_loop_reference(rng, tiny_budget, monkeypatch, threads, channels_last, groups,
+                                                  batch):
+    force_threads(monkeypatch, threads)  # the im2col gathers are copied in slabs on threads
     x = rng.standard_normal((batch, 9, 7, 4))
     w = rng.standard_normal((3, 2, 4 // groups, 6))
     want = loop_conv(x, w, (2, 1), ((1, 1), (0, 1)), (1, 1))
@@ -147,10 +159,14 @@ def test_conv_in_pieces_equals_the_loop_reference(rng, tiny_budget, channels_las
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("budget,threads", [(2048, 1), (2048, 3), (10**9, 2), (10**9, 3)])
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("groups", [1, 2])
-def test_conv_transpose_in_pieces_equals_the_loop_reference(rng, tiny_budget, channels_last, groups):
-    x = rng.standard_normal((2, 6, 5, 4))
+def test_conv_transpose_in_pieces_equals_the_loop_reference(rng, monkeypatch, budget, threads, channels_last, groups):
+    """Row pieces under a tiny budget; whole batches scattered by several threads otherwise."""
+    monkeypatch.setattr(memory, "MEMORY_BUDGET_BYTES", budget)
+    force_threads(monkeypatch, threads)
+    x = rng.standard_normal((3, 6, 5, 4))
     w = rng.standard_normal((3, 2, 3, 4))  # (k, k, F // groups, C_in)
     out_sp, crop = (13, 9), (1, 0)
     want = loop_conv_transpose(x, w, (2, 2), (1, 1), out_sp, crop, groups)
@@ -190,6 +206,26 @@ def test_im2col_scratch_stays_under_the_budget(rng, monkeypatch):
         tracemalloc.stop()
     padded_input = 2 * 50 * 50 * 32 * 8
     allowed = padded_input + y.nbytes + budget + 64 * 1024
+    assert peak <= allowed < whole_cols / 2, (peak, allowed, whole_cols)
+
+
+def test_conv_transpose_gemm_results_stay_under_the_budget(rng, monkeypatch):
+    """The per-chunk GEMM result (all taps of every input position) is the transposed conv's
+    scratch; under a 128 KiB budget the peak stays near output + budget, far below the ~4 MiB
+    the whole result would take."""
+    x = rng.standard_normal((2, 32, 32, 16))
+    w = rng.standard_normal((4, 4, 16, 16))
+    whole_cols = 2 * 32 * 32 * 16 * 16 * 8
+    budget = 128 * 1024
+    monkeypatch.setattr(memory, "MEMORY_BUDGET_BYTES", budget)
+    tracemalloc.start()
+    try:
+        y = eng.conv_transpose(x, w, None, strides=(2, 2), dilation=(1, 1), groups=1, out_spatial=(64, 64),
+                               crop=(1, 1), channels_last=True, activation=None)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    allowed = y.nbytes + 2 * budget + 64 * 1024
     assert peak <= allowed < whole_cols / 2, (peak, allowed, whole_cols)
 
 
@@ -292,10 +328,28 @@ def test_max_pool_ignores_padded_cells_and_average_counts_real_ones():
     np.testing.assert_allclose(yavg.ravel(), [-4.0, -4.0, -3.5])
 
 
-def test_max_pool_propagates_nan():
+@pytest.mark.parametrize("mode", ["max", "average"])
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("dtype", ["float16", "float64"])
+def test_non_overlapping_pooling_shortcut_equals_the_window_loop(rng, mode, channels_last, dtype):
+    """strides == pool_size without padding takes a reshape-and-reduce shortcut (tail cells that
+    fit no window dropped); it must agree with the general tap loop, which a 'same' padding of
+    zero width cannot trigger, so compare against stride == pool_size written as two steps."""
+    x = rng.standard_normal((2, 7, 9, 3) if channels_last else (2, 3, 7, 9)).astype(dtype)
+    kw = dict(mode=mode, pool_size=(2, 3), padding=((0, 0), (0, 0)), channels_last=channels_last)
+    fast = eng.pool(x, strides=(2, 3), **kw)
+    # the same windows taken with stride 1 (tap loop), then every 2nd / 3rd output
+    dense = eng.pool(x, strides=(1, 1), **kw)
+    sub = dense[:, ::2, ::3] if channels_last else dense[:, :, ::2, ::3]
+    assert fast.dtype == np.dtype(dtype) and fast.shape == sub.shape
+    np.testing.assert_allclose(fast.astype(np.float64), sub.astype(np.float64), rtol=1e-3 if dtype == "float16" else 1e-14)
+
+
+@pytest.mark.parametrize("strides", [(2,), (1,)])  # the tiled shortcut and the tap loop
+def test_max_pool_propagates_nan(strides):
     x = np.array([1.0, np.nan, 3.0, 4.0]).reshape(1, 4, 1)
-    y = eng.pool(x, mode="max", pool_size=(2,), strides=(2,), padding=((0, 0),), channels_last=True)
-    assert np.isnan(y[0, 0, 0]) and y[0, 1, 0] == 4.0
+    y = eng.pool(x, mode="max", pool_size=(2,), strides=strides, padding=((0, 0),), channels_last=True).ravel()
+    assert np.isnan(y[0]) and y[-1] == 4.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,6 +357,9 @@ def test_max_pool_propagates_nan():
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("rank,strides,dilation,ksize,in_sp,out_sp,crop,groups", [
     (1, (3,), (1,), (2,), (4,), (12,), (0,), 1),        # s > k: gaps no tap reaches stay 0
+    (1, (2,), (1,), (2,), (3,), (7,), (0,), 1),         # k == s, but one cell past the full length
+    (2, (2, 2), (1, 1), (2, 2), (3, 4), (6, 8), (0, 0), 2),  # k == s: every cell written once
+    (2, (2, 3), (1, 1), (2, 3), (3, 2), (5, 5), (1, 0), 1),  # k == s with a crop
     (1, (2,), (1,), (3,), (5,), (10,), (0,), 2),        # output_padding past the full length
     (1, (1,), (2,), (3,), (4,), (4,), (2,), 1),         # dilated 'same': crop on both sides
     (2, (2, 3), (1, 1), (4, 2), (3, 2), (6, 6), (1, 0), 1),
@@ -373,9 +430,7 @@ def test_conv_with_one_channel_per_group_is_the_depthwise_path(rng, channels_las
 def test_depthwise_threaded_pieces_cover_the_whole_output(rng, monkeypatch, threads, rank, strides):
     """Batch and row pieces (more threads than batch items, rows split between them) compute every
     output exactly once, for the flat-row path (last stride 1) and the window path."""
-    from gpuconv.cpu import _parallel
-
-    monkeypatch.setattr(_parallel, "NUM_THREADS", threads)
+    force_threads(monkeypatch, threads)
     x = rng.standard_normal((2,) + (7, 5, 4)[:rank] + (3,))
     w = rng.standard_normal((3, 2, 2)[:rank] + (3, 2))
     padding = ((1, 1), (0, 1), (1, 0))[:rank]
@@ -499,3 +554,31 @@ def test_fused_activations_are_exact_and_quiet():
     np.testing.assert_allclose(tanh, np.tanh(v))
     assert np.isnan(relu[5]) and np.isnan(sig[5]) and np.isnan(tanh[5])
     assert set(eng.FUSED_ACTIVATIONS) == {"relu", "sigmoid", "tanh"}
+
+
+def test_thread_pool_is_recreated_in_a_forked_child(monkeypatch):
+    """A pool inherited through fork has no threads behind it; the engine must not reuse it."""
+    from gpuconv.cpu import _parallel
+
+    first = _parallel._executor()
+    monkeypatch.setattr(_parallel, "_pool_pid", -1)  # as seen from a forked child
+    second = _parallel._executor()
+    assert second is not first
+    assert _parallel._executor() is second
+
+
+@pytest.mark.parametrize("failing", [0, 3])
+def test_parallel_run_finishes_every_piece_and_reraises(monkeypatch, failing):
+    from gpuconv.cpu import _parallel
+
+    monkeypatch.setattr(_parallel, "NUM_THREADS", 3)
+    done = []
+
+    def piece(i):
+        if i == failing:
+            raise ValueError(f"piece {i}")
+        done.append(i)
+
+    with pytest.raises(ValueError, match=f"piece {failing}"):
+        _parallel.run(piece, range(5))
+    assert sorted(done) == [i for i in range(5) if i != failing]

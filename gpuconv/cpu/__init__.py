@@ -29,10 +29,12 @@ the geometry to Python ints; inputs are never empty and never mutated; the outpu
         'nearest' repeats; 'bilinear' (2-D) / 'trilinear' (3-D): half-pixel centres, edge clamp
 
 Implementation map (one idea per module): ``_windows`` (padding, sliding-window views),
-``memory`` (the scratch budget ``MEMORY_BUDGET_BYTES`` and batch/row chunking), ``_epilogue``
-(bias, fused activation, cast), ``convolution``, ``transposed``, ``depthwise`` (depthwise and
-separable), ``pooling``, ``unshared`` (locally connected), ``upsampling``. Module names differ
-from the function names so ``gpuconv.cpu.conv`` is always the function.
+``memory`` (the scratch budget ``MEMORY_BUDGET_BYTES``, batch/row chunking, the reused column
+buffer), ``_parallel`` (disjoint pieces of memory-bound work on ``NUM_THREADS`` threads),
+``_epilogue`` (bias, fused activation, cast), ``_quiet`` (IEEE results without NumPy warnings),
+``convolution`` (im2col + GEMM), ``transposed`` (GEMM + per-tap strided gather), ``depthwise``
+(depthwise and separable), ``pooling``, ``unshared`` (locally connected), ``upsampling``.
+Module names differ from the function names so ``gpuconv.cpu.conv`` is always the function.
 """
 from ..backend import to_numpy as asarray
 from . import convolution as _convolution

@@ -26,15 +26,24 @@ def _default_threads():
 
 NUM_THREADS = _default_threads()
 
+# Below this much memory traffic a piece is faster done inline than handed to a thread.
+MIN_PARALLEL_BYTES = 1 << 20
+
 _pool = None
+_pool_pid = None
 _pool_lock = threading.Lock()
 
 
 def _executor():
-    global _pool
+    """The shared pool, created on first use; a forked child (whose copy of the pool has no
+    threads behind it) and a raised NUM_THREADS get a fresh one."""
+    global _pool, _pool_pid
     with _pool_lock:
-        if _pool is None or _pool._max_workers < NUM_THREADS:
+        if _pool is None or _pool_pid != os.getpid() or _pool._max_workers < NUM_THREADS:
+            if _pool is not None and _pool_pid == os.getpid():
+                _pool.shutdown(wait=False)  # idle workers exit; running pieces finish first
             _pool = ThreadPoolExecutor(max_workers=NUM_THREADS, thread_name_prefix="gpuconv-cpu")
+            _pool_pid = os.getpid()
         return _pool
 
 
@@ -47,12 +56,22 @@ def run(fn, pieces):
             fn(p)
         return
     # Each piece runs in a copy of the caller's context, so np.errstate (a context variable)
-    # applies in the workers too.
-    futures = [_executor().submit(contextvars.copy_context().run, fn, p) for p in pieces]
-    errors = [f.exception() for f in futures]
+    # applies in the workers too. The caller does the first piece itself instead of waiting.
+    futures = [_executor().submit(contextvars.copy_context().run, fn, p) for p in pieces[1:]]
+    first_error = None
+    try:
+        fn(pieces[0])
+    except BaseException as e:  # still wait for the workers: they write into our buffers
+        first_error = e
+    errors = [first_error] + [f.exception() for f in futures]
     for e in errors:
         if e is not None:
             raise e
+
+
+def threads_for(nbytes):
+    """How many pieces a job touching ``nbytes`` is worth cutting into."""
+    return NUM_THREADS if nbytes >= MIN_PARALLEL_BYTES else 1
 
 
 def split(n, parts):

@@ -18,6 +18,10 @@ from ._epilogue import channel_bias_shape, finish
 from ._windows import compute_dtype, padded, reshape_view, spatial_axes, windows
 from .depthwise import depthwise_accumulate
 
+# channels_first GEMMs are per image, (Fg, Cg*K) @ (Cg*K, P); below this many output positions
+# per image that N axis is too thin for BLAS, and the batch is folded into it.
+_FOLD_BELOW_POSITIONS = 512
+
 
 def conv(x, kernel, bias, *, strides, padding, dilation, groups, channels_last, activation):
     y = conv_accumulate(x, kernel, strides=strides, padding=padding, dilation=dilation, groups=groups,
@@ -55,7 +59,7 @@ def _conv_channels_last(view, w, rank, groups):
     # (N, *O, C, *k) -> (G, N, *O, *k, Cg): the patch order (*k, Cg) of the kernel's reshape.
     v = view.reshape((n,) + out_sp + (groups, c_group) + ksize)
     v = v.transpose((rank + 1, 0) + tuple(range(1, rank + 1)) + tuple(range(rank + 3, 2 * rank + 3)) + (rank + 2,))
-    wk = w.reshape(taps, c_group, groups, f_group).transpose(2, 0, 1, 3).reshape(groups, taps * c_group, f_group)
+    wk = _kernel_matrices(w, groups)  # (G, K*Cg, Fg)
     out = np.empty((n,) + out_sp + (filters,), view.dtype)
     row_positions = math.prod(out_sp[1:])
     row_bytes = row_positions * taps * c_in * view.itemsize
@@ -76,10 +80,11 @@ def _conv_channels_first(view, w, rank, groups):
     taps = math.prod(ksize)
     c_group, filters = w.shape[-2], w.shape[-1]
     f_group = filters // groups
-    # (N, C, *O, *k) -> (N, G, Cg, *k, *O): rows of the column matrix in (Cg, *k) order.
+    # (N, C, *O, *k) -> (N, G, *k, Cg, *O): rows of the column matrix in the kernel's (*k, Cg)
+    # order, so the kernel is used as a transposed view, never copied.
     v = view.reshape((n, groups, c_group) + out_sp + ksize)
-    v = v.transpose((0, 1, 2) + tuple(range(rank + 3, 2 * rank + 3)) + tuple(range(3, rank + 3)))
-    wk = w.reshape(taps, c_group, groups, f_group).transpose(2, 3, 1, 0).reshape(groups, f_group, c_group * taps)
+    v = v.transpose((0, 1) + tuple(range(rank + 3, 2 * rank + 3)) + (2,) + tuple(range(3, rank + 3)))
+    wk = _kernel_matrices(w, groups).transpose(0, 2, 1)  # (G, Fg, K*Cg)
     out = np.empty((n, filters) + out_sp, view.dtype)
     row_positions = math.prod(out_sp[1:])
     row_bytes = row_positions * taps * c_in * view.itemsize
@@ -87,8 +92,23 @@ def _conv_channels_first(view, w, rank, groups):
     for bs, rs in memory.chunks(n, out_sp[0], row_bytes):
         piece = v[(bs, slice(None), slice(None)) + (slice(None),) * rank + (rs,)]
         nb = piece.shape[0]
-        p = math.prod(piece.shape[3 + rank:])
-        cols = scratch.gather(piece, (nb, groups, c_group * taps, p))
+        p = math.prod(piece.shape[3 + rank:])  # piece: (nb, G, *k, Cg, *O)
         target = reshape_view(out[bs, :, rs], (nb, groups, f_group, p))
-        np.matmul(wk, cols, out=target)
+        if nb > 1 and p < _FOLD_BELOW_POSITIONS:
+            # Few positions per image make thin GEMMs: fold the batch into the GEMM's N axis,
+            # columns (G, Cg*K, nb*P), and scatter the (G, Fg, nb, P) result back per image.
+            folded = piece.transpose(tuple(range(1, 3 + rank)) + (0,) + tuple(range(3 + rank, 3 + 2 * rank)))
+            cols = scratch.gather(folded, (groups, c_group * taps, nb * p))
+            target[...] = np.matmul(wk, cols).reshape(groups, f_group, nb, p).transpose(2, 0, 1, 3)
+        else:
+            cols = scratch.gather(piece, (nb, groups, c_group * taps, p))
+            np.matmul(wk, cols, out=target)
     return out
+
+
+def _kernel_matrices(w, groups):
+    """Kernel ``(*k, Cg, G*Fg)`` as per-group GEMM operands ``(G, K*Cg, Fg)``: a strided view
+    (row stride G*Fg) that BLAS reads directly, so even a large kernel is never copied."""
+    rank = w.ndim - 2
+    c_group, filters = w.shape[-2:]
+    return w.reshape(math.prod(w.shape[:rank]) * c_group, groups, filters // groups).transpose(1, 0, 2)

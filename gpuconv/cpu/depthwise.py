@@ -9,10 +9,11 @@ that axis is a shift by ``t*d*C`` elements), so einsum's inner loop runs over wh
 kernel is tiled along that axis to match. Pieces of the batch (or of the first output axis) run
 on ``_parallel`` threads.
 
-Where rows cannot merge (a stride on the last axis) or a transpose would cost more than it saves
-(1-D channels_first: long contiguous rows per channel already), a loop over taps of whole-block
-multiply-adds on strided views is used instead, in the input's own layout, block by block so
-the accumulator stays in cache. Output channel ``c*dm + m``.
+A stride s on the last axis is split into s phases (columns r, r+s, ..), each a stride-1 problem
+for the same einsum. Where neither applies (stride and dilation together on the last axis) or a
+transpose would cost more than it saves (1-D channels_first: each channel is already one long
+contiguous row), a loop over taps of whole-block multiply-adds on strided views is used, in the
+input's own layout, block by block so the accumulator stays in cache. Output channel ``c*dm + m``.
 """
 import math
 
@@ -41,7 +42,8 @@ def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padd
     c_mid, filters = pointwise_kernel.shape[-2:]
     pw = pointwise_kernel.reshape(c_mid, filters).astype(mid.dtype, copy=False)
     y = np.matmul(mid.reshape(-1, c_mid), pw).reshape(mid.shape[:-1] + (filters,))
-    return finish(_relayout(y, True, channels_last), bias, activation, x.dtype, channel_bias_shape(y.ndim, channels_last))
+    y = _relayout(y, True, channels_last)
+    return finish(y, bias, activation, x.dtype, channel_bias_shape(y.ndim, channels_last))
 
 
 def depthwise_accumulate(x, kernel, *, strides, padding, dilation, channels_last, result_channels_last=None):
@@ -53,15 +55,37 @@ def depthwise_accumulate(x, kernel, *, strides, padding, dilation, channels_last
     rank = kernel.ndim - 2
     ctype = compute_dtype(x.dtype)
     kernel = kernel.astype(ctype, copy=False)
-    if strides[-1] != 1 or (rank == 1 and not channels_last):
+    if (strides[-1] != 1 and dilation[-1] != 1) or (rank == 1 and not channels_last):
         y = _tap_loop(x, kernel, strides, padding, dilation, channels_last, ctype)
         return _relayout(y, channels_last, result_channels_last)
     if not channels_last:
         x = np.moveaxis(x, 1, -1)  # a view; ``padded`` below makes the channels_last copy
     xp = padded(x, padding, spatial_axes(rank, True), ctype)
-    xp = np.ascontiguousarray(xp)  # the flat-row view needs C order (no copy if it is already)
-    y = _flat_row_einsum(xp, kernel, strides, dilation)
+    if strides[-1] == 1:
+        y = _flat_row_einsum(np.ascontiguousarray(xp), kernel, strides, dilation)
+    else:
+        y = _phases(xp, kernel, strides, dilation)
     return _relayout(y, True, result_channels_last)
+
+
+def _phases(xp, w, strides, dilation):
+    """Stride s > 1 on the last axis (dilation 1): tap t = q*s + r reads column (o + q)*s + r, so
+    phase r of the input (columns r, r+s, ..) with taps r, r+s, .. is a stride-1 depthwise conv;
+    the phases' results add up. Each phase is one contiguous copy of 1/s of the input."""
+    rank = w.ndim - 2
+    s, k = strides[-1], w.shape[rank - 1]
+    out_last = output_length(xp.shape[rank], k, s, 1)
+    unit = strides[:-1] + (1,)
+    total = None
+    for r in range(min(s, k)):
+        xr = np.ascontiguousarray(xp[(slice(None),) * rank + (slice(r, None, s),)])
+        yr = _flat_row_einsum(xr, w[(slice(None),) * (rank - 1) + (slice(r, None, s),)], unit, dilation)
+        yr = yr[(slice(None),) * rank + (slice(0, out_last),)]
+        if total is None:
+            total = np.ascontiguousarray(yr)
+        else:
+            total += yr
+    return total
 
 
 def _relayout(y, from_channels_last, to_channels_last):
@@ -93,7 +117,8 @@ def _flat_row_einsum(xp, w, strides, dilation):
             wm = weights[m][..., rows] if shared_row_axis else weights[m]
             np.einsum(view[b, rows], v_sub, wm, w_sub, lead, out=out[m, b, rows])
 
-    _parallel.run(piece, _pieces(n, out_sp[0]))
+    work = out.nbytes * math.prod(ksize)
+    _parallel.run(piece, _pieces(n, out_sp[0], _parallel.threads_for(work)))
     if dm == 1:
         return out[0].reshape((n,) + out_sp + (c,))
     return np.moveaxis(out, 0, -1).reshape((n,) + out_sp + (c * dm,))
@@ -114,9 +139,8 @@ def _flat_rows(xp, w, out_sp, strides, dilation):
     return view, weights
 
 
-def _pieces(n, rows):
+def _pieces(n, rows, threads):
     """(batch slice, row slice) pieces for the threads: batch items first, rows when N is small."""
-    threads = _parallel.NUM_THREADS
     if n >= threads or rows == 1:
         return [(b, slice(None)) for b in _parallel.split(n, threads)]
     per_item = max(1, -(-threads // n))
@@ -162,7 +186,11 @@ def _tap_loop(x, kernel, strides, padding, dilation, channels_last, ctype):
                 np.multiply(src, wt, out=scratch)
                 a += scratch
 
-    _parallel.run(run_block, blocks)
+    if _parallel.threads_for(acc.nbytes * len(tap_index)) == 1:
+        for block in blocks:
+            run_block(block)
+    else:
+        _parallel.run(run_block, blocks)
     if channels_last:
         return acc.reshape((n,) + out_sp + (c * dm,))
     return acc.reshape((n, c * dm) + out_sp)

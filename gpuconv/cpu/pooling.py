@@ -23,6 +23,8 @@ def pool(x, *, mode, pool_size, strides, padding, channels_last):
     else:
         raise ValueError(f"Invalid value for argument `mode`. Expected 'max' or 'average'. Received: mode={mode!r}")
     out_sp = tuple(output_length(xp.shape[ax], p, s, 1) for ax, p, s in zip(axes, pool_size, strides))
+    if tuple(strides) == tuple(pool_size) and all(b == 0 and a == 0 for b, a in padding):
+        return _tiled(xp, mode, pool_size, axes, out_sp, ctype).astype(x.dtype, copy=False)
     reduce = np.maximum if mode == "max" else np.add
     out = None
     for tap in taps(pool_size):
@@ -34,6 +36,25 @@ def pool(x, *, mode, pool_size, strides, padding, channels_last):
     if mode == "average":
         out /= _real_cell_counts(x, axes, pool_size, strides, padding, out_sp, ctype)
     return out.astype(x.dtype, copy=False)
+
+
+def _tiled(xp, mode, pool_size, axes, out_sp, ctype):
+    """Non-overlapping windows without padding tile the first O*p cells of each axis: split each
+    spatial axis into (O, p) and reduce the p axes in one call (every window is all real cells)."""
+    index = [slice(None)] * xp.ndim
+    shape, reduce_axes = [], []
+    for ax, n in enumerate(xp.shape):
+        if ax in axes:
+            i = axes.index(ax)
+            index[ax] = slice(0, out_sp[i] * pool_size[i])
+            shape += [out_sp[i], pool_size[i]]
+            reduce_axes.append(len(shape) - 1)
+        else:
+            shape.append(n)
+    tiles = xp[tuple(index)].reshape(shape)
+    if mode == "max":
+        return tiles.max(axis=tuple(reduce_axes))
+    return tiles.mean(axis=tuple(reduce_axes), dtype=ctype)
 
 
 def _real_cell_counts(x, axes, pool_size, strides, padding, out_sp, dtype):

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import memory
+from . import _parallel, memory
 from ._epilogue import channel_bias_shape, finish
 from ._windows import compute_dtype, spatial_axes, taps
 
@@ -27,20 +27,30 @@ def conv_transpose(x, kernel, bias, *, strides, dilation, groups, out_spatial, c
     n = x.shape[0]
     in_sp = x.shape[1:rank + 1] if channels_last else x.shape[2:]
     out_sp = tuple(out_spatial)
+    # With k_eff <= s no two taps reach the same output cell, so each tap is assigned, not added;
+    # with k == s (d == 1) and O + crop inside the full length every cell is reached once, so
+    # the output needs no zero fill either.
+    disjoint = all((k - 1) * d + 1 <= s for k, s, d in zip(ksize, strides, dilation))
+    covered = all(k == s and d == 1 and o + c <= (i - 1) * s + k
+                  for k, s, d, o, c, i in zip(ksize, strides, dilation, out_sp, crop, in_sp))
+    alloc = np.empty if covered else np.zeros
     # kernel (*k, Fg, G*Cg) -> per-group GEMM operands
-    w = kernel.astype(ctype, copy=False).reshape(n_taps, f_group, groups, c_group)
+    # Strided views of the kernel that BLAS reads directly (a large kernel is never copied):
+    # rows (*k, Fg) of the kernel seen as (K*Fg, G, Cg).
+    w = kernel.astype(ctype, copy=False).reshape(n_taps * f_group, groups, c_group)
     if channels_last:
-        wk = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(groups, c_group, n_taps * f_group)
-        out = np.zeros((n,) + out_sp + (filters,), ctype)
+        wk = w.transpose(1, 2, 0)  # (G, Cg, K*Fg)
+        out = alloc((n,) + out_sp + (filters,), ctype)
         # (N, *O, G, Fg) -> (G, N, *O, Fg): the per-group view every tap adds into
         out_g = out.reshape((n,) + out_sp + (groups, f_group))
         out_g = np.moveaxis(out_g, rank + 1, 0)
         sp_out = tuple(range(2, rank + 2))
     else:
-        wk = np.ascontiguousarray(w.transpose(2, 0, 1, 3)).reshape(groups, n_taps * f_group, c_group)
-        out = np.zeros((n, filters) + out_sp, ctype)
+        wk = w.transpose(1, 0, 2)  # (G, K*Fg, Cg)
+        out = alloc((n, filters) + out_sp, ctype)
         out_g = out.reshape((n, groups, f_group) + out_sp)
         sp_out = tuple(range(3, rank + 3))
+    tap_list = list(taps(ksize))
     row_bytes = math.prod(in_sp[1:]) * n_taps * filters * np.dtype(ctype).itemsize
     for bs, rs in memory.chunks(n, in_sp[0], row_bytes):
         if channels_last:
@@ -60,14 +70,23 @@ def conv_transpose(x, kernel, bias, *, strides, dilation, groups, out_spatial, c
             target = out_g[bs]
             tap_src = lambda t: cols[(slice(None),) * 2 + t]  # (nb, G, Fg, *I)
         first_in = (rs.start,) + (0,) * (rank - 1)
-        for t in taps(ksize):
-            _add_tap(target, tap_src(t), sp_out, t, strides, dilation, crop, first_in)
+        # Threads take disjoint batch items (taps of one item may overlap, so they stay in order).
+        lead = (slice(None),) * (1 if channels_last else 0)
+
+        def scatter(items, target=target, tap_src=tap_src, first_in=first_in):
+            part = target[lead + (items,)]
+            for t in tap_list:
+                _add_tap(part, tap_src(t)[lead + (items,)], sp_out, t, strides, dilation, crop, first_in, disjoint)
+
+        threads = _parallel.threads_for(cols.nbytes)
+        _parallel.run(scatter, _parallel.split(target.shape[len(lead)], threads))
     return finish(out, bias, activation, x.dtype, channel_bias_shape(out.ndim, channels_last))
 
 
-def _add_tap(out, src, axes, tap, strides, dilation, crop, first_in):
+def _add_tap(out, src, axes, tap, strides, dilation, crop, first_in, assign=False):
     """``out[.., i*s + t*d - crop, ..] += src[.., i - first_in, ..]`` for every input index ``i``
-    of the chunk whose target lies inside ``out`` (one strided slice per spatial axis)."""
+    of the chunk whose target lies inside ``out`` (one strided slice per spatial axis); ``=``
+    instead of ``+=`` when ``assign`` (no other tap reaches these cells)."""
     out_idx = [slice(None)] * out.ndim
     src_idx = [slice(None)] * src.ndim
     for ax, t, s, d, c, lo in zip(axes, tap, strides, dilation, crop, first_in):
@@ -80,4 +99,7 @@ def _add_tap(out, src, axes, tap, strides, dilation, crop, first_in):
         o0 = i0 * s + shift
         out_idx[ax] = slice(o0, o0 + (i1 - i0 - 1) * s + 1, s)
         src_idx[ax] = slice(i0 - lo, i1 - lo)
-    out[tuple(out_idx)] += src[tuple(src_idx)]
+    if assign:
+        out[tuple(out_idx)] = src[tuple(src_idx)]
+    else:
+        out[tuple(out_idx)] += src[tuple(src_idx)]

@@ -25,6 +25,12 @@ _POLICIES = {
 }
 
 
+def clear_session():
+    """Reset the per-process layer-name counters (Keras' ``keras.backend.clear_session``)."""
+    with _name_lock:
+        _name_counts.clear()
+
+
 def unique_name(base):
     """Keras' naming: conv2d, conv2d_1, conv2d_2, ... per process."""
     with _name_lock:
@@ -170,6 +176,11 @@ class Layer:
     def build(self, input_shape=None):
         self.built = True
 
+    def _build_at_init(self):
+        """Weightless layers Keras builds in __init__; they record no build shape (no build_config)."""
+        self.built = True
+        self._built_at_init = True
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
@@ -233,7 +244,13 @@ class Layer:
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        try:
+            return cls(**config)
+        except Exception as e:  # Keras' wrapping: the class, the config and the cause
+            raise TypeError(
+                f"Error when deserializing class '{cls.__name__}' using config={config}.\n\n"
+                f"Exception encountered: {e}"
+            ) from e
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"

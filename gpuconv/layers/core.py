@@ -310,7 +310,7 @@ class Dropout(Layer):
         self.seed = seed
         self.noise_shape = _validate_noise_shape(noise_shape)
         self._rng = np.random.default_rng(seed)
-        self.built = True  # no weights: built at construction, as Keras does
+        self._build_at_init()  # no weights: built at construction, as Keras does
 
     def call(self, inputs):
         return inputs
@@ -329,7 +329,7 @@ class Dropout(Layer):
         return inputs * scale
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
+        return input_shape  # Keras returns the argument itself (a list stays a list)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed, "noise_shape": self.noise_shape}
@@ -344,13 +344,13 @@ class Activation(Layer):
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
-        self.built = True  # no weights: built at construction, as Keras does
+        self._build_at_init()  # no weights: built at construction, as Keras does
 
     def call(self, inputs):
         return self.activation(inputs)
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
+        return input_shape  # Keras returns the argument itself (a list stays a list)
 
     def get_config(self):
         return {**super().get_config(), "activation": activations.serialize(self.activation)}

@@ -37,7 +37,7 @@ class BasePooling(Layer):
         self.padding = padding
         self.data_format = g.standardize_data_format(data_format)
         self.input_spec = InputSpec(ndim=rank + 2)
-        self.built = True
+        self._build_at_init()
 
     def call(self, inputs):
         return ops.pool_core(inputs, self.pool_mode, self.pool_size, self.strides, self.padding, self.data_format)

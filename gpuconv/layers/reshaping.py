@@ -67,6 +67,14 @@ def _spatial_axes(rank, data_format):
 # --------------------------------------------------------------------------------------------
 # Cropping
 # --------------------------------------------------------------------------------------------
+
+def _refuse_data_format(layer, kwargs):
+    """Cropping1D/UpSampling1D take no data_format in Keras; passing one is an unknown kwarg there."""
+    if "data_format" in kwargs:
+        raise ValueError(
+            f"Unrecognized keyword arguments passed to {type(layer).__name__}: {{'data_format': {kwargs['data_format']!r}}}"
+        )
+
 class BaseCropping(Layer):
     def __init__(self, rank, cropping, data_format, **kwargs):
         super().__init__(**kwargs)
@@ -119,6 +127,7 @@ class Cropping1D(BaseCropping):
     """Crops axis 1 of ``(batch, steps, features)``; no data_format argument (Keras)."""
 
     def __init__(self, cropping=(1, 1), **kwargs):
+        _refuse_data_format(self, kwargs)
         super().__init__(1, cropping, "channels_last", **kwargs)
 
     def _too_large(self, shape, what):
@@ -233,6 +242,7 @@ class UpSampling1D(BaseUpSampling):
     """Repeats axis 1 of ``(batch, steps, features)`` ``size`` times (Keras: int size, no data_format)."""
 
     def __init__(self, size=2, **kwargs):
+        _refuse_data_format(self, kwargs)
         if not isinstance(size, int) or isinstance(size, bool):
             raise TypeError(f"Expected an integer value for `size`, got {type(size)}.")
         if size <= 0:
