@@ -108,11 +108,47 @@ def _empty_result(x, out_shape, bias, activation, data_format):
     return y
 
 
-def _geometry_args(rank, strides, dilation_rate, padding, allow_causal):
-    strides = g.standardize_tuple(strides, rank, "strides")
-    dilation = g.standardize_tuple(dilation_rate, rank, "dilation_rate")
-    padding = g.standardize_padding(padding, allow_causal=allow_causal and rank == 1)
-    return strides, dilation, padding
+class _Window:
+    """The resolved geometry of one windowed op: what every conv core needs after validation."""
+
+    def __init__(self, x, kernel, what, strides, dilation_rate, padding, data_format, allow_causal):
+        rank = kernel.ndim - 2
+        if rank not in (1, 2, 3):
+            raise ValueError(f"Expected a kernel of rank 3, 4 or 5; received kernel of shape {tuple(kernel.shape)}.")
+        self.rank = rank
+        self.data_format = g.standardize_data_format(data_format)
+        self.channels_last = self.data_format == "channels_last"
+        _check_rank(x, rank, f"{rank}D {what}", kernel.shape)
+        self.strides = g.standardize_tuple(strides, rank, "strides")
+        self.dilation = g.standardize_tuple(dilation_rate, rank, "dilation_rate")
+        self.padding = g.standardize_padding(padding, allow_causal=allow_causal and rank == 1)
+        self.ksize = g.standardize_tuple(kernel.shape[:rank], rank, "kernel_size")  # a 0 in the kernel is refused
+        self.spatial = g.spatial_dims(x.shape, self.data_format)
+        self.c_in = _channels(x, self.data_format)
+
+    def channel_mismatch(self, kernel_channels, extra=""):
+        return ValueError(
+            "The number of input channels must match the kernel's input channels. "
+            f"Received: input channels={self.c_in}, kernel input channels={kernel_channels}, "
+            f"{extra}data_format='{self.data_format}'"
+        )
+
+
+def _forward(eng, engine_fn, x, weights, bias, win, filters, activation, empty, **engine_kwargs):
+    """Shared tail of conv / depthwise / separable: output size, empty inputs, launch, activation."""
+    _check_bias(bias, filters)
+    out_spatial = g.conv_output_spatial(win.spatial, win.ksize, win.strides, win.dilation, win.padding)
+    _check_output(out_spatial, x, weights[0].shape, win.dilation, win.strides, win.padding)
+    if empty:
+        out_shape = g.make_shape(x.shape[0], filters, out_spatial, win.data_format)
+        return _empty_result(x, out_shape, bias, activation, win.data_format)
+    fused, post = _split_activation(eng, activation)
+    y = engine_fn(
+        x, *weights, bias,
+        strides=win.strides, padding=g.conv_padding(win.spatial, win.ksize, win.strides, win.dilation, win.padding),
+        dilation=win.dilation, channels_last=win.channels_last, activation=fused, **engine_kwargs,
+    )
+    return _finish(y, post)
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,35 +159,13 @@ def conv_core(inputs, kernel, bias=None, *, strides=1, padding="valid", data_for
     """Grouped/dilated/strided N-d cross-correlation + bias + activation. Groups = C_in // kernel C."""
     eng = _backend.engine()
     x, kernel, bias = _prepare(eng, [("inputs", inputs), ("kernel", kernel), ("bias", bias)])
-    rank = kernel.ndim - 2
-    if rank not in (1, 2, 3):
-        raise ValueError(f"Expected a kernel of rank 3, 4 or 5; received kernel of shape {tuple(kernel.shape)}.")
-    data_format = g.standardize_data_format(data_format)
-    _check_rank(x, rank, f"{rank}D convolution", kernel.shape)
-    strides, dilation, padding = _geometry_args(rank, strides, dilation_rate, padding, allow_causal)
-    ksize = g.standardize_tuple(kernel.shape[:rank], rank, "kernel_size")  # a 0 in the kernel is refused
-    c_in, kc, filters = _channels(x, data_format), kernel.shape[-2], kernel.shape[-1]
+    win = _Window(x, kernel, "convolution", strides, dilation_rate, padding, data_format, allow_causal)
+    c_in, kc, filters = win.c_in, kernel.shape[-2], kernel.shape[-1]
     zero_channels = c_in == 0 and kc == 0  # PyTorch allows it: the output is the bias (or zeros)
     if not zero_channels and (kc == 0 or c_in < kc or c_in % kc or filters % (c_in // kc)):
-        raise ValueError(
-            "The number of input channels must match the kernel's input channels. "
-            f"Received: input channels={c_in}, kernel input channels={kc}, data_format='{data_format}'"
-        )
+        raise win.channel_mismatch(kc)
     groups = c_in // kc if kc else 1
-    _check_bias(bias, filters)
-    spatial = g.spatial_dims(x.shape, data_format)
-    out_spatial = g.conv_output_spatial(spatial, ksize, strides, dilation, padding)
-    _check_output(out_spatial, x, kernel.shape, dilation, strides, padding)
-    out_shape = g.make_shape(x.shape[0], filters, out_spatial, data_format)
-    if x.size == 0:
-        return _empty_result(x, out_shape, bias, activation, data_format)
-    fused, post = _split_activation(eng, activation)
-    y = eng.conv(
-        x, kernel, bias,
-        strides=strides, padding=g.conv_padding(spatial, ksize, strides, dilation, padding),
-        dilation=dilation, groups=groups, channels_last=data_format == "channels_last", activation=fused,
-    )
-    return _finish(y, post)
+    return _forward(eng, eng.conv, x, (kernel,), bias, win, filters, activation, x.size == 0, groups=groups)
 
 
 def conv_transpose_core(inputs, kernel, bias=None, *, strides=1, padding="valid", output_padding=None,
@@ -159,36 +173,26 @@ def conv_transpose_core(inputs, kernel, bias=None, *, strides=1, padding="valid"
     """Adjoint of conv with Keras' output length and crop rule. Kernel ``(k.., F // groups, C_in)``."""
     eng = _backend.engine()
     x, kernel, bias = _prepare(eng, [("inputs", inputs), ("kernel", kernel), ("bias", bias)])
-    rank = kernel.ndim - 2
-    if rank not in (1, 2, 3):
-        raise ValueError(f"Expected a kernel of rank 3, 4 or 5; received kernel of shape {tuple(kernel.shape)}.")
-    data_format = g.standardize_data_format(data_format)
-    _check_rank(x, rank, f"{rank}D transposed convolution", kernel.shape)
-    strides, dilation, padding = _geometry_args(rank, strides, dilation_rate, padding, False)
+    win = _Window(x, kernel, "transposed convolution", strides, dilation_rate, padding, data_format, False)
     if output_padding is not None:
-        output_padding = g.standardize_tuple(output_padding, rank, "output_padding", allow_zero=True)
-        g.check_output_padding(output_padding, strides)
+        output_padding = g.standardize_tuple(output_padding, win.rank, "output_padding", allow_zero=True)
+        g.check_output_padding(output_padding, win.strides)
     groups = g.check_positive_int(groups, "groups")
-    ksize = g.standardize_tuple(kernel.shape[:rank], rank, "kernel_size")  # a 0 in the kernel is refused
-    c_in = _channels(x, data_format)
-    if kernel.shape[-1] != c_in or c_in % groups:
-        raise ValueError(
-            "The number of input channels must match the kernel's input channels. "
-            f"Received: input channels={c_in}, kernel input channels={kernel.shape[-1]}, "
-            f"groups={groups}, data_format='{data_format}'"
-        )
+    if kernel.shape[-1] != win.c_in or win.c_in % groups:
+        raise win.channel_mismatch(kernel.shape[-1], extra=f"groups={groups}, ")
     filters = kernel.shape[-2] * groups
     _check_bias(bias, filters)
-    spatial = g.spatial_dims(x.shape, data_format)
-    out_spatial, crop = g.conv_transpose_geometry(spatial, ksize, strides, dilation, padding, output_padding)
-    out_shape = g.make_shape(x.shape[0], filters, out_spatial, data_format)
+    out_spatial, crop = g.conv_transpose_geometry(
+        win.spatial, win.ksize, win.strides, win.dilation, win.padding, output_padding
+    )
     if x.size == 0 or 0 in out_spatial:
-        return _empty_result(x, out_shape, bias, activation, data_format)
+        out_shape = g.make_shape(x.shape[0], filters, out_spatial, win.data_format)
+        return _empty_result(x, out_shape, bias, activation, win.data_format)
     fused, post = _split_activation(eng, activation)
     y = eng.conv_transpose(
         x, kernel, bias,
-        strides=strides, dilation=dilation, groups=groups, out_spatial=out_spatial, crop=crop,
-        channels_last=data_format == "channels_last", activation=fused,
+        strides=win.strides, dilation=win.dilation, groups=groups, out_spatial=out_spatial, crop=crop,
+        channels_last=win.channels_last, activation=fused,
     )
     return _finish(y, post)
 
@@ -198,34 +202,12 @@ def depthwise_conv_core(inputs, kernel, bias=None, *, strides=1, padding="valid"
     """Depthwise conv, kernel ``(k.., C, depth_multiplier)``, output channel ``c*dm + m``."""
     eng = _backend.engine()
     x, kernel, bias = _prepare(eng, [("inputs", inputs), ("kernel", kernel), ("bias", bias)])
-    rank = kernel.ndim - 2
-    if rank not in (1, 2, 3):
-        raise ValueError(f"Expected a kernel of rank 3, 4 or 5; received kernel of shape {tuple(kernel.shape)}.")
-    data_format = g.standardize_data_format(data_format)
-    _check_rank(x, rank, f"{rank}D depthwise convolution", kernel.shape)
-    strides, dilation, padding = _geometry_args(rank, strides, dilation_rate, padding, allow_causal)
-    ksize = g.standardize_tuple(kernel.shape[:rank], rank, "kernel_size")  # a 0 in the kernel is refused
-    c_in = _channels(x, data_format)
-    if kernel.shape[-2] != c_in:
-        raise ValueError(
-            "The number of input channels must match the kernel's input channels. "
-            f"Received: input channels={c_in}, kernel input channels={kernel.shape[-2]}, data_format='{data_format}'"
-        )
-    filters = c_in * kernel.shape[-1]
-    _check_bias(bias, filters)
-    spatial = g.spatial_dims(x.shape, data_format)
-    out_spatial = g.conv_output_spatial(spatial, ksize, strides, dilation, padding)
-    _check_output(out_spatial, x, kernel.shape, dilation, strides, padding)
-    out_shape = g.make_shape(x.shape[0], filters, out_spatial, data_format)
-    if x.size == 0 or kernel.size == 0:
-        return _empty_result(x, out_shape, bias, activation, data_format)
-    fused, post = _split_activation(eng, activation)
-    y = eng.depthwise_conv(
-        x, kernel, bias,
-        strides=strides, padding=g.conv_padding(spatial, ksize, strides, dilation, padding),
-        dilation=dilation, channels_last=data_format == "channels_last", activation=fused,
-    )
-    return _finish(y, post)
+    win = _Window(x, kernel, "depthwise convolution", strides, dilation_rate, padding, data_format, allow_causal)
+    if kernel.shape[-2] != win.c_in:
+        raise win.channel_mismatch(kernel.shape[-2])
+    filters = win.c_in * kernel.shape[-1]
+    empty = x.size == 0 or kernel.size == 0
+    return _forward(eng, eng.depthwise_conv, x, (kernel,), bias, win, filters, activation, empty)
 
 
 def separable_conv_core(inputs, depthwise_kernel, pointwise_kernel, bias=None, *, strides=1, padding="valid",
@@ -236,40 +218,17 @@ def separable_conv_core(inputs, depthwise_kernel, pointwise_kernel, bias=None, *
         eng, [("inputs", inputs), ("depthwise_kernel", depthwise_kernel),
               ("pointwise_kernel", pointwise_kernel), ("bias", bias)]
     )
-    rank = dk.ndim - 2
-    if rank not in (1, 2, 3):
-        raise ValueError(f"Expected a depthwise kernel of rank 3, 4 or 5; received {tuple(dk.shape)}.")
-    data_format = g.standardize_data_format(data_format)
-    _check_rank(x, rank, f"{rank}D separable convolution", dk.shape)
-    strides, dilation, padding = _geometry_args(rank, strides, dilation_rate, padding, allow_causal)
-    ksize = g.standardize_tuple(dk.shape[:rank], rank, "kernel_size")
-    c_in = _channels(x, data_format)
-    if dk.shape[-2] != c_in:
-        raise ValueError(
-            "The number of input channels must match the kernel's input channels. "
-            f"Received: input channels={c_in}, kernel input channels={dk.shape[-2]}, data_format='{data_format}'"
-        )
-    mid = c_in * dk.shape[-1]
+    win = _Window(x, dk, "separable convolution", strides, dilation_rate, padding, data_format, allow_causal)
+    if dk.shape[-2] != win.c_in:
+        raise win.channel_mismatch(dk.shape[-2])
+    rank, mid = win.rank, win.c_in * dk.shape[-1]
     if pk.ndim != rank + 2 or tuple(pk.shape[:rank]) != (1,) * rank or pk.shape[-2] != mid:
         raise ValueError(
             f"Expected `pointwise_kernel` of shape {(1,) * rank + (mid, 'filters')}; "
             f"received pointwise_kernel of shape {tuple(pk.shape)}."
         )
-    filters = pk.shape[-1]
-    _check_bias(bias, filters)
-    spatial = g.spatial_dims(x.shape, data_format)
-    out_spatial = g.conv_output_spatial(spatial, ksize, strides, dilation, padding)
-    _check_output(out_spatial, x, dk.shape, dilation, strides, padding)
-    out_shape = g.make_shape(x.shape[0], filters, out_spatial, data_format)
-    if x.size == 0 or dk.size == 0:
-        return _empty_result(x, out_shape, bias, activation, data_format)
-    fused, post = _split_activation(eng, activation)
-    y = eng.separable_conv(
-        x, dk, pk, bias,
-        strides=strides, padding=g.conv_padding(spatial, ksize, strides, dilation, padding),
-        dilation=dilation, channels_last=data_format == "channels_last", activation=fused,
-    )
-    return _finish(y, post)
+    empty = x.size == 0 or dk.size == 0
+    return _forward(eng, eng.separable_conv, x, (dk, pk), bias, win, pk.shape[-1], activation, empty)
 
 
 def pool_core(inputs, mode, pool_size, strides=None, padding="valid", data_format=None):
