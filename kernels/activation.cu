@@ -1,7 +1,9 @@
 // activation.cu: the fused activation of the memory-bound ops (depthwise, separable, locally
-// connected) as an in-place pass over their output.
+// connected) as an in-place pass over their output, for the activations their epilogues do not
+// fuse inline (common.cuh activate_inline takes the call-free ones: relu, relu6, leaky_relu,
+// hard_tanh).
 //
-// Why not in those kernels' epilogues: the activation switch (25 cases with IEEE division, exp,
+// Why not all in those kernels' epilogues: the activation switch (25 cases with IEEE division, exp,
 // erf, tanh) compiles to subroutine calls (activate_dispatch, and the slow paths of division),
 // and a kernel that makes any call has its registers limited by ptxas: every register-tiled
 // kernel of these families spilled (the nvrtc check showed it for all dtypes once several

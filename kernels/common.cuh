@@ -2,7 +2,9 @@
 //
 //   gc::half            16-bit float storage type (raw IEEE binary16 payload, no cuda_fp16.h)
 //   gc::Traits<T>       acc_t (float for half and float, double for double), to_acc, from_acc
-//   gc::Act / activate<ACT>(x) / activate_dispatch(act, x)  the fused activations; the numbering is mirrored in gpuconv/cuda/epilogue.py
+//   gc::Act / activate<ACT>(x) / activate_dispatch(act, x) / activate_inline(act, x)  the fused
+//                       activations; the numbering is mirrored in gpuconv/cuda/epilogue.py
+//   gc::add_bias, gc::epilogue  bias (+ activation), the end of every convolution kernel
 //   gc::Layout          CHANNELS_LAST / CHANNELS_FIRST (a template parameter of layout-aware kernels)
 //   gc::ceil_div, gc::grid-stride helpers
 //
@@ -224,13 +226,43 @@ __device__ __noinline__ A activate_dispatch(int act, A x) {
     }
 }
 
-// Bias (may be null) + activation, the epilogue every kernel ends with.
+template <int ACT, typename A, int N>
+__device__ __forceinline__ void activate_each(A (&v)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) v[i] = activate<ACT>(v[i]);
+}
+
+// The activations that compile to compares, selects and multiplies only: no division, no
+// transcendental, so no subroutine call and nothing for ptxas to spill around. The memory-bound
+// kernels (depthwise, separable, locally connected) fuse these inline into their epilogue; any
+// other code reaches them as ACT_LINEAR and runs as activation.cu's in-place pass.
+// gpuconv/cuda/epilogue.py INLINE_ACTIVATIONS mirrors this list. One switch for a thread's whole
+// register array: a switch per element made the separable epilogue keep its offsets live across
+// the branches (+20 registers, and an 8-byte spill in pointwise_conv<double, long long>).
+template <typename A, int N>
+__device__ __forceinline__ void activate_inline(int act, A (&v)[N]) {
+    switch (act) {
+        case ACT_RELU: activate_each<ACT_RELU>(v); break;
+        case ACT_RELU6: activate_each<ACT_RELU6>(v); break;
+        case ACT_LEAKY_RELU: activate_each<ACT_LEAKY_RELU>(v); break;
+        case ACT_HARD_TANH: activate_each<ACT_HARD_TANH>(v); break;
+        default: break;
+    }
+}
+
+// acc + bias[bias_index] (bias may be null), in the accumulation type.
+template <typename T, typename I>
+__device__ __forceinline__ typename Traits<T>::acc_t add_bias(typename Traits<T>::acc_t acc, const T* __restrict__ bias,
+                                                              I bias_index) {
+    return bias != nullptr ? acc + Traits<T>::to_acc(bias[bias_index]) : acc;
+}
+
+// Bias (may be null) + activation, the epilogue of the dense convolutions (every activation).
 template <typename T>
 __device__ __forceinline__ typename Traits<T>::acc_t epilogue(typename Traits<T>::acc_t acc, const T* __restrict__ bias,
                                                               long long channel, int act) {
     typedef typename Traits<T>::acc_t A;
-    A v = acc;
-    if (bias != nullptr) v += Traits<T>::to_acc(bias[channel]);
+    const A v = add_bias<T>(acc, bias, channel);
     return act == ACT_LINEAR ? v : activate_dispatch<A>(act, v);
 }
 

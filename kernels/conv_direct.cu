@@ -19,95 +19,43 @@
 
 namespace gc {
 
-template <typename Index>
-struct PixelRec {
-    Index base;     // offset of (n, 0, 0, 0, channel 0); -1 marks a row past the last pixel
-    Index d, h, w;  // top-left-front input coordinate of the window (may be negative: padding)
-};
-
 template <typename T, int LAYOUT, typename Index, class Tile>
-struct DirectLoader {
-    typedef typename Traits<T>::acc_t Acc;
-    static constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, NT = Tile::THREADS;
-    static constexpr int A_LOADS = BM * BK / NT;
-    static constexpr int B_LOADS = BN * BK / NT;
+struct DirectLoader : LoaderBase<T, LAYOUT, Index, Tile> {
+    typedef LoaderBase<T, LAYOUT, Index, Tile> Base;
+    typedef typename Base::Acc Acc;
+    static constexpr int BN = Tile::BN, NT = Tile::THREADS;
 
-    const T* __restrict__ x;
     const T* __restrict__ w;
-    const PixelRec<Index>* pix;  // shared memory, BM records
-    Index C, F, Cg, cin0, fcol0, fcount;  // fcol0: first absolute output channel of the tile
-    Index D, H, W, DHW;
+    Index F, fcol0, fcount;  // fcol0: first absolute output channel of the tile
     Index KH, KW, DD, DH, DW;
     Index n_cchunks;
-    int tid;
-    Acc ra[A_LOADS];
-    Acc rb[B_LOADS];
 
-    // (kk, m) of this thread's r-th input element: channel-fastest for channels_last (coalesced
-    // along C), pixel-fastest for channels_first (coalesced along W).
-    __device__ __forceinline__ void a_coord(int r, int& kk, int& m) const {
-        if (LAYOUT == CHANNELS_LAST) {
-            kk = tid % BK;
-            m = tid / BK + r * (NT / BK);
-        } else {
-            m = tid % BM;
-            kk = tid / BM + r * (NT / BM);
-        }
-    }
-
+    // Weights are (t, c, f): coalesced along f, so channel-fastest.
     __device__ __forceinline__ void b_coord(int r, int& kk, int& bn) const {
-        bn = tid % BN;
-        kk = tid / BN + r * (NT / BN);
+        bn = this->tid % BN;
+        kk = this->tid / BN + r * (NT / BN);
     }
 
     __device__ __forceinline__ void fetch(int q) {
         const Index t = Index(q) / n_cchunks;
-        const Index c0 = (Index(q) - t * n_cchunks) * BK;
+        const Index c0 = (Index(q) - t * n_cchunks) * Base::BK;
         const Index kw = t % KW;
         const Index t2 = t / KW;
         const Index kh = t2 % KH;
         const Index kd = t2 / KH;
-        const Index od = kd * DD, oh = kh * DH, ow = kw * DW;
+        this->fetch_input(c0, kd * DD, kh * DH, kw * DW);
 #pragma unroll
-        for (int r = 0; r < A_LOADS; ++r) {
-            int kk, m;
-            a_coord(r, kk, m);
-            const Index c = c0 + kk;
-            const PixelRec<Index> p = pix[m];
-            const Index id = p.d + od, ih = p.h + oh, iw = p.w + ow;
-            Acc v = Acc(0);
-            if (p.base >= 0 && c < Cg && id >= 0 && id < D && ih >= 0 && ih < H && iw >= 0 && iw < W) {
-                const Index sp = (id * H + ih) * W + iw;
-                const Index off = LAYOUT == CHANNELS_LAST ? p.base + sp * C + cin0 + c : p.base + (cin0 + c) * DHW + sp;
-                v = load_acc(x + off);
-            }
-            ra[r] = v;
-        }
-#pragma unroll
-        for (int r = 0; r < B_LOADS; ++r) {
+        for (int r = 0; r < Base::B_LOADS; ++r) {
             int kk, bn;
             b_coord(r, kk, bn);
             const Index c = c0 + kk;
             Acc v = Acc(0);
-            if (c < Cg && bn < fcount) v = load_acc(w + (t * Cg + c) * F + fcol0 + bn);
-            rb[r] = v;
+            if (c < this->Cg && bn < fcount) v = load_acc(w + (t * this->Cg + c) * F + fcol0 + bn);
+            this->rb[r] = v;
         }
     }
 
-    __device__ __forceinline__ void stash(Acc* As, Acc* Bs) const {
-#pragma unroll
-        for (int r = 0; r < A_LOADS; ++r) {
-            int kk, m;
-            a_coord(r, kk, m);
-            As[kk * Tile::LDA + m] = ra[r];
-        }
-#pragma unroll
-        for (int r = 0; r < B_LOADS; ++r) {
-            int kk, bn;
-            b_coord(r, kk, bn);
-            Bs[kk * Tile::LDB + bn] = rb[r];
-        }
-    }
+    __device__ __forceinline__ void stash(Acc* As, Acc* Bs) const { this->stash_as(*this, As, Bs); }
 };
 
 template <typename T, int LAYOUT, typename Index, int SHAPE>
@@ -121,7 +69,7 @@ conv_direct(const T* __restrict__ x, const T* __restrict__ w, const T* __restric
     typedef typename Traits<T>::acc_t Acc;
     typedef typename TileOf<Acc, SHAPE>::type Tile;
     static_assert(Tile::THREADS == 256, "launch bounds assume 256 threads");
-    constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, TM = Tile::TM, TN = Tile::TN;
+    constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK;
 
     __shared__ typename Tile::Shared sm;
     __shared__ PixelRec<Index> pix[BM];
@@ -144,25 +92,19 @@ conv_direct(const T* __restrict__ x, const T* __restrict__ w, const T* __restric
         const Index f0 = (by - g * f_tiles) * BN;
         for (Index bx = blockIdx.x; bx < m_tiles; bx += gridDim.x) {
             const Index m0 = bx * BM;
-            for (int i = tid; i < BM; i += Tile::THREADS) {
-                const Index m = m0 + i;
+            fill_pixels<Tile>(pix, m0, M, tid, [&](Index m) {
+                Index r = m;
+                const Index ow = r % OW; r /= OW;
+                const Index oh = r % OH; r /= OH;
+                const Index od = r % OD;
+                const Index n = r / OD;
                 PixelRec<Index> p;
-                if (m < M) {
-                    Index r = m;
-                    const Index ow = r % OW; r /= OW;
-                    const Index oh = r % OH; r /= OH;
-                    const Index od = r % OD;
-                    const Index n = r / OD;
-                    p.base = n * DHW * C;
-                    p.d = od * SD - PD;
-                    p.h = oh * SH - PH;
-                    p.w = ow * SW - PW;
-                } else {
-                    p.base = -1;
-                    p.d = p.h = p.w = 0;
-                }
-                pix[i] = p;
-            }
+                p.base = n * DHW * C;
+                p.d = od * SD - PD;
+                p.h = oh * SH - PH;
+                p.w = ow * SW - PW;
+                return p;
+            });
             __syncthreads();
 
             DirectLoader<T, LAYOUT, Index, Tile> ld;
@@ -178,22 +120,10 @@ conv_direct(const T* __restrict__ x, const T* __restrict__ w, const T* __restric
             tile.run(sm, ld, nq, tm, tn);
 
             // Epilogue: bias + activation, cast, store. Rows are output pixels, columns channels.
-#pragma unroll
-            for (int i = 0; i < TM; ++i) {
-                const Index m = m0 + tm * TM + i;
-                if (m >= M) continue;
-                const Index n = m / P;
-                const Index p = m - n * P;
-#pragma unroll
-                for (int j = 0; j < TN; ++j) {
-                    const Index f = f0 + tn * TN + j;
-                    if (f >= Fg) continue;
-                    const Index fo = g * Fg + f;
-                    const Acc v = epilogue<T>(tile.acc[i][j], bias, fo, act);
-                    const Index off = LAYOUT == CHANNELS_LAST ? m * F + fo : (n * F + fo) * P + p;
-                    store_from_acc(y + off, v);
-                }
-            }
+            store_tile<T, LAYOUT>(tile, y, bias, act, m0, M, tm, tn, g, f0, Fg, F, P, [&](Index m, Index& n, Index& s) {
+                n = m / P;
+                s = m - n * P;
+            });
             __syncthreads();  // the next tile rewrites pix[]
         }
     }

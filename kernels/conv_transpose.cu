@@ -59,45 +59,22 @@ __device__ __forceinline__ PhaseDim<Index> phase_dim(Index r, Index s, Index dil
     return p;
 }
 
-template <typename Index>
-struct TPixelRec {
-    Index base;     // offset of (n, 0, 0, 0, channel 0) in x; -1 marks a row past the phase's last pixel
-    Index d, h, w;  // q per dim: the input index is q - e(t)
-};
-
 template <typename T, int LAYOUT, typename Index, class Tile>
-struct TransposeLoader {
-    typedef typename Traits<T>::acc_t Acc;
-    static constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, NT = Tile::THREADS;
-    static constexpr int A_LOADS = BM * BK / NT;
-    static constexpr int B_LOADS = BN * BK / NT;
+struct TransposeLoader : LoaderBase<T, LAYOUT, Index, Tile> {
+    typedef LoaderBase<T, LAYOUT, Index, Tile> Base;
+    typedef typename Base::Acc Acc;
+    static constexpr int BK = Tile::BK, NT = Tile::THREADS;
 
-    const T* __restrict__ x;
     const T* __restrict__ w;
-    const TPixelRec<Index>* pix;
-    Index C, Cg, Fg, cin0, f0, fcount;
-    Index D, H, W, DHW;
+    Index Fg, f0, fcount;
     Index KH, KW, SD, SH, SW, DD, DH, DW;
     PhaseDim<Index> pd, ph, pw;
     Index n_cchunks;
-    int tid;
-    Acc ra[A_LOADS];
-    Acc rb[B_LOADS];
-
-    __device__ __forceinline__ void a_coord(int r, int& kk, int& m) const {
-        if (LAYOUT == CHANNELS_LAST) {
-            kk = tid % BK;
-            m = tid / BK + r * (NT / BK);
-        } else {
-            m = tid % BM;
-            kk = tid / BM + r * (NT / BM);
-        }
-    }
 
     // Weights are (t, f, c): coalesced along c, so channel-fastest.
     __device__ __forceinline__ void b_coord(int r, int& kk, int& bn) const {
-        kk = tid % BK;
-        bn = tid / BK + r * (NT / BK);
+        kk = this->tid % BK;
+        bn = this->tid / BK + r * (NT / BK);
     }
 
     __device__ __forceinline__ void fetch(int q) {
@@ -110,46 +87,19 @@ struct TransposeLoader {
         const Index td = pd.t0 + ud * pd.step, th = ph.t0 + uh * ph.step, tw = pw.t0 + uw * pw.step;
         const Index ed = (td * DD - pd.r) / SD, eh = (th * DH - ph.r) / SH, ew = (tw * DW - pw.r) / SW;
         const Index t = (td * KH + th) * KW + tw;
+        this->fetch_input(c0, -ed, -eh, -ew);  // input index q - e(t)
 #pragma unroll
-        for (int r = 0; r < A_LOADS; ++r) {
-            int kk, m;
-            a_coord(r, kk, m);
-            const Index c = c0 + kk;
-            const TPixelRec<Index> p = pix[m];
-            const Index id = p.d - ed, ih = p.h - eh, iw = p.w - ew;
-            Acc v = Acc(0);
-            if (p.base >= 0 && c < Cg && id >= 0 && id < D && ih >= 0 && ih < H && iw >= 0 && iw < W) {
-                const Index sp = (id * H + ih) * W + iw;
-                const Index off = LAYOUT == CHANNELS_LAST ? p.base + sp * C + cin0 + c : p.base + (cin0 + c) * DHW + sp;
-                v = load_acc(x + off);
-            }
-            ra[r] = v;
-        }
-#pragma unroll
-        for (int r = 0; r < B_LOADS; ++r) {
+        for (int r = 0; r < Base::B_LOADS; ++r) {
             int kk, bn;
             b_coord(r, kk, bn);
             const Index c = c0 + kk;
             Acc v = Acc(0);
-            if (c < Cg && bn < fcount) v = load_acc(w + (t * Fg + f0 + bn) * C + cin0 + c);
-            rb[r] = v;
+            if (c < this->Cg && bn < fcount) v = load_acc(w + (t * Fg + f0 + bn) * this->C + this->cin0 + c);
+            this->rb[r] = v;
         }
     }
 
-    __device__ __forceinline__ void stash(Acc* As, Acc* Bs) const {
-#pragma unroll
-        for (int r = 0; r < A_LOADS; ++r) {
-            int kk, m;
-            a_coord(r, kk, m);
-            As[kk * Tile::LDA + m] = ra[r];
-        }
-#pragma unroll
-        for (int r = 0; r < B_LOADS; ++r) {
-            int kk, bn;
-            b_coord(r, kk, bn);
-            Bs[kk * Tile::LDB + bn] = rb[r];
-        }
-    }
+    __device__ __forceinline__ void stash(Acc* As, Acc* Bs) const { this->stash_as(*this, As, Bs); }
 };
 
 template <typename T, int LAYOUT, typename Index, int SHAPE>
@@ -163,10 +113,10 @@ conv_transpose(const T* __restrict__ x, const T* __restrict__ w, const T* __rest
     typedef typename Traits<T>::acc_t Acc;
     typedef typename TileOf<Acc, SHAPE>::type Tile;
     static_assert(Tile::THREADS == 256, "launch bounds assume 256 threads");
-    constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, TM = Tile::TM, TN = Tile::TN;
+    constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK;
 
     __shared__ typename Tile::Shared sm;
-    __shared__ TPixelRec<Index> pix[BM];
+    __shared__ PixelRec<Index> pix[BM];
 
     const int tid = threadIdx.x;
     const Index Cg = C / groups, Fg = F / groups;
@@ -197,25 +147,19 @@ conv_transpose(const T* __restrict__ x, const T* __restrict__ w, const T* __rest
             for (Index bx = blockIdx.x; bx < m_tiles; bx += gridDim.x) {
                 const Index m0 = bx * BM;
                 if (m0 >= M) break;  // uniform across the CTA: no barrier is skipped by part of it
-                for (int i = tid; i < BM; i += Tile::THREADS) {
-                    const Index m = m0 + i;
-                    TPixelRec<Index> p;
-                    if (m < M) {
-                        Index r = m;
-                        const Index jw = r % pw.count; r /= pw.count;
-                        const Index jh = r % ph.count; r /= ph.count;
-                        const Index jd = r % pd.count;
-                        const Index n = r / pd.count;
-                        p.base = n * DHW * C;
-                        p.d = pd.q0 + jd;
-                        p.h = ph.q0 + jh;
-                        p.w = pw.q0 + jw;
-                    } else {
-                        p.base = -1;
-                        p.d = p.h = p.w = 0;
-                    }
-                    pix[i] = p;
-                }
+                fill_pixels<Tile>(pix, m0, M, tid, [&](Index m) {
+                    Index r = m;
+                    const Index jw = r % pw.count; r /= pw.count;
+                    const Index jh = r % ph.count; r /= ph.count;
+                    const Index jd = r % pd.count;
+                    const Index n = r / pd.count;
+                    PixelRec<Index> p;
+                    p.base = n * DHW * C;
+                    p.d = pd.q0 + jd;
+                    p.h = ph.q0 + jh;
+                    p.w = pw.q0 + jw;
+                    return p;
+                });
                 __syncthreads();
 
                 TransposeLoader<T, LAYOUT, Index, Tile> ld;
@@ -230,26 +174,15 @@ conv_transpose(const T* __restrict__ x, const T* __restrict__ w, const T* __rest
                 Tile tile;
                 tile.run(sm, ld, nq, tm, tn);
 
-#pragma unroll
-                for (int i = 0; i < TM; ++i) {
-                    const Index m = m0 + tm * TM + i;
-                    if (m >= M) continue;
+                store_tile<T, LAYOUT>(tile, y, bias, act, m0, M, tm, tn, g, f0, Fg, F, OP,
+                                      [&](Index m, Index& n, Index& sp) {
                     Index r = m;
                     const Index jw = r % pw.count; r /= pw.count;
                     const Index jh = r % ph.count; r /= ph.count;
                     const Index jd = r % pd.count;
-                    const Index n = r / pd.count;
-                    const Index sp = ((pd.ofirst + jd * SD) * OH + (ph.ofirst + jh * SH)) * OW + (pw.ofirst + jw * SW);
-#pragma unroll
-                    for (int j = 0; j < TN; ++j) {
-                        const Index f = f0 + tn * TN + j;
-                        if (f >= Fg) continue;
-                        const Index fo = g * Fg + f;
-                        const Acc v = epilogue<T>(tile.acc[i][j], bias, fo, act);
-                        const Index off = LAYOUT == CHANNELS_LAST ? (n * OP + sp) * F + fo : (n * F + fo) * OP + sp;
-                        store_from_acc(y + off, v);
-                    }
-                }
+                    n = r / pd.count;
+                    sp = ((pd.ofirst + jd * SD) * OH + (ph.ofirst + jh * SH)) * OW + (pw.ofirst + jw * SW);
+                });
                 __syncthreads();  // the next tile rewrites pix[]
             }
         }

@@ -2,7 +2,8 @@
 //
 //   y[n, c*dm + m, o] = bias[c*dm + m] + sum_t x[n, c, o*s + t*d - pad_before] * w[t, c, m]
 //
-// The fused activation runs as activation.cu's in-place pass (see there for why).
+// Epilogue: bias, then the call-free activations inline (common.cuh activate_inline); any other
+// fused activation runs as activation.cu's in-place pass (see there for why).
 //
 // Two kernels (gpuconv/cuda/depthwise.py chooses):
 //
@@ -48,12 +49,13 @@ __device__ __forceinline__ AccVec<T, V> load_dw_weights(const T* __restrict__ w,
     return widen<T, V>(load_vec<T, V>(w + (tap * dm + m) * C + c));
 }
 
-// Adds the bias of output channels (c+i)*dm + m to the V lanes.
+// Bias of output channels (c+i)*dm + m and the inline activation (common.cuh), on the V lanes.
 template <typename T, int V>
-__device__ __forceinline__ void add_dw_bias(AccVec<T, V>& acc, const T* __restrict__ bias, int c, int m, int dm) {
-    if (bias == nullptr) return;
+__device__ __forceinline__ void dw_epilogue(AccVec<T, V>& acc, const T* __restrict__ bias, int c, int m, int dm,
+                                            int act) {
 #pragma unroll
-    for (int i = 0; i < V; ++i) acc.v[i] += Traits<T>::to_acc(bias[(c + i) * dm + m]);
+    for (int i = 0; i < V; ++i) acc.v[i] = add_bias<T>(acc.v[i], bias, (c + i) * dm + m);
+    activate_inline(act, acc.v);
 }
 
 // Stores the V finished outputs (channels (c+i)*dm + m) of the pixel at `pixel_offset`.
@@ -73,7 +75,7 @@ template <typename T, typename Index, int V, int KD, int KH, int KW, int SD, int
 __global__ void __launch_bounds__(256, 1) depthwise_tile(
     const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y,
     int N, int C, int dm, int ID, int IH, int IW, int OD, int OH, int OW, int pad_d, int pad_h, int pad_w,
-    int channels_last, int TD, int TH, int TW, int CV) {
+    int channels_last, int TD, int TH, int TW, int CV, int act) {
     typedef AccVec<T, V> Acc;
     constexpr int PPT = DwPixelsPerThread<T>::value;
     extern __shared__ __align__(16) unsigned char dw_smem[];
@@ -168,7 +170,7 @@ __global__ void __launch_bounds__(256, 1) depthwise_tile(
                 }
                 if (c_ok)
 #pragma unroll
-                    for (int j = 0; j < PPT; ++j) add_dw_bias<T, V>(acc[j], bias, c, m, dm);
+                    for (int j = 0; j < PPT; ++j) dw_epilogue<T, V>(acc[j], bias, c, m, dm, act);
 #pragma unroll
                 for (int j = 0; j < PPT; ++j)
                     if (ok[j]) store_dw_outputs<T, Index, V>(y, yoff[j], yt.sc, acc[j], c, m, dm);
@@ -181,39 +183,22 @@ template <typename T, typename Index, int V>
 __global__ void __launch_bounds__(256, 2) depthwise_direct(
     const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y,
     Index N, int C, int dm, int ID, int IH, int IW, int OD, int OH, int OW, int KD, int KH, int KW, int SD, int SH,
-    int SW, int DD, int DH, int DW, int pad_d, int pad_h, int pad_w, int channels_last) {
+    int SW, int DD, int DH, int DW, int pad_d, int pad_h, int pad_w, int channels_last, int act) {
     typedef AccVec<T, V> Acc;
     const bool cl = channels_last != 0;
     const Tensor5<Index> xt(Index(C), Index(ID), Index(IH), Index(IW), cl);
     const Tensor5<Index> yt(Index(C) * dm, Index(OD), Index(OH), Index(OW), cl);
-    const Index groups = Index(C / V);
-    const Index total = N * Index(OD) * Index(OH) * Index(OW) * groups;
+    const Index total = vector_work_items<V>(N, C, OD, OH, OW);
 
     for (Index i = grid_start_x<Index>(); i < total; i += grid_step_x<Index>()) {
-        const Pixel5<Index> o = decode_work<Index>(i, groups, Index(OD), Index(OH), Index(OW), cl);
-        const int c = int(o.c) * V;
+        const Pixel5<Index> o = decode_vector_work<V>(i, C, OD, OH, OW, cl);
+        const int c = int(o.c);
         const int d0 = int(o.d) * SD - pad_d, h0 = int(o.h) * SH - pad_h, w0 = int(o.w) * SW - pad_w;
         const Index yoff = yt.pixel(o.n, o.d, o.h, o.w);
         for (int m = 0; m < dm; ++m) {
-            Acc acc = zero_acc<T, V>();
-            for (int a = 0; a < KD; ++a) {
-                const int d = d0 + a * DD;
-                for (int b = 0; b < KH; ++b) {
-                    const int h = h0 + b * DH;
-                    for (int e = 0; e < KW; ++e) {
-                        const int ww = w0 + e * DW;
-                        // A padded cell is a literal zero times the weight (like np.pad), so a
-                        // NaN/Inf weight poisons the border outputs exactly as the oracle's do.
-                        Acc xv = zero_acc<T, V>();
-                        if (in_range(d, ID) && in_range(h, IH) && in_range(ww, IW))
-                            xv = widen<T, V>(load_vec<T, V>(x + xt.at(o.n, Index(c), Index(d), Index(h), Index(ww))));
-                        const Acc wv = load_dw_weights<T, V>(w, (a * KH + b) * KW + e, c, m, C, dm);
-#pragma unroll
-                        for (int v = 0; v < V; ++v) acc.v[v] += xv.v[v] * wv.v[v];
-                    }
-                }
-            }
-            add_dw_bias<T, V>(acc, bias, c, m, dm);
+            Acc acc = window_sum<T, V>(x, xt, o.n, c, d0, h0, w0, ID, IH, IW, KD, KH, KW, DD, DH, DW,
+                                       [&](int tap) { return load_dw_weights<T, V>(w, tap, c, m, C, dm); });
+            dw_epilogue<T, V>(acc, bias, c, m, dm, act);
             store_dw_outputs<T, Index, V>(y, yoff, yt.sc, acc, c, m, dm);
         }
     }

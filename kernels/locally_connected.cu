@@ -1,7 +1,8 @@
 // locally_connected.cu: LocallyConnected1D/2D (unshared weights), Keras 2 implementation=1 layout.
 //
-//   y[n, p, f] = bias[p, f] + sum_k patch(n, p)[k] * w[p, k, f],  k over prod(kernel) * C
-// (the fused activation follows as activation.cu's in-place pass)
+//   y[n, p, f] = act(bias[p, f] + sum_k patch(n, p)[k] * w[p, k, f]),  k over prod(kernel) * C
+// (the call-free activations inline, common.cuh activate_inline; any other follows as
+// activation.cu's in-place pass)
 // patch order (*k, C) for channels_last and (C, *k) for channels_first; positions row-major;
 // padding pairs applied in the gather (a padded cell is a literal zero times its weight).
 //
@@ -20,7 +21,7 @@ template <typename T, typename Index>
 __global__ void __launch_bounds__(256, 2) locally_connected(
     const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y, int N, int C,
     int F, int ID, int IH, int IW, int OD, int OH, int OW, int KD, int KH, int KW, int SD, int SH, int SW, int pad_d,
-    int pad_h, int pad_w, int channels_last, int FCH, int KC) {
+    int pad_h, int pad_w, int channels_last, int FCH, int KC, int act) {
     typedef typename Traits<T>::acc_t A;
     extern __shared__ __align__(16) unsigned char lc_smem[];
     A* patch = reinterpret_cast<A*>(lc_smem);  // [batch chunk][KC]
@@ -73,6 +74,10 @@ __global__ void __launch_bounds__(256, 2) locally_connected(
                     for (int j = 0; j < LC_BATCH; ++j) acc[j] += patch[(bgroup + j * bgroups) * kc + kk] * wv;
                 }
             }
+            if (f_ok)
+#pragma unroll
+                for (int j = 0; j < LC_BATCH; ++j) acc[j] = add_bias<T>(acc[j], bias, Index(pos) * F + f);
+            activate_inline(act, acc);
             // Output (n, pos, f): channels_last (N, *out, F), channels_first (N, F, *out).
             Index off[LC_BATCH];
             bool ok[LC_BATCH];
@@ -81,11 +86,7 @@ __global__ void __launch_bounds__(256, 2) locally_connected(
                 const int n = b0 + bgroup + j * bgroups;
                 ok[j] = f_ok && n < N;
                 off[j] = cl ? (Index(n) * positions + pos) * F + f : (Index(n) * F + f) * positions + pos;
-                if (ok[j]) {
-                    A v = acc[j];
-                    if (bias != nullptr) v += Traits<T>::to_acc(bias[Index(pos) * F + f]);
-                    y[off[j]] = Traits<T>::from_acc(v);
-                }
+                if (ok[j]) y[off[j]] = Traits<T>::from_acc(acc[j]);
             }
         }
     }

@@ -7,6 +7,9 @@
 //   gc::Tensor5        element offsets of an (N, C, D, H, W) tensor stored channels_last or
 //                      channels_first; 1-D and 2-D ops use the same view with leading extents of 1
 //   gc::Pixel5         an output coordinate decoded from a flat work index
+//   gc::vector_work_items / decode_vector_work / store_acc_vec
+//                      the one-thread-per-(pixel, channel vector) kernels' work split and store
+//   gc::window_sum     one output pixel's depthwise window (depthwise_direct, separable_fused)
 //
 // Launch bounds: every kernel of these families is declared __launch_bounds__(256, 2). With the
 // thread count alone, ptxas (CUDA 13) caps registers at an occupancy step (32/40/64/80) and
@@ -170,10 +173,65 @@ __device__ __forceinline__ Pixel5<Index> decode_work(Index i, Index groups, Inde
     return p;
 }
 
+// The work of a one-thread-per-(output pixel, channel vector) kernel (pooling, upsampling,
+// depthwise_direct): N * OD * OH * OW pixels times C / V vectors, walked by a grid-stride loop.
+template <int V, typename Index>
+__device__ __forceinline__ Index vector_work_items(Index N, int C, int OD, int OH, int OW) {
+    return N * Index(OD) * Index(OH) * Index(OW) * Index(C / V);
+}
+
+// Work item i of vector_work_items as an output coordinate; c is its first channel.
+template <int V, typename Index>
+__device__ __forceinline__ Pixel5<Index> decode_vector_work(Index i, int C, int OD, int OH, int OW,
+                                                            bool channels_last) {
+    Pixel5<Index> p = decode_work<Index>(i, Index(C / V), Index(OD), Index(OH), Index(OW), channels_last);
+    p.c *= V;
+    return p;
+}
+
+// Stores V finished lanes at element offset `off`: one vector access when V > 1.
+template <typename T, int V, typename Index>
+__device__ __forceinline__ void store_acc_vec(T* __restrict__ y, Index off, const AccVec<T, V>& acc) {
+    const Vec<T, V> out = narrow<T, V>(acc);
+    if (V > 1) {
+        store_vec<T, V>(y + off, out);
+    } else {
+        y[off] = out.v[0];
+    }
+}
+
 // True when 0 <= v < bound (a coordinate inside the unpadded input).
 template <typename I>
 __device__ __forceinline__ bool in_range(I v, I bound) {
     return v >= I(0) && v < bound;
+}
+
+// One output pixel's depthwise window sum over channels c..c+V-1: sum over the KD x KH x KW
+// taps of x[n, c, d0 + a*DD, h0 + b*DH, w0 + e*DW] * weight(tap), tap = (a*KH + b)*KW + e
+// (weight(tap) returns the V weights; the weight layouts of depthwise.cu and separable.cu
+// differ). A padded cell is a literal zero times its weight (like np.pad), so a NaN/Inf weight
+// poisons the border outputs exactly as the oracle's do.
+template <typename T, int V, typename Index, class Weight>
+__device__ __forceinline__ AccVec<T, V> window_sum(const T* __restrict__ x, const Tensor5<Index>& xt, Index n, int c,
+                                                   int d0, int h0, int w0, int ID, int IH, int IW, int KD, int KH,
+                                                   int KW, int DD, int DH, int DW, Weight weight) {
+    AccVec<T, V> acc = zero_acc<T, V>();
+    for (int a = 0; a < KD; ++a) {
+        const int d = d0 + a * DD;
+        for (int b = 0; b < KH; ++b) {
+            const int h = h0 + b * DH;
+            for (int e = 0; e < KW; ++e) {
+                const int ww = w0 + e * DW;
+                AccVec<T, V> xv = zero_acc<T, V>();
+                if (in_range(d, ID) && in_range(h, IH) && in_range(ww, IW))
+                    xv = widen<T, V>(load_vec<T, V>(x + xt.at(n, Index(c), Index(d), Index(h), Index(ww))));
+                const AccVec<T, V> wv = weight((a * KH + b) * KW + e);
+#pragma unroll
+                for (int v = 0; v < V; ++v) acc.v[v] += xv.v[v] * wv.v[v];
+            }
+        }
+    }
+    return acc;
 }
 
 }  // namespace gc

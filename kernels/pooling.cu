@@ -26,12 +26,11 @@ __global__ void __launch_bounds__(256, 2) pool(const T* __restrict__ x, T* __res
     const bool cl = channels_last != 0;
     const Tensor5<Index> xt(Index(C), Index(ID), Index(IH), Index(IW), cl);
     const Tensor5<Index> yt(Index(C), Index(OD), Index(OH), Index(OW), cl);
-    const Index groups = Index(C / V);
-    const Index total = N * Index(OD) * Index(OH) * Index(OW) * groups;
+    const Index total = vector_work_items<V>(N, C, OD, OH, OW);
 
     for (Index i = grid_start_x<Index>(); i < total; i += grid_step_x<Index>()) {
-        const Pixel5<Index> o = decode_work<Index>(i, groups, Index(OD), Index(OH), Index(OW), cl);
-        const Index c = o.c * V;
+        const Pixel5<Index> o = decode_vector_work<V>(i, C, OD, OH, OW, cl);
+        const Index c = o.c;
         // The window clipped to the real cells.
         const int d0 = int(o.d) * SD - pad_d, h0 = int(o.h) * SH - pad_h, w0 = int(o.w) * SW - pad_w;
         const int d_lo = max(d0, 0), d_hi = min(d0 + KD, ID);
@@ -63,13 +62,7 @@ __global__ void __launch_bounds__(256, 2) pool(const T* __restrict__ x, T* __res
 #pragma unroll
             for (int v = 0; v < V; ++v) acc.v[v] *= inv;
         }
-        const Vec<T, V> out = narrow<T, V>(acc);
-        const Index base = yt.pixel(o.n, o.d, o.h, o.w) + c * yt.sc;
-        if (V > 1) {
-            store_vec<T, V>(y + base, out);
-        } else {
-            y[base] = out.v[0];
-        }
+        store_acc_vec<T, V>(y, yt.at(o.n, c, o.d, o.h, o.w), acc);
     }
 }
 

@@ -1,4 +1,6 @@
 // separable.cu: separable convolution (depthwise k x k, then pointwise 1x1, bias, activation).
+// The call-free activations are fused inline (common.cuh activate_inline); any other runs as
+// activation.cu's in-place pass.
 //
 // separable_fused<T, Index>: one kernel, the intermediate never touches global memory. A CTA
 //   takes a run of P consecutive output pixels (flattened over batch and space) and
@@ -34,13 +36,17 @@ __device__ __forceinline__ void pointwise_accumulate(const typename Traits<T>::a
     }
 }
 
-// Bias and store of one thread's PW_PIXELS outputs of channel f (the activation is
-// activation.cu's in-place pass).
+// Epilogue of one thread's PW_PIXELS outputs of channel f: bias, inline activation (any other
+// is activation.cu's in-place pass), store.
 template <typename T, typename Index>
 __device__ __forceinline__ void pointwise_store(T* __restrict__ y, typename Traits<T>::acc_t (&acc)[PW_PIXELS],
-                                                const T* __restrict__ bias, Index p0, int pix0, int pstep,
+                                                const T* __restrict__ bias, int act, Index p0, int pix0, int pstep,
                                                 Index total_pixels, Index S, int F, int f, bool f_ok,
                                                 bool channels_last) {
+    if (f_ok)
+#pragma unroll
+        for (int j = 0; j < PW_PIXELS; ++j) acc[j] = add_bias<T>(acc[j], bias, f);
+    activate_inline(act, acc);
     Index off[PW_PIXELS];
     bool ok[PW_PIXELS];
 #pragma unroll
@@ -50,11 +56,39 @@ __device__ __forceinline__ void pointwise_store(T* __restrict__ y, typename Trai
         Index s = gp;
         const Index n = divmod(s, S);
         off[j] = channels_last ? gp * F + f : (n * F + f) * S + s;
-        if (ok[j]) {
-            typename Traits<T>::acc_t v = acc[j];
-            if (bias != nullptr) v += Traits<T>::to_acc(bias[f]);
-            y[off[j]] = Traits<T>::from_acc(v);
-        }
+        if (ok[j]) y[off[j]] = Traits<T>::from_acc(acc[j]);
+    }
+}
+
+// The pointwise stage's thread split, the same in both kernels: FCH threads along F (the host
+// launches a multiple of FCH threads), the rest in pixel groups of PW_PIXELS pixels each.
+struct PointwiseSplit {
+    int groups;  // pixel groups per CTA
+    int P;       // output pixels per CTA
+    int f_lane, group;
+
+    __device__ __forceinline__ explicit PointwiseSplit(int FCH)
+        : groups(int(blockDim.x) / FCH), P(groups * PW_PIXELS), f_lane(int(threadIdx.x) % FCH),
+          group(int(threadIdx.x) / FCH) {}
+};
+
+// The pointwise stage of the CTA's P pixels from p0: for each FCH-wide chunk of output channels,
+// accumulate(f, f_ok, acc) sums this thread's PW_PIXELS outputs of channel f, then they are stored.
+template <typename T, typename Index, class Accumulate>
+__device__ __forceinline__ void pointwise_pass(T* __restrict__ y, const T* __restrict__ bias, int act,
+                                               const PointwiseSplit& split, int FCH, int F, Index p0,
+                                               Index total_pixels, Index S, bool channels_last,
+                                               Accumulate accumulate) {
+    typedef typename Traits<T>::acc_t A;
+    for (int f0 = 0; f0 < F; f0 += FCH) {
+        const int f = f0 + split.f_lane;
+        const bool f_ok = f < F;
+        A acc[PW_PIXELS];
+#pragma unroll
+        for (int j = 0; j < PW_PIXELS; ++j) acc[j] = A(0);
+        accumulate(f, f_ok, acc);
+        pointwise_store<T, Index>(y, acc, bias, act, p0, split.group, split.groups, total_pixels, S, F, f, f_ok,
+                                  channels_last);
     }
 }
 
@@ -63,7 +97,7 @@ __global__ void __launch_bounds__(256, 1) separable_fused(
     const T* __restrict__ x, const T* __restrict__ dw, const T* __restrict__ pw, const T* __restrict__ bias,
     T* __restrict__ y, int N, int C, int dm, int F, int ID, int IH, int IW, int OD, int OH, int OW, int KD, int KH,
     int KW, int SD, int SH, int SW, int DD, int DH, int DW, int pad_d, int pad_h, int pad_w, int channels_last,
-    int FCH) {
+    int FCH, int act) {
     typedef typename Traits<T>::acc_t A;
     extern __shared__ __align__(16) unsigned char sep_smem[];
     A* mid = reinterpret_cast<A*>(sep_smem);
@@ -71,13 +105,11 @@ __global__ void __launch_bounds__(256, 1) separable_fused(
     const bool cl = channels_last != 0;
     const Tensor5<Index> xt(Index(C), Index(ID), Index(IH), Index(IW), cl);
     const int M = C * dm;
-    const int taps = KD * KH * KW;
     const Index S = Index(OD) * OH * OW;
     const Index total_pixels = Index(N) * S;
     const int tid = threadIdx.x, nthreads = blockDim.x;
-    const int groups = nthreads / FCH;  // the host launches a multiple of FCH threads
-    const int P = groups * PW_PIXELS;
-    const int f_lane = tid % FCH, group = tid / FCH;
+    const PointwiseSplit split(FCH);
+    const int P = split.P;
     const Index tiles = (total_pixels + P - 1) / P;
 
     for (Index tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -98,37 +130,22 @@ __global__ void __launch_bounds__(256, 1) separable_fused(
             const int d0 = od * SD - pad_d, h0 = oh * SH - pad_h, w0 = ow * SW - pad_w;
             for (int m = 0; m < dm; ++m) {
                 A acc = A(0);
-                if (live) {
-                    for (int a = 0; a < KD; ++a) {
-                        const int d = d0 + a * DD;
-                        for (int b = 0; b < KH; ++b) {
-                            const int h = h0 + b * DH;
-                            for (int e = 0; e < KW; ++e) {
-                                const int ww = w0 + e * DW;
-                                const int tap = (a * KH + b) * KW + e;
-                                A xv = A(0);
-                                if (in_range(d, ID) && in_range(h, IH) && in_range(ww, IW))
-                                    xv = Traits<T>::to_acc(x[xt.at(n, Index(c), Index(d), Index(h), Index(ww))]);
-                                acc += xv * Traits<T>::to_acc(dw[(tap * C + c) * dm + m]);
-                            }
-                        }
-                    }
-                }
+                if (live)
+                    acc = window_sum<T, 1>(x, xt, n, c, d0, h0, w0, ID, IH, IW, KD, KH, KW, DD, DH, DW, [&](int tap) {
+                              AccVec<T, 1> wv;
+                              wv.v[0] = Traits<T>::to_acc(dw[(tap * C + c) * dm + m]);
+                              return wv;
+                          }).v[0];
                 mid[p * M + c * dm + m] = acc;
             }
         }
-        (void)taps;
         __syncthreads();
         // 2. pointwise from shared memory, FCH output channels at a time.
-        for (int f0 = 0; f0 < F; f0 += FCH) {
-            const int f = f0 + f_lane;
-            const bool f_ok = f < F;
-            A acc[PW_PIXELS];
-#pragma unroll
-            for (int j = 0; j < PW_PIXELS; ++j) acc[j] = A(0);
-            pointwise_accumulate<T>(mid, M, M, group, groups, pw, 0, F, f, f_ok, acc);
-            pointwise_store<T, Index>(y, acc, bias, p0, group, groups, total_pixels, S, F, f, f_ok, cl);
-        }
+        pointwise_pass<T, Index>(y, bias, act, split, FCH, F, p0, total_pixels, S, cl,
+                                 [&](int f, bool f_ok, A (&acc)[PW_PIXELS]) {
+                                     pointwise_accumulate<T>(mid, M, M, split.group, split.groups, pw, 0, F, f, f_ok,
+                                                             acc);
+                                 });
     }
 }
 
@@ -136,25 +153,20 @@ template <typename T, typename Index>
 __global__ void __launch_bounds__(256, 2) pointwise_conv(const T* __restrict__ mid_g, const T* __restrict__ pw,
                                                       const T* __restrict__ bias, T* __restrict__ y, Index total_pixels,
                                                       Index S, int M, int F, int channels_last, int FCH,
-                                                      int KC) {
+                                                      int KC, int act) {
     typedef typename Traits<T>::acc_t A;
     extern __shared__ __align__(16) unsigned char pw_smem[];
     A* tile_s = reinterpret_cast<A*>(pw_smem);
     const bool cl = channels_last != 0;
     const int tid = threadIdx.x, nthreads = blockDim.x;
-    const int groups = nthreads / FCH;
-    const int P = groups * PW_PIXELS;
-    const int f_lane = tid % FCH, group = tid / FCH;
+    const PointwiseSplit split(FCH);
+    const int P = split.P;
     const Index tiles = (total_pixels + P - 1) / P;
 
     for (Index tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
         const Index p0 = tile * P;
-        for (int f0 = 0; f0 < F; f0 += FCH) {
-            const int f = f0 + f_lane;
-            const bool f_ok = f < F;
-            A acc[PW_PIXELS];
-#pragma unroll
-            for (int j = 0; j < PW_PIXELS; ++j) acc[j] = A(0);
+        pointwise_pass<T, Index>(y, bias, act, split, FCH, F, p0, total_pixels, S, cl,
+                                 [&](int f, bool f_ok, A (&acc)[PW_PIXELS]) {
             for (int k0 = 0; k0 < M; k0 += KC) {
                 const int kc = min(KC, M - k0);
                 __syncthreads();  // previous chunk consumed
@@ -171,10 +183,9 @@ __global__ void __launch_bounds__(256, 2) pointwise_conv(const T* __restrict__ m
                     tile_s[p * kc + k] = v;
                 }
                 __syncthreads();
-                pointwise_accumulate<T>(tile_s, kc, kc, group, groups, pw, k0, F, f, f_ok, acc);
+                pointwise_accumulate<T>(tile_s, kc, kc, split.group, split.groups, pw, k0, F, f, f_ok, acc);
             }
-            pointwise_store<T, Index>(y, acc, bias, p0, group, groups, total_pixels, S, F, f, f_ok, cl);
-        }
+        });
     }
 }
 

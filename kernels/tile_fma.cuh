@@ -1,4 +1,5 @@
-// tile_fma.cuh: the SIMT output-tile engine shared by conv_direct.cu and conv_transpose.cu.
+// tile_fma.cuh: the SIMT output-tile engine shared by conv_direct.cu and conv_transpose.cu
+// (TileFMA, LoaderBase, fill_pixels, store_tile).
 //
 // The convolutions are run as implicit GEMMs: rows = output pixels (BM per CTA), columns =
 // output channels of one group (BN per CTA), reduction = taps x input channels of the group in
@@ -126,6 +127,125 @@ __device__ __forceinline__ void tile_coords(int tid, int& tm, int& tn) {
     } else {
         tn = tid % (Tile::BN / Tile::TN);
         tm = tid / (Tile::BN / Tile::TN);
+    }
+}
+
+// One output pixel of a CTA's tile, decoded once into shared memory by the kernel.
+template <typename Index>
+struct PixelRec {
+    Index base;     // offset of (n, 0, 0, 0, channel 0) in x; -1 marks a row past the last pixel
+    Index d, h, w;  // the kernel's input-coordinate origin of the pixel (conv_direct: window corner,
+                    // may be negative; conv_transpose: q per dim, the input index is q - e(t))
+};
+
+// Fills pix[0, BM) for the tile starting at output row m0 of M: decode(m) gives the record of a
+// live row, rows past M are marked with base = -1.
+template <class Tile, typename Index, class Decode>
+__device__ __forceinline__ void fill_pixels(PixelRec<Index>* pix, Index m0, Index M, int tid, Decode decode) {
+    for (int i = tid; i < Tile::BM; i += Tile::THREADS) {
+        const Index m = m0 + i;
+        PixelRec<Index> p;
+        if (m < M) {
+            p = decode(m);
+        } else {
+            p.base = -1;
+            p.d = p.h = p.w = 0;
+        }
+        pix[i] = p;
+    }
+}
+
+// What the convolution loaders share: the fetch registers, the thread -> (k, pixel) map of the
+// input chunk, the guarded input gather, and the stash into shared memory. A loader derives from
+// it, adds its weight indexing (b_coord, fetch) and the geometry its fetch needs.
+template <typename T, int LAYOUT, typename Index, class Tile>
+struct LoaderBase {
+    typedef typename Traits<T>::acc_t Acc;
+    static constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, NT = Tile::THREADS;
+    static constexpr int A_LOADS = BM * BK / NT;
+    static constexpr int B_LOADS = BN * BK / NT;
+
+    const T* __restrict__ x;
+    const PixelRec<Index>* pix;  // shared memory, BM records
+    Index C, Cg, cin0;           // cin0: first absolute input channel of the group
+    Index D, H, W, DHW;
+    int tid;
+    Acc ra[A_LOADS];
+    Acc rb[B_LOADS];
+
+    // (kk, m) of this thread's r-th input element: channel-fastest for channels_last (coalesced
+    // along C), pixel-fastest for channels_first (coalesced along W).
+    __device__ __forceinline__ void a_coord(int r, int& kk, int& m) const {
+        if (LAYOUT == CHANNELS_LAST) {
+            kk = tid % BK;
+            m = tid / BK + r * (NT / BK);
+        } else {
+            m = tid % BM;
+            kk = tid / BM + r * (NT / BM);
+        }
+    }
+
+    // ra <- the input chunk of channels c0.. at each pixel record's origin moved by (od, oh, ow);
+    // zeros outside the input (padding) and past the group's channels or the last pixel.
+    __device__ __forceinline__ void fetch_input(Index c0, Index od, Index oh, Index ow) {
+#pragma unroll
+        for (int r = 0; r < A_LOADS; ++r) {
+            int kk, m;
+            a_coord(r, kk, m);
+            const Index c = c0 + kk;
+            const PixelRec<Index> p = pix[m];
+            const Index id = p.d + od, ih = p.h + oh, iw = p.w + ow;
+            Acc v = Acc(0);
+            if (p.base >= 0 && c < Cg && id >= 0 && id < D && ih >= 0 && ih < H && iw >= 0 && iw < W) {
+                const Index sp = (id * H + ih) * W + iw;
+                const Index off = LAYOUT == CHANNELS_LAST ? p.base + sp * C + cin0 + c : p.base + (cin0 + c) * DHW + sp;
+                v = load_acc(x + off);
+            }
+            ra[r] = v;
+        }
+    }
+
+    // registers -> shared memory; b_coord is the derived loader's weight map.
+    template <class Self>
+    __device__ __forceinline__ void stash_as(const Self& self, Acc* As, Acc* Bs) const {
+#pragma unroll
+        for (int r = 0; r < A_LOADS; ++r) {
+            int kk, m;
+            a_coord(r, kk, m);
+            As[kk * Tile::LDA + m] = ra[r];
+        }
+#pragma unroll
+        for (int r = 0; r < B_LOADS; ++r) {
+            int kk, bn;
+            self.b_coord(r, kk, bn);
+            Bs[kk * Tile::LDB + bn] = rb[r];
+        }
+    }
+};
+
+// The epilogue of both convolutions: bias + activation, cast, store of the thread's TM x TN
+// tile. Rows are output pixels m0 + tm*TM + i < M, columns channels f0 + tn*TN + j < Fg of group
+// g. row_pixel(m, n, s) gives row m's batch item n and spatial offset s among S output pixels.
+template <typename T, int LAYOUT, class Tile, typename Index, class RowPixel>
+__device__ __forceinline__ void store_tile(const Tile& tile, T* __restrict__ y, const T* __restrict__ bias, int act,
+                                           Index m0, Index M, int tm, int tn, Index g, Index f0, Index Fg, Index F,
+                                           Index S, RowPixel row_pixel) {
+    typedef typename Traits<T>::acc_t Acc;
+#pragma unroll
+    for (int i = 0; i < Tile::TM; ++i) {
+        const Index m = m0 + tm * Tile::TM + i;
+        if (m >= M) continue;
+        Index n, s;
+        row_pixel(m, n, s);
+#pragma unroll
+        for (int j = 0; j < Tile::TN; ++j) {
+            const Index f = f0 + tn * Tile::TN + j;
+            if (f >= Fg) continue;
+            const Index fo = g * Fg + f;
+            const Acc v = epilogue<T>(tile.acc[i][j], bias, fo, act);
+            const Index off = LAYOUT == CHANNELS_LAST ? (n * S + s) * F + fo : (n * F + fo) * S + s;
+            store_from_acc(y + off, v);
+        }
     }
 }
 

@@ -41,12 +41,11 @@ __global__ void __launch_bounds__(256, 2) upsample(const T* __restrict__ x, T* _
     const int OD = ID * SD, OH = IH * SH, OW = IW * SW;
     const Tensor5<Index> xt(Index(C), Index(ID), Index(IH), Index(IW), cl);
     const Tensor5<Index> yt(Index(C), Index(OD), Index(OH), Index(OW), cl);
-    const Index groups = Index(C / V);
-    const Index total = N * Index(OD) * Index(OH) * Index(OW) * groups;
+    const Index total = vector_work_items<V>(N, C, OD, OH, OW);
 
     for (Index i = grid_start_x<Index>(); i < total; i += grid_step_x<Index>()) {
-        const Pixel5<Index> o = decode_work<Index>(i, groups, Index(OD), Index(OH), Index(OW), cl);
-        const Index c = o.c * V;
+        const Pixel5<Index> o = decode_vector_work<V>(i, C, OD, OH, OW, cl);
+        const Index c = o.c;
         AccVec<T, V> acc;
         if (MODE == UPSAMPLE_NEAREST) {
             acc = widen<T, V>(load_vec<T, V>(
@@ -83,13 +82,7 @@ __global__ void __launch_bounds__(256, 2) upsample(const T* __restrict__ x, T* _
                 }
             }
         }
-        const Vec<T, V> out = narrow<T, V>(acc);
-        const Index base = yt.pixel(o.n, o.d, o.h, o.w) + c * yt.sc;
-        if (V > 1) {
-            store_vec<T, V>(y + base, out);
-        } else {
-            y[base] = out.v[0];
-        }
+        store_acc_vec<T, V>(y, yt.at(o.n, c, o.d, o.h, o.w), acc);
     }
 }
 

@@ -96,3 +96,28 @@ def backend_name(request):
     finally:
         _backend.reset()
         gpuconv.set_backend(previous)
+
+
+@pytest.fixture
+def restore_backend():
+    """Put the backend selection back after a test that changes it (``gpuconv.set_backend``)."""
+    previous = _backend.requested_backend()
+    yield
+    _backend.reset()
+    gpuconv.set_backend(previous)
+
+
+@pytest.fixture(scope="module")
+def keras():
+    """The installed keras (torch backend), or a skip saying why it cannot be compared with."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported anywhere in this process
+    return pytest.importorskip("keras", reason="comparing with Keras needs keras>=3.15 (torch backend)")
+
+
+def keras_numpy(value):
+    """A Keras result (a torch tensor under the torch backend) or any array-like, as a NumPy array."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)

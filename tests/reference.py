@@ -9,13 +9,14 @@ are handled by small explicit products. channels_first inputs are transposed in 
 
 Products are summed with ``(a[:, :, None] * b[None]).sum(1)`` instead of BLAS, so IEEE special
 values propagate exactly as the maths says (0 * Inf = NaN, Inf - Inf = NaN). Zero padding is
-literal: the padded array is built with ``np.pad`` and its zeros enter the products.
+literal: the padded array is built with ``np.pad`` and its zeros enter the products. Every op
+runs under ``np.errstate(all="ignore")``: NaN/Inf inputs are deliberate in the tests, so NumPy's
+RuntimeWarnings would only be noise.
 
 Signatures mirror ``gpuconv.ops`` (keyword arguments with the same names) so a test can call the
 op and the reference with one ``**kwargs``. Results are float64 and never share memory with
 the inputs.
 """
-import functools
 import itertools
 import math
 
@@ -28,15 +29,6 @@ CHANNELS_FIRST = "channels_first"
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
-def quiet(fn):
-    """NaN/Inf inputs are deliberate in the tests: compute without NumPy's RuntimeWarnings."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with np.errstate(all="ignore"):
-            return fn(*args, **kwargs)
-    return wrapper
-
-
 def as_tuple(value, rank):
     if isinstance(value, (int, np.integer)):
         return (int(value),) * rank
@@ -137,7 +129,7 @@ def _padded(x, pads):
     return np.pad(x, [(0, 0)] + [tuple(p) for p in pads] + [(0, 0)])
 
 
-@quiet
+@np.errstate(all="ignore")
 def conv(inputs, kernel, bias=None, *, strides=1, padding="valid", data_format=CHANNELS_LAST, dilation_rate=1):
     """Grouped, strided, dilated cross-correlation (spec 1.3): groups = C_in // kernel.shape[-2];
     output block g of the filters sees input block g."""
@@ -163,7 +155,7 @@ def conv(inputs, kernel, bias=None, *, strides=1, padding="valid", data_format=C
     return from_channels_last(add_bias(y, bias), data_format)
 
 
-@quiet
+@np.errstate(all="ignore")
 def conv_transpose(inputs, kernel, bias=None, *, strides=1, padding="valid", output_padding=None,
                    data_format=CHANNELS_LAST, dilation_rate=1, groups=1):
     """Scatter definition (spec 1.3/1.5): ``full[i*s + t*d, block g] += W[t][:, block g] @ x[i, block g]``
@@ -196,7 +188,7 @@ def conv_transpose(inputs, kernel, bias=None, *, strides=1, padding="valid", out
     return from_channels_last(add_bias(y, bias), data_format)
 
 
-@quiet
+@np.errstate(all="ignore")
 def depthwise_conv(inputs, kernel, bias=None, *, strides=1, padding="valid", data_format=CHANNELS_LAST,
                    dilation_rate=1):
     """``y[.., c*dm + m] = sum_t x[.., c] W[t, c, m]`` (spec 1.3)."""
@@ -218,7 +210,7 @@ def depthwise_conv(inputs, kernel, bias=None, *, strides=1, padding="valid", dat
     return from_channels_last(add_bias(y, bias), data_format)
 
 
-@quiet
+@np.errstate(all="ignore")
 def separable_conv(inputs, depthwise_kernel, pointwise_kernel, bias=None, *, strides=1, padding="valid",
                    data_format=CHANNELS_LAST, dilation_rate=1):
     """Depthwise (strides, padding, dilation), then a 1x1 stride-1 conv, then bias (spec 2.4)."""
@@ -230,7 +222,7 @@ def separable_conv(inputs, depthwise_kernel, pointwise_kernel, bias=None, *, str
 # --------------------------------------------------------------------------------------------
 # Pooling
 # --------------------------------------------------------------------------------------------
-@quiet
+@np.errstate(all="ignore")
 def pool(inputs, mode, pool_size, strides=None, padding="valid", data_format=CHANNELS_LAST):
     """Max ignores padded cells; average divides by the number of real cells (spec 2.5)."""
     x = to_channels_last(inputs, data_format)
@@ -261,7 +253,7 @@ def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=C
 # --------------------------------------------------------------------------------------------
 # Locally connected (Keras 2 implementation=1 layout)
 # --------------------------------------------------------------------------------------------
-@quiet
+@np.errstate(all="ignore")
 def locally_connected(inputs, kernel, bias=None, *, kernel_size, strides=1, padding="valid",
                       data_format=CHANNELS_LAST):
     """Unshared weights: ``y[p] = patch[p] @ kernel[p]``, positions row-major.
@@ -305,7 +297,7 @@ def linear_taps(out_index, scale, length):
     return (i0, 1.0 - frac), (i1, frac)
 
 
-@quiet
+@np.errstate(all="ignore")
 def upsample(inputs, size, interpolation="nearest", data_format=CHANNELS_LAST):
     """'nearest' replicates; 'bilinear'/'trilinear' interpolate each axis with half-pixel centres."""
     x = to_channels_last(inputs, data_format)
@@ -337,6 +329,6 @@ ACTIVATIONS = {
 }
 
 
-@quiet
+@np.errstate(all="ignore")
 def activate(y, activation):
     return ACTIVATIONS[activation](np.asarray(y, dtype=np.float64))

@@ -28,13 +28,7 @@ except ImportError:
 CUDA_OK, CUDA_REASON = _backend.probe_cuda()
 ONE_ROW = ["--backend", "numpy", "--repeat", "1", "--warmup", "0", "--seed", "3"]
 
-
-@pytest.fixture(autouse=True)
-def _restore_backend():
-    previous = _backend.requested_backend()
-    yield
-    _backend.reset()
-    gpuconv.set_backend(previous)
+pytestmark = pytest.mark.usefixtures("restore_backend")  # tests here select backends
 
 
 def _error_line(capsys):

@@ -4,19 +4,14 @@ import json
 
 import pytest
 
-import gpuconv
 from gpuconv import backend as _backend
 
 CUDA_OK, CUDA_REASON = _backend.probe_cuda()
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not CUDA_OK, reason=f"CUDA backend unavailable: {CUDA_REASON}")]
-
-
-@pytest.fixture(autouse=True)
-def _restore_backend():
-    previous = _backend.requested_backend()
-    yield
-    _backend.reset()
-    gpuconv.set_backend(previous)
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not CUDA_OK, reason=f"CUDA backend unavailable: {CUDA_REASON}"),
+    pytest.mark.usefixtures("restore_backend"),  # tests here select backends
+]
 
 
 def test_event_timer_and_flush():

@@ -1,26 +1,13 @@
 """Input/InputLayer, Dense, Flatten, Dropout, Activation: numbers, shapes, dtypes, errors and
 configs, against Keras 3 (torch backend) where installed. The generic contract (lazy build,
 weights, config round trip, ...) is in test_layer_contract.py."""
-import os
-
 import numpy as np
 import pytest
 
 import gpuconv
 from gpuconv import activations, layers
 
-os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported anywhere in this process
-
-
-@pytest.fixture(scope="module")
-def keras():
-    return pytest.importorskip("keras", reason="comparing with Keras needs keras>=3.15 (torch backend)")
-
-
-def _np(value):
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
+from conftest import keras_numpy
 
 
 def _without_name(config):
@@ -34,10 +21,10 @@ def _without_name(config):
 def test_dense_numbers_match_keras(keras, rng, shape):
     x = rng.standard_normal(shape).astype("float32")
     theirs = keras.layers.Dense(5, activation="relu")
-    expected = _np(theirs(x))
+    expected = keras_numpy(theirs(x))
     ours = layers.Dense(5, activation="relu")
     ours.build(shape)
-    ours.set_weights([_np(w) for w in theirs.get_weights()])
+    ours.set_weights([keras_numpy(w) for w in theirs.get_weights()])
     np.testing.assert_allclose(ours(x), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -130,7 +117,7 @@ def test_dense_softmax_and_user_activation(rng):
 @pytest.mark.parametrize("shape", [(2, 3), (2, 3, 4), (2, 3, 4, 5), (2, 2, 3, 4, 5)])
 def test_flatten_matches_keras(keras, rng, data_format, shape):
     x = rng.standard_normal(shape).astype("float32")
-    expected = _np(keras.layers.Flatten(data_format=data_format)(x))
+    expected = keras_numpy(keras.layers.Flatten(data_format=data_format)(x))
     np.testing.assert_array_equal(layers.Flatten(data_format=data_format)(x), expected)
 
 

@@ -1,7 +1,5 @@
 """gpuconv.regularizers and gpuconv.constraints: values, names, configs and errors (against
 Keras 3 where installed), and how layers use them."""
-import os
-
 import numpy as np
 import pytest
 
@@ -9,18 +7,7 @@ from gpuconv import constraints as C
 from gpuconv import layers
 from gpuconv import regularizers as R
 
-os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported anywhere in this process
-
-
-@pytest.fixture(scope="module")
-def keras():
-    return pytest.importorskip("keras", reason="comparing with Keras needs keras>=3.15 (torch backend)")
-
-
-def _np(value):
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
+from conftest import keras_numpy
 
 
 @pytest.fixture
@@ -52,7 +39,7 @@ def test_regularizers_match_keras(keras, rng, name, kwargs):
     x[2] = 0.0  # a zero row: the orthogonal regularizer's normalisation must leave it at zero
     ours = float(getattr(R, name)(**kwargs)(x))
     # a backend tensor: Keras' NumPy-input branch of `normalize` breaks for mode='columns'
-    theirs = float(_np(getattr(keras.regularizers, name)(**kwargs)(keras.ops.convert_to_tensor(x))))
+    theirs = float(keras_numpy(getattr(keras.regularizers, name)(**kwargs)(keras.ops.convert_to_tensor(x))))
     assert ours == pytest.approx(theirs, rel=1e-6)
 
 
@@ -110,7 +97,7 @@ CONSTRAINT_CASES = [("MaxNorm", {}), ("MaxNorm", {"max_value": 1.5, "axis": [0, 
 @pytest.mark.parametrize("name,kwargs", CONSTRAINT_CASES)
 def test_constraints_match_keras(keras, kernel, name, kwargs):
     ours = getattr(C, name)(**kwargs)(kernel)
-    theirs = _np(getattr(keras.constraints, name)(**kwargs)(kernel))
+    theirs = keras_numpy(getattr(keras.constraints, name)(**kwargs)(kernel))
     assert ours.shape == kernel.shape and ours.dtype == kernel.dtype
     np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-9)
 

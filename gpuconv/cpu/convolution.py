@@ -3,9 +3,11 @@
 Layouts are handled natively, so neither needs a transpose of the activations:
 - channels_last:  columns ``(G, N*P, K*Cg)`` (patch order ``(*k, Cg)``) @ ``(G, K*Cg, Fg)``, written
   straight into the ``(N, *O, F)`` output viewed as ``(G, N*P, Fg)``;
-- channels_first: ``(G, Fg, Cg*K)`` @ columns ``(N, G, Cg*K, P)``, written into ``(N, F, *O)``
-  viewed as ``(N, G, Fg, P)`` (Caffe's im2col).
-``P`` = output positions, ``K`` = kernel taps. Padding is literal zeros, so NaN/Inf propagate
+- channels_first: ``(G, Fg, K*Cg)`` @ columns ``(N, G, K*Cg, P)``, written into ``(N, F, *O)``
+  viewed as ``(N, G, Fg, P)`` (Caffe's im2col, rows in the kernel's ``(*k, Cg)`` order); with few
+  positions per image the batch is folded into the GEMM instead.
+``P`` = output positions, ``K`` = kernel taps. The kernel enters BLAS as a strided view, never
+copied; the columns are gathered piece by piece (``memory.chunks``) into one reused buffer. Padding is literal zeros, so NaN/Inf propagate
 exactly as IEEE arithmetic on the zero-padded input says (0 * Inf = NaN at padded taps too).
 Groups with one input channel each are a depthwise convolution and go to that (memory-bound) path.
 """

@@ -34,9 +34,8 @@ def conv_transpose(x, kernel, bias, *, strides, dilation, groups, out_spatial, c
     covered = all(k == s and d == 1 and o + c <= (i - 1) * s + k
                   for k, s, d, o, c, i in zip(ksize, strides, dilation, out_sp, crop, in_sp))
     alloc = np.empty if covered else np.zeros
-    # kernel (*k, Fg, G*Cg) -> per-group GEMM operands
-    # Strided views of the kernel that BLAS reads directly (a large kernel is never copied):
-    # rows (*k, Fg) of the kernel seen as (K*Fg, G, Cg).
+    # Per-group GEMM operands as strided views of the kernel (*k, Fg, G*Cg) seen as (K*Fg, G, Cg):
+    # BLAS reads them directly, so a large kernel is never copied.
     w = kernel.astype(ctype, copy=False).reshape(n_taps * f_group, groups, c_group)
     if channels_last:
         wk = w.transpose(1, 2, 0)  # (G, Cg, K*Fg)

@@ -20,13 +20,7 @@ def name_expression(dtype, channels_last, index_width, tile):
 
 
 def instantiations():
-    return [
-        name_expression(dtype, cl, width, tile)
-        for dtype in tensors.KERNEL_DTYPES
-        for cl in (True, False)
-        for width in tensors.INDEX_WIDTHS
-        for tile in algorithms.tiles_for(dtype, width)
-    ]
+    return tensors.tiled_instantiations(TEMPLATE)
 
 
 compiler.register(KERNEL_FILE, instantiations())

@@ -6,6 +6,9 @@ Aliases Keras accepts ('swish', 'hard_swish') map to the same code as their cano
 
 ``FUSED_ACTIVATIONS``: the names ``gpuconv.ops`` may hand to the engine (engine contract).
 ``activation_code(name) -> int``: 0 for None/'linear', ValueError for a name we do not fuse.
+``INLINE_ACTIVATIONS`` / ``inline_code(name) -> int``: the call-free activations the memory-bound
+kernels (depthwise, separable, locally connected) fuse inline (``gc::activate_inline`` in
+common.cuh, mirrored here); ``inline_code`` is 0 for any other, which then runs as a separate pass.
 """
 ACTIVATION_CODES = {
     "linear": 0,
@@ -49,3 +52,11 @@ def activation_code(name):
         raise ValueError(
             f"Activation {name!r} cannot be fused by the CUDA engine; fused ones: {sorted(FUSED_ACTIVATIONS)}"
         ) from None
+
+
+INLINE_ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu", "hard_tanh"})
+
+
+def inline_code(name):
+    code = activation_code(name)
+    return code if ALIASES.get(name, name) in INLINE_ACTIVATIONS else 0

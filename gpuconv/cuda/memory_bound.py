@@ -1,5 +1,6 @@
 """Host-side helpers shared by the memory-bound op modules (depthwise, separable, pooling,
-upsample, locally connected): the 5-D view, the channel-vector width, the activation hand-off,
+upsample, locally connected): the 5-D view, the channel-vector width, the activation hand-off
+(inline codes for the kernels, the rest as a pass),
 grid sizing for persistent kernels, and the float64 activation pass of ``kernels/activation.cu``.
 
 Pure functions (no CUDA needed) are unit-tested in tests/test_cuda_memory_bound_dispatch.py.
@@ -8,8 +9,9 @@ import numpy as np
 
 from .. import geometry as g
 from . import compiler
-from .epilogue import activation_code
+from .epilogue import activation_code, inline_code
 from .indexing import index_type
+from .tensors import INDEX_WIDTHS, KERNEL_DTYPES
 
 VECTOR_BYTES = 16  # one 128-bit load/store
 THREADS = 256  # block size of every memory-bound kernel (their __launch_bounds__)
@@ -83,14 +85,32 @@ def vector_widths(dtype):
     return (1, full_vector_width(dtype))
 
 
+def mode_kernel_name(template, dtype, width, vec, mode_code):
+    """``template<T, Index, V, MODE>``: the instantiation names of pooling.cu and upsample.cu."""
+    return f"{template}<{compiler.cuda_type(dtype)}, {compiler.index_ctype(width)}, {vec}, {mode_code}>"
+
+
+def mode_instantiations(kernel_name, modes):
+    """``kernel_name(dtype, width, vec, mode)`` for every dtype, index width, vector width and mode."""
+    return [kernel_name(dt, w, v, m) for dt in KERNEL_DTYPES for w in INDEX_WIDTHS for v in vector_widths(dt)
+            for m in modes]
+
+
 def index_width(*arrays_or_shapes, dtype):
     return index_type(*arrays_or_shapes, itemsize=np.dtype(dtype).itemsize)
 
 
+def kernel_activation(activation):
+    """The ``act`` argument of a depthwise / separable / locally connected kernel: the code of an
+    activation its epilogue fuses inline (epilogue.INLINE_ACTIVATIONS), else 0."""
+    return int32(inline_code(activation))
+
+
 def finish_activation(y, activation):
-    """Applies a fused activation to ``y`` in place (kernels/activation.cu explains why the
-    kernels' epilogues stop at the bias); nothing for None/'linear'."""
-    if activation_code(activation):
+    """Applies a fused activation the kernel's epilogue did not (kernels/activation.cu explains
+    why only the call-free ones are inline) to ``y`` in place; nothing for None/'linear' or an
+    activation already applied by the kernel."""
+    if activation_code(activation) and not inline_code(activation):
         activate_in_place(y, activation)
     return y
 

@@ -7,19 +7,17 @@ import numpy as np
 
 from . import compiler
 from . import memory_bound as mb
-from .tensors import KERNEL_DTYPES
 
 FILE = "pooling.cu"
 MODES = {"max": 0, "average": 1}
 
 
 def kernel_name(dtype, width, vec, mode):
-    return f"gc::pool<{compiler.cuda_type(dtype)}, {compiler.index_ctype(width)}, {vec}, {MODES[mode]}>"
+    return mb.mode_kernel_name("gc::pool", dtype, width, vec, MODES[mode])
 
 
 def instantiations():
-    return [kernel_name(dt, w, v, m) for dt in KERNEL_DTYPES for w in ("int32", "int64")
-            for v in mb.vector_widths(dt) for m in MODES]
+    return mb.mode_instantiations(kernel_name, MODES)
 
 
 compiler.register(FILE, instantiations())

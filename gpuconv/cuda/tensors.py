@@ -11,11 +11,14 @@
                               ``'gc::conv_direct<float, 0, int, 1>'``: the C++ name of one
                               instantiation; layout 0 = channels_last, 1 = channels_first
                               (gc::Layout), index 'int32' -> int, 'int64' -> long long.
+``tiled_instantiations(template)``
+                              every instantiation of a tile-engine kernel (conv_direct.cu,
+                              conv_transpose.cu): dtype x layout x index width x its tiles.
 ``output_array(shape, dtype)`` an uninitialised CuPy output.
 """
 import numpy as np
 
-from . import compiler
+from . import algorithms, compiler
 
 KERNEL_DTYPES = (np.dtype("float32"), np.dtype("float16"), np.dtype("float64"))
 INDEX_WIDTHS = ("int32", "int64")
@@ -58,6 +61,16 @@ def name_expression(template, dtype, channels_last, index_width, *extra):
     parts = [compiler.cuda_type(dtype), str(layout_code(channels_last)), compiler.index_ctype(index_width)]
     parts += [str(int(e)) for e in extra]
     return f"{template}<{', '.join(parts)}>"
+
+
+def tiled_instantiations(template):
+    return [
+        name_expression(template, dtype, cl, width, tile)
+        for dtype in KERNEL_DTYPES
+        for cl in (True, False)
+        for width in INDEX_WIDTHS
+        for tile in algorithms.tiles_for(dtype, width)
+    ]
 
 
 def output_array(shape, dtype):

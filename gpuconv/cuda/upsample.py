@@ -4,19 +4,17 @@ import numpy as np
 
 from . import compiler
 from . import memory_bound as mb
-from .tensors import KERNEL_DTYPES
 
 FILE = "upsample.cu"
 MODES = {"nearest": 0, "bilinear": 2, "trilinear": 3}
 
 
 def kernel_name(dtype, width, vec, interpolation):
-    return f"gc::upsample<{compiler.cuda_type(dtype)}, {compiler.index_ctype(width)}, {vec}, {MODES[interpolation]}>"
+    return mb.mode_kernel_name("gc::upsample", dtype, width, vec, MODES[interpolation])
 
 
 def instantiations():
-    return [kernel_name(dt, w, v, m) for dt in KERNEL_DTYPES for w in ("int32", "int64")
-            for v in mb.vector_widths(dt) for m in MODES]
+    return mb.mode_instantiations(kernel_name, MODES)
 
 
 compiler.register(FILE, instantiations())

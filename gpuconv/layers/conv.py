@@ -8,13 +8,15 @@ from .. import geometry as g
 from .. import initializers
 from .. import ops
 from .base_layer import InputSpec
-from .conv_common import ConvFamilyLayer, check_groups, check_input_groups, weight_array
+from .conv_common import ConvFamilyLayer, check_groups, forwarded_arguments, weight_array
 
 __all__ = ["Conv1D", "Conv2D", "Conv3D", "Convolution1D", "Convolution2D", "Convolution3D"]
 
 
 class BaseConv(ConvFamilyLayer):
     """Rank-generic forward convolution. ``rank`` is 1, 2 or 3."""
+
+    _config_keys = ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups")
 
     def __init__(self, rank, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, groups=1, activation=None, use_bias=True,
@@ -23,13 +25,10 @@ class BaseConv(ConvFamilyLayer):
                  kernel_constraint=None, bias_constraint=None, lora_rank=None, lora_alpha=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self._set_geometry(rank, kernel_size, strides, dilation_rate, padding, allow_causal=rank == 1)
-        self._set_data_format(data_format)
-        self._set_activation(activation, use_bias)
-        self._set_weight_arguments(
-            ("kernel", "bias"),
-            initializer={"kernel": kernel_initializer, "bias": bias_initializer},
-            regularizer={"kernel": kernel_regularizer, "bias": bias_regularizer},
-            constraint={"kernel": kernel_constraint, "bias": bias_constraint},
+        self._set_common_arguments(
+            data_format, activation, use_bias,
+            kernel=(kernel_initializer, kernel_regularizer, kernel_constraint),
+            bias=(bias_initializer, bias_regularizer, bias_constraint),
         )
         self.input_spec = InputSpec(min_ndim=rank + 2)
         # Checks in Keras' order (keras_spec 2.1).
@@ -44,14 +43,10 @@ class BaseConv(ConvFamilyLayer):
 
     # ---- weights ---------------------------------------------------------------------------------
     def build(self, input_shape):
-        input_shape = tuple(input_shape)
-        channels = self._input_channels(input_shape)
-        self._lock_input_channels(channels)
-        check_input_groups(self.groups, channels, input_shape)
-        self.compute_output_shape(input_shape)  # geometry checks (output size > 0, rank)
+        channels = self._begin_build(input_shape, groups=self.groups)
         kernel_shape = self.kernel_size + (channels // self.groups, self.filters)
         self._kernel = self._add_role_weight("kernel", "kernel", kernel_shape)
-        self.bias = self._add_role_weight("bias", "bias", (self.filters,)) if self.use_bias else None
+        self.bias = self._add_bias((self.filters,))
         self.built = True
         if self.lora_rank:
             self.enable_lora(self.lora_rank, lora_alpha=self.lora_alpha)
@@ -116,24 +111,10 @@ class BaseConv(ConvFamilyLayer):
         )
 
     def compute_output_shape(self, input_shape):
-        return g.conv_output_shape(
-            input_shape, self.filters, self.kernel_size, self.strides, self.padding,
-            self.data_format, self.dilation_rate,
-        )
+        return self._conv_output_shape(input_shape, self.filters)
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "padding": self.padding,
-            "data_format": self.data_format,
-            "dilation_rate": self.dilation_rate,
-            "groups": self.groups,
-            **self._activation_config(),
-            **self._weight_arguments_config(),
-        })
         if self.lora_rank:
             config["lora_rank"] = self.lora_rank
             config["lora_alpha"] = self.lora_alpha
@@ -147,14 +128,7 @@ class Conv1D(BaseConv):
                  groups=1, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(
-            1, filters, kernel_size, strides=strides, padding=padding, data_format=data_format,
-            dilation_rate=dilation_rate, groups=groups, activation=activation, use_bias=use_bias,
-            kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint, **kwargs,
-        )
+        super().__init__(1, **forwarded_arguments(locals()))
 
 
 class Conv2D(BaseConv):
@@ -163,14 +137,7 @@ class Conv2D(BaseConv):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
                  bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
                  bias_constraint=None, **kwargs):
-        super().__init__(
-            2, filters, kernel_size, strides=strides, padding=padding, data_format=data_format,
-            dilation_rate=dilation_rate, groups=groups, activation=activation, use_bias=use_bias,
-            kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint, **kwargs,
-        )
+        super().__init__(2, **forwarded_arguments(locals()))
 
 
 class Conv3D(BaseConv):
@@ -179,14 +146,7 @@ class Conv3D(BaseConv):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
                  bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
                  bias_constraint=None, **kwargs):
-        super().__init__(
-            3, filters, kernel_size, strides=strides, padding=padding, data_format=data_format,
-            dilation_rate=dilation_rate, groups=groups, activation=activation, use_bias=use_bias,
-            kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint, **kwargs,
-        )
+        super().__init__(3, **forwarded_arguments(locals()))
 
 
 Convolution1D = Conv1D

@@ -5,6 +5,9 @@ build(), handing weights to ``gpuconv.ops`` on the input's device, and activatio
 
 Arguments are normalised exactly once, in ``__init__``, through ``gpuconv.geometry``; every
 later step (build, call, get_config) reads the stored, already-canonical values.
+
+The public rank classes (Conv2D, ...) spell out Keras' exact signatures (inspect.signature parity
+is tested) and forward them to their rank-generic base with ``forwarded_arguments(locals())``.
 """
 import numbers
 
@@ -64,6 +67,17 @@ def check_input_groups(groups, channels, input_shape):
         )
 
 
+def forwarded_arguments(constructor_locals):
+    """A rank class's constructor arguments, its ``**kwargs`` merged in, as keywords for the base.
+
+    Call it first thing in ``__init__`` (``super().__init__(rank, **forwarded_arguments(locals()))``),
+    while ``locals()`` holds only the parameters: the signature stays Keras' to the letter and
+    no argument can be forgotten in the hand-off.
+    """
+    named = {k: v for k, v in constructor_locals.items() if k not in ("self", "kwargs", "__class__")}
+    return {**named, **constructor_locals["kwargs"]}
+
+
 def weight_array(var, x):
     """The variable's value on ``x``'s device (cached GPU copy), in ``x``'s dtype.
 
@@ -78,11 +92,14 @@ class ConvFamilyLayer(Layer):
     """Base of the weighted conv-family layers; never instantiated directly.
 
     Subclasses call, in Keras' order: ``Layer.__init__`` (unknown kwargs fail first),
-    ``_set_geometry``, then any extra normalisation (output_padding), ``_set_data_format``,
-    ``_set_activation``, ``_set_weight_arguments``; and only then the value checks.
+    ``_set_geometry``, then any extra normalisation (output_padding), ``_set_common_arguments``;
+    and only then the value checks.
     """
 
     rank = None
+    # The attributes get_config reports first, in Keras' key order; the activation and the
+    # weight arguments follow them (see get_config).
+    _config_keys = ()
 
     # ---- construction helpers ----------------------------------------------------------------
     def _set_geometry(self, rank, kernel_size, strides, dilation_rate, padding, allow_causal=False,
@@ -94,27 +111,22 @@ class ConvFamilyLayer(Layer):
             self.dilation_rate = g.standardize_tuple(dilation_rate, rank, "dilation_rate")
         self.padding = g.standardize_padding(padding, allow_causal=allow_causal)
 
-    def _set_data_format(self, data_format):
-        self.data_format = g.standardize_data_format(data_format)
-
-    def _set_activation(self, activation, use_bias):
-        self.activation = activations.get(activation)
-        self.use_bias = use_bias
-
-    def _set_weight_arguments(self, roles, initializer, regularizer, constraint):
-        """``roles`` e.g. ("kernel", "bias"); each dict maps a role to the user's argument.
+    def _set_common_arguments(self, data_format, activation, use_bias, **weight_arguments):
+        """data_format, activation and use_bias, then the weight arguments, one keyword per role
+        in the layer's weight order: ``kernel=(initializer, regularizer, constraint)``.
 
         Sets ``{role}_initializer`` / ``_regularizer`` / ``_constraint``, resolving all
         initializers, then all regularizers, then all constraints (Keras' order, which decides
         which error a user sees first).
         """
-        self._weight_roles = tuple(roles)
-        for role in roles:
-            setattr(self, f"{role}_initializer", initializers.get(initializer[role]))
-        for role in roles:
-            setattr(self, f"{role}_regularizer", regularizers.get(regularizer[role]))
-        for role in roles:
-            setattr(self, f"{role}_constraint", constraints.get(constraint[role]))
+        self.data_format = g.standardize_data_format(data_format)
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self._weight_roles = tuple(weight_arguments)
+        kinds = (("initializer", initializers), ("regularizer", regularizers), ("constraint", constraints))
+        for position, (kind, module) in enumerate(kinds):
+            for role, triple in weight_arguments.items():
+                setattr(self, f"{role}_{kind}", module.get(triple[position]))
 
     # ---- build helpers -------------------------------------------------------------------------
     @property
@@ -140,12 +152,34 @@ class ConvFamilyLayer(Layer):
         else:
             self.input_spec = InputSpec(ndim=ndim, axes={self._channel_axis: channels})
 
+    def _begin_build(self, input_shape, groups=None):
+        """The input channel count, after build()'s checks in Keras' order: a defined channel
+        axis (then locked in the InputSpec), channels divisible by ``groups`` when given, and
+        the output geometry (every output size > 0)."""
+        input_shape = tuple(input_shape)
+        channels = self._input_channels(input_shape)
+        self._lock_input_channels(channels)
+        if groups is not None:
+            check_input_groups(groups, channels, input_shape)
+        self.compute_output_shape(input_shape)
+        return channels
+
     def _add_role_weight(self, name, role, shape):
         return self.add_weight(
             name=name, shape=shape,
             initializer=getattr(self, f"{role}_initializer"),
             regularizer=getattr(self, f"{role}_regularizer"),
             constraint=getattr(self, f"{role}_constraint"),
+        )
+
+    def _add_bias(self, shape):
+        """The ``bias`` weight, or None without ``use_bias``."""
+        return self._add_role_weight("bias", "bias", shape) if self.use_bias else None
+
+    def _conv_output_shape(self, input_shape, filters):
+        return g.conv_output_shape(
+            input_shape, filters, self.kernel_size, self.strides, self.padding, self.data_format,
+            self.dilation_rate,
         )
 
     # ---- call helpers ----------------------------------------------------------------------------
@@ -159,16 +193,18 @@ class ConvFamilyLayer(Layer):
         return y if after is None else after(y)
 
     # ---- config ------------------------------------------------------------------------------------
-    def _weight_arguments_config(self):
-        """initializers, regularizers (+ activity_regularizer), constraints: Keras' key order."""
-        roles = self._weight_roles
-        config = {f"{r}_initializer": serialize_or_none(initializers, getattr(self, f"{r}_initializer")) for r in roles}
-        config.update({f"{r}_regularizer": serialize_or_none(regularizers, getattr(self, f"{r}_regularizer"))
-                       for r in roles})
-        config["activity_regularizer"] = serialize_or_none(regularizers, self.activity_regularizer)
-        config.update({f"{r}_constraint": serialize_or_none(constraints, getattr(self, f"{r}_constraint"))
-                       for r in roles})
-        return config
+    def get_config(self):
+        """``_config_keys``, activation and use_bias, then the weight arguments: initializers,
+        regularizers (+ activity_regularizer), constraints, in Keras' key order."""
+        config = super().get_config()
+        config.update({key: getattr(self, key) for key in self._config_keys})
+        config.update({"activation": activations.serialize(self.activation), "use_bias": self.use_bias})
 
-    def _activation_config(self):
-        return {"activation": activations.serialize(self.activation), "use_bias": self.use_bias}
+        def serialized(kind, module):
+            return {f"{r}_{kind}": serialize_or_none(module, getattr(self, f"{r}_{kind}")) for r in self._weight_roles}
+
+        config.update(serialized("initializer", initializers))
+        config.update(serialized("regularizer", regularizers))
+        config["activity_regularizer"] = serialize_or_none(regularizers, self.activity_regularizer)
+        config.update(serialized("constraint", constraints))
+        return config

@@ -12,7 +12,7 @@ when it is not 1; ``from_config`` of a config without it gives groups=1.
 from .. import geometry as g
 from .. import ops
 from .base_layer import InputSpec
-from .conv_common import ConvFamilyLayer, check_groups, check_input_groups, weight_array
+from .conv_common import ConvFamilyLayer, check_groups, forwarded_arguments, weight_array
 
 __all__ = [
     "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
@@ -22,6 +22,10 @@ __all__ = [
 
 class BaseConvTranspose(ConvFamilyLayer):
     """Rank-generic transposed convolution (the adjoint of cross-correlation)."""
+
+    _config_keys = (
+        "filters", "kernel_size", "strides", "padding", "output_padding", "data_format", "dilation_rate",
+    )
 
     def __init__(self, rank, filters, kernel_size, strides=1, padding="valid", output_padding=None,
                  data_format=None, dilation_rate=1, activation=None, use_bias=True,
@@ -34,13 +38,10 @@ class BaseConvTranspose(ConvFamilyLayer):
             None if output_padding is None
             else g.standardize_tuple(output_padding, rank, "output_padding", allow_zero=True)
         )
-        self._set_data_format(data_format)
-        self._set_activation(activation, use_bias)
-        self._set_weight_arguments(
-            ("kernel", "bias"),
-            initializer={"kernel": kernel_initializer, "bias": bias_initializer},
-            regularizer={"kernel": kernel_regularizer, "bias": bias_regularizer},
-            constraint={"kernel": kernel_constraint, "bias": bias_constraint},
+        self._set_common_arguments(
+            data_format, activation, use_bias,
+            kernel=(kernel_initializer, kernel_regularizer, kernel_constraint),
+            bias=(bias_initializer, bias_regularizer, bias_constraint),
         )
         self.input_spec = InputSpec(min_ndim=rank + 2)
         # Checks in Keras' order (keras_spec 2.2); the groups checks (ours) come last.
@@ -50,15 +51,11 @@ class BaseConvTranspose(ConvFamilyLayer):
         self.groups = check_groups(groups, self.filters)
 
     def build(self, input_shape):
-        input_shape = tuple(input_shape)
-        channels = self._input_channels(input_shape)
-        self._lock_input_channels(channels)
-        check_input_groups(self.groups, channels, input_shape)
-        self.compute_output_shape(input_shape)
+        channels = self._begin_build(input_shape, groups=self.groups)
         self.kernel = self._add_role_weight(
             "kernel", "kernel", self.kernel_size + (self.filters // self.groups, channels)
         )
-        self.bias = self._add_role_weight("bias", "bias", (self.filters,)) if self.use_bias else None
+        self.bias = self._add_bias((self.filters,))
         self.built = True
 
     def call(self, inputs):
@@ -86,17 +83,6 @@ class BaseConvTranspose(ConvFamilyLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "padding": self.padding,
-            "output_padding": self.output_padding,
-            "data_format": self.data_format,
-            "dilation_rate": self.dilation_rate,
-            **self._activation_config(),
-            **self._weight_arguments_config(),
-        })
         if self.groups != 1:  # beyond Keras: absent at the default so Keras' config is unchanged
             config["groups"] = self.groups
         return config
@@ -107,14 +93,7 @@ class Conv1DTranspose(BaseConvTranspose):
                  dilation_rate=1, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(
-            1, filters, kernel_size, strides=strides, padding=padding, output_padding=output_padding,
-            data_format=data_format, dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
-            kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint, **kwargs,
-        )
+        super().__init__(1, **forwarded_arguments(locals()))
 
 
 class Conv2DTranspose(BaseConvTranspose):
@@ -123,14 +102,7 @@ class Conv2DTranspose(BaseConvTranspose):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
                  bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
                  bias_constraint=None, **kwargs):
-        super().__init__(
-            2, filters, kernel_size, strides=strides, padding=padding, output_padding=output_padding,
-            data_format=data_format, dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
-            kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint, **kwargs,
-        )
+        super().__init__(2, **forwarded_arguments(locals()))
 
 
 class Conv3DTranspose(BaseConvTranspose):
@@ -140,14 +112,7 @@ class Conv3DTranspose(BaseConvTranspose):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
                  bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
                  bias_constraint=None, **kwargs):
-        super().__init__(
-            3, filters, kernel_size, strides=strides, padding=padding, output_padding=output_padding,
-            data_format=data_format, dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
-            kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint, **kwargs,
-        )
+        super().__init__(3, **forwarded_arguments(locals()))
 
 
 Convolution1DTranspose = Conv1DTranspose

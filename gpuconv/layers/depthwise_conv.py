@@ -10,38 +10,32 @@ Beyond Keras: DepthwiseConv3D (keras-team/keras#14670), and padding='causal' on 
 from .. import geometry as g
 from .. import ops
 from .base_layer import InputSpec
-from .conv_common import ConvFamilyLayer, weight_array
+from .conv_common import ConvFamilyLayer, forwarded_arguments, weight_array
 
 __all__ = ["DepthwiseConv1D", "DepthwiseConv2D", "DepthwiseConv3D"]
 
 
 class BaseDepthwiseConv(ConvFamilyLayer):
+    _config_keys = ("depth_multiplier", "kernel_size", "strides", "padding", "data_format", "dilation_rate")
+
     def __init__(self, rank, kernel_size, strides=1, padding="valid", depth_multiplier=1, data_format=None,
                  dilation_rate=1, activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
                  bias_initializer="zeros", depthwise_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, depthwise_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self._set_geometry(rank, kernel_size, strides, dilation_rate, padding, allow_causal=rank == 1)
-        self._set_data_format(data_format)
-        self._set_activation(activation, use_bias)
-        self._set_weight_arguments(
-            ("depthwise", "bias"),
-            initializer={"depthwise": depthwise_initializer, "bias": bias_initializer},
-            regularizer={"depthwise": depthwise_regularizer, "bias": bias_regularizer},
-            constraint={"depthwise": depthwise_constraint, "bias": bias_constraint},
+        self._set_common_arguments(
+            data_format, activation, use_bias,
+            depthwise=(depthwise_initializer, depthwise_regularizer, depthwise_constraint),
+            bias=(bias_initializer, bias_regularizer, bias_constraint),
         )
         self.input_spec = InputSpec(min_ndim=rank + 2)
         self.depth_multiplier = g.check_positive_int(depth_multiplier, "depth_multiplier")
 
     def build(self, input_shape):
-        input_shape = tuple(input_shape)
-        channels = self._input_channels(input_shape)
-        self._lock_input_channels(channels)
-        self.compute_output_shape(input_shape)
+        channels = self._begin_build(input_shape)
         self.kernel = self._add_role_weight("kernel", "depthwise", self.kernel_size + (channels, self.depth_multiplier))
-        self.bias = (
-            self._add_role_weight("bias", "bias", (channels * self.depth_multiplier,)) if self.use_bias else None
-        )
+        self.bias = self._add_bias((channels * self.depth_multiplier,))
         self.built = True
 
     def call(self, inputs):
@@ -55,23 +49,7 @@ class BaseDepthwiseConv(ConvFamilyLayer):
         input_shape = tuple(input_shape)
         channels = input_shape[self._channel_axis] if len(input_shape) > 1 else None
         filters = None if channels is None else channels * self.depth_multiplier
-        return g.conv_output_shape(
-            input_shape, filters, self.kernel_size, self.strides, self.padding, self.data_format, self.dilation_rate
-        )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({
-            "depth_multiplier": self.depth_multiplier,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "padding": self.padding,
-            "data_format": self.data_format,
-            "dilation_rate": self.dilation_rate,
-            **self._activation_config(),
-            **self._weight_arguments_config(),
-        })
-        return config
+        return self._conv_output_shape(input_shape, filters)
 
 
 class DepthwiseConv1D(BaseDepthwiseConv):
@@ -81,14 +59,7 @@ class DepthwiseConv1D(BaseDepthwiseConv):
                  dilation_rate=1, activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
                  bias_initializer="zeros", depthwise_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, depthwise_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(
-            1, kernel_size, strides=strides, padding=padding, depth_multiplier=depth_multiplier,
-            data_format=data_format, dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
-            depthwise_initializer=depthwise_initializer, bias_initializer=bias_initializer,
-            depthwise_regularizer=depthwise_regularizer, bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer, depthwise_constraint=depthwise_constraint,
-            bias_constraint=bias_constraint, **kwargs,
-        )
+        super().__init__(1, **forwarded_arguments(locals()))
 
 
 class DepthwiseConv2D(BaseDepthwiseConv):
@@ -98,14 +69,7 @@ class DepthwiseConv2D(BaseDepthwiseConv):
                  dilation_rate=(1, 1), activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
                  bias_initializer="zeros", depthwise_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, depthwise_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(
-            2, kernel_size, strides=strides, padding=padding, depth_multiplier=depth_multiplier,
-            data_format=data_format, dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
-            depthwise_initializer=depthwise_initializer, bias_initializer=bias_initializer,
-            depthwise_regularizer=depthwise_regularizer, bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer, depthwise_constraint=depthwise_constraint,
-            bias_constraint=bias_constraint, **kwargs,
-        )
+        super().__init__(2, **forwarded_arguments(locals()))
 
 
 class DepthwiseConv3D(BaseDepthwiseConv):
@@ -115,11 +79,4 @@ class DepthwiseConv3D(BaseDepthwiseConv):
                  dilation_rate=(1, 1, 1), activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
                  bias_initializer="zeros", depthwise_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, depthwise_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(
-            3, kernel_size, strides=strides, padding=padding, depth_multiplier=depth_multiplier,
-            data_format=data_format, dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
-            depthwise_initializer=depthwise_initializer, bias_initializer=bias_initializer,
-            depthwise_regularizer=depthwise_regularizer, bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer, depthwise_constraint=depthwise_constraint,
-            bias_constraint=bias_constraint, **kwargs,
-        )
+        super().__init__(3, **forwarded_arguments(locals()))

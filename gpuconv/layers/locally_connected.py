@@ -24,12 +24,14 @@ from .. import backend as _backend
 from .. import geometry as g
 from .. import ops
 from .base_layer import InputSpec
-from .conv_common import ConvFamilyLayer, weight_array
+from .conv_common import ConvFamilyLayer, forwarded_arguments, weight_array
 
 __all__ = ["LocallyConnected1D", "LocallyConnected2D"]
 
 
 class BaseLocallyConnected(ConvFamilyLayer):
+    _config_keys = ("filters", "kernel_size", "strides", "padding", "data_format")
+
     def __init__(self, rank, filters, kernel_size, strides=1, padding="valid", data_format=None, activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
@@ -44,13 +46,10 @@ class BaseLocallyConnected(ConvFamilyLayer):
                 f"Invalid border mode for {type(self).__name__} "
                 f'(only "valid" is supported if implementation is 1): {padding}'
             )
-        self._set_data_format(data_format)
-        self._set_activation(activation, use_bias)
-        self._set_weight_arguments(
-            ("kernel", "bias"),
-            initializer={"kernel": kernel_initializer, "bias": bias_initializer},
-            regularizer={"kernel": kernel_regularizer, "bias": bias_regularizer},
-            constraint={"kernel": kernel_constraint, "bias": bias_constraint},
+        self._set_common_arguments(
+            data_format, activation, use_bias,
+            kernel=(kernel_initializer, kernel_regularizer, kernel_constraint),
+            bias=(bias_initializer, bias_regularizer, bias_constraint),
         )
         self.filters = g.check_positive_int(filters, "filters")
         self.implementation = int(implementation)
@@ -93,7 +92,7 @@ class BaseLocallyConnected(ConvFamilyLayer):
         self.kernel = self._add_role_weight(
             "kernel", "kernel", (int(np.prod(out)), int(np.prod(self.kernel_size)) * channels, self.filters)
         )
-        self.bias = self._add_role_weight("bias", "bias", out + (self.filters,)) if self.use_bias else None
+        self.bias = self._add_bias(out + (self.filters,))
         self._lock_input_channels(channels, ndim=self.rank + 2)
         self.built = True
 
@@ -124,16 +123,7 @@ class BaseLocallyConnected(ConvFamilyLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "padding": self.padding,
-            "data_format": self.data_format,
-            **self._activation_config(),
-            **self._weight_arguments_config(),
-            "implementation": self.implementation,
-        })
+        config["implementation"] = self.implementation
         return config
 
 
@@ -142,14 +132,7 @@ class LocallyConnected1D(BaseLocallyConnected):
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, implementation=1, **kwargs):
-        super().__init__(
-            1, filters, kernel_size, strides=strides, padding=padding, data_format=data_format,
-            activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
-            implementation=implementation, **kwargs,
-        )
+        super().__init__(1, **forwarded_arguments(locals()))
 
 
 class LocallyConnected2D(BaseLocallyConnected):
@@ -157,11 +140,4 @@ class LocallyConnected2D(BaseLocallyConnected):
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, implementation=1, **kwargs):
-        super().__init__(
-            2, filters, kernel_size, strides=strides, padding=padding, data_format=data_format,
-            activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
-            implementation=implementation, **kwargs,
-        )
+        super().__init__(2, **forwarded_arguments(locals()))

@@ -10,12 +10,16 @@ tensorflow/tensorflow#90213). It does not change any Keras configuration.
 from .. import geometry as g
 from .. import ops
 from .base_layer import InputSpec
-from .conv_common import ConvFamilyLayer, weight_array
+from .conv_common import ConvFamilyLayer, forwarded_arguments, weight_array
 
 __all__ = ["SeparableConv1D", "SeparableConv2D", "SeparableConvolution1D", "SeparableConvolution2D"]
 
 
 class BaseSeparableConv(ConvFamilyLayer):
+    _config_keys = (
+        "depth_multiplier", "filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
+    )
+
     def __init__(self, rank, depth_multiplier, filters, kernel_size, strides=1, padding="valid",
                  data_format=None, dilation_rate=1, activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
@@ -24,14 +28,11 @@ class BaseSeparableConv(ConvFamilyLayer):
                  pointwise_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self._set_geometry(rank, kernel_size, strides, dilation_rate, padding, allow_causal=rank == 1)
-        self._set_data_format(data_format)
-        self._set_activation(activation, use_bias)
-        roles = ("depthwise", "pointwise", "bias")
-        self._set_weight_arguments(
-            roles,
-            initializer=dict(zip(roles, (depthwise_initializer, pointwise_initializer, bias_initializer))),
-            regularizer=dict(zip(roles, (depthwise_regularizer, pointwise_regularizer, bias_regularizer))),
-            constraint=dict(zip(roles, (depthwise_constraint, pointwise_constraint, bias_constraint))),
+        self._set_common_arguments(
+            data_format, activation, use_bias,
+            depthwise=(depthwise_initializer, depthwise_regularizer, depthwise_constraint),
+            pointwise=(pointwise_initializer, pointwise_regularizer, pointwise_constraint),
+            bias=(bias_initializer, bias_regularizer, bias_constraint),
         )
         self.input_spec = InputSpec(min_ndim=rank + 2)
         # Keras checks depth_multiplier before filters (keras_spec 2.4).
@@ -39,10 +40,7 @@ class BaseSeparableConv(ConvFamilyLayer):
         self.filters = g.check_positive_int(filters, "filters")
 
     def build(self, input_shape):
-        input_shape = tuple(input_shape)
-        channels = self._input_channels(input_shape)
-        self._lock_input_channels(channels)
-        self.compute_output_shape(input_shape)
+        channels = self._begin_build(input_shape)
         dm = self.depth_multiplier
         self.depthwise_kernel = self._add_role_weight(
             "depthwise_kernel", "depthwise", self.kernel_size + (channels, dm)
@@ -50,7 +48,7 @@ class BaseSeparableConv(ConvFamilyLayer):
         self.pointwise_kernel = self._add_role_weight(
             "pointwise_kernel", "pointwise", (1,) * self.rank + (channels * dm, self.filters)
         )
-        self.bias = self._add_role_weight("bias", "bias", (self.filters,)) if self.use_bias else None
+        self.bias = self._add_bias((self.filters,))
         self.built = True
 
     def call(self, inputs):
@@ -62,25 +60,7 @@ class BaseSeparableConv(ConvFamilyLayer):
         )
 
     def compute_output_shape(self, input_shape):
-        return g.conv_output_shape(
-            input_shape, self.filters, self.kernel_size, self.strides, self.padding, self.data_format,
-            self.dilation_rate,
-        )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({
-            "depth_multiplier": self.depth_multiplier,
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "padding": self.padding,
-            "data_format": self.data_format,
-            "dilation_rate": self.dilation_rate,
-            **self._activation_config(),
-            **self._weight_arguments_config(),
-        })
-        return config
+        return self._conv_output_shape(input_shape, self.filters)
 
 
 class SeparableConv1D(BaseSeparableConv):
@@ -92,15 +72,7 @@ class SeparableConv1D(BaseSeparableConv):
                  bias_initializer="zeros", depthwise_regularizer=None, pointwise_regularizer=None,
                  bias_regularizer=None, activity_regularizer=None, depthwise_constraint=None,
                  pointwise_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(
-            1, depth_multiplier, filters, kernel_size, strides=strides, padding=padding,
-            data_format=data_format, dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
-            depthwise_initializer=depthwise_initializer, pointwise_initializer=pointwise_initializer,
-            bias_initializer=bias_initializer, depthwise_regularizer=depthwise_regularizer,
-            pointwise_regularizer=pointwise_regularizer, bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer, depthwise_constraint=depthwise_constraint,
-            pointwise_constraint=pointwise_constraint, bias_constraint=bias_constraint, **kwargs,
-        )
+        super().__init__(1, **forwarded_arguments(locals()))
 
 
 class SeparableConv2D(BaseSeparableConv):
@@ -112,15 +84,7 @@ class SeparableConv2D(BaseSeparableConv):
                  bias_initializer="zeros", depthwise_regularizer=None, pointwise_regularizer=None,
                  bias_regularizer=None, activity_regularizer=None, depthwise_constraint=None,
                  pointwise_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(
-            2, depth_multiplier, filters, kernel_size, strides=strides, padding=padding,
-            data_format=data_format, dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
-            depthwise_initializer=depthwise_initializer, pointwise_initializer=pointwise_initializer,
-            bias_initializer=bias_initializer, depthwise_regularizer=depthwise_regularizer,
-            pointwise_regularizer=pointwise_regularizer, bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer, depthwise_constraint=depthwise_constraint,
-            pointwise_constraint=pointwise_constraint, bias_constraint=bias_constraint, **kwargs,
-        )
+        super().__init__(2, **forwarded_arguments(locals()))
 
 
 SeparableConvolution1D = SeparableConv1D
