@@ -342,7 +342,8 @@ def test_non_overlapping_pooling_shortcut_equals_the_window_loop(rng, mode, chan
     dense = eng.pool(x, strides=(1, 1), **kw)
     sub = dense[:, ::2, ::3] if channels_last else dense[:, :, ::2, ::3]
     assert fast.dtype == np.dtype(dtype) and fast.shape == sub.shape
-    np.testing.assert_allclose(fast.astype(np.float64), sub.astype(np.float64), rtol=1e-3 if dtype == "float16" else 1e-14)
+    rtol = 1e-3 if dtype == "float16" else 1e-14
+    np.testing.assert_allclose(fast.astype(np.float64), sub.astype(np.float64), rtol=rtol)
 
 
 @pytest.mark.parametrize("strides", [(2,), (1,)])  # the tiled shortcut and the tap loop
@@ -582,3 +583,32 @@ def test_parallel_run_finishes_every_piece_and_reraises(monkeypatch, failing):
     with pytest.raises(ValueError, match=f"piece {failing}"):
         _parallel.run(piece, range(5))
     assert sorted(done) == [i for i in range(5) if i != failing]
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("dtype", ["float16", "float64"])
+def test_epilogue_in_threaded_slabs_equals_one_slab(rng, monkeypatch, batch, channels_last, dtype):
+    """Bias (per channel, or per position for locally connected), activation and the cast run on
+    slabs cut along whichever axis is long enough (batch, channels or rows); the bias must line
+    up with each slab exactly as with the whole array."""
+    x = rng.standard_normal((batch, 6, 5, 3) if channels_last else (batch, 3, 6, 5)).astype(dtype)
+    k = rng.standard_normal((3, 3, 3, 4)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    lk = rng.standard_normal((4 * 3, 2 * 2 * 3, 4)).astype(dtype)
+    lb = rng.standard_normal((4, 3, 4)).astype(dtype)
+
+    def run_ops():
+        return [
+            conv_call(x, k, (1, 1), ((1, 1), (1, 1)), (1, 1), channels_last, bias=b, activation="relu"),
+            eng.locally_connected(x, lk, lb, kernel_size=(2, 2), strides=(2, 2), padding=((1, 1), (0, 1)),
+                                  out_spatial=(4, 3), channels_last=channels_last, activation="tanh"),
+        ]
+
+    force_threads(monkeypatch, 1)
+    want = run_ops()
+    for threads in (2, 3, 5):
+        force_threads(monkeypatch, threads)
+        for got, expected in zip(run_ops(), want):
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected)

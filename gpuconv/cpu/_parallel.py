@@ -13,6 +13,8 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 
 def _default_threads():
     env = os.environ.get("GPUCONV_NUM_THREADS")
@@ -79,3 +81,24 @@ def split(n, parts):
     parts = max(1, min(parts, n))
     bounds = [n * i // parts for i in range(parts + 1)]
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def slabs(shape, nbytes):
+    """Index tuples cutting an array of ``shape`` into disjoint slabs along its outermost axis
+    long enough to give every thread one (a single full slab when the work is small)."""
+    threads = threads_for(nbytes)
+    axis = next((ax for ax, n in enumerate(shape) if n >= threads), None)
+    if threads == 1 or axis is None:
+        return [(Ellipsis,)]
+    lead = (slice(None),) * axis
+    return [lead + (sl,) for sl in split(shape[axis], threads)]
+
+
+def copy(dst, src):
+    """``dst[...] = src`` (casting, any strides) with the slabs copied on the threads."""
+    run(lambda idx: np.copyto(dst[idx], src[idx], casting="unsafe"), slabs(dst.shape, dst.nbytes + src.nbytes))
+
+
+def apply(fn, y):
+    """``fn(slab)`` for disjoint slabs of ``y`` (an in-place element-wise update), on the threads."""
+    run(lambda idx: fn(y[idx]), slabs(y.shape, 2 * y.nbytes))

@@ -8,6 +8,8 @@ import itertools
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import _parallel
+
 
 def compute_dtype(dtype):
     """float16 is accumulated in float32; float32 and float64 are computed in their own dtype."""
@@ -34,7 +36,7 @@ def padded(x, padding, axes, dtype, fill=0):
         shape[ax] += before + after
         interior[ax] = slice(before, before + x.shape[ax])
     buf = np.zeros(shape, dtype) if fill == 0 else np.full(shape, fill, dtype)
-    buf[tuple(interior)] = x  # one pass: pads, casts and normalises any input strides
+    _parallel.copy(buf[tuple(interior)], x)  # one pass: pads, casts and normalises any input strides
     return buf
 
 

@@ -7,8 +7,9 @@ Layouts are handled natively, so neither needs a transpose of the activations:
   viewed as ``(N, G, Fg, P)`` (Caffe's im2col, rows in the kernel's ``(*k, Cg)`` order); with few
   positions per image the batch is folded into the GEMM instead.
 ``P`` = output positions, ``K`` = kernel taps. The kernel enters BLAS as a strided view, never
-copied; the columns are gathered piece by piece (``memory.chunks``) into one reused buffer. Padding is literal zeros, so NaN/Inf propagate
-exactly as IEEE arithmetic on the zero-padded input says (0 * Inf = NaN at padded taps too).
+copied; the columns are gathered piece by piece (``memory.chunks``) into one reused buffer.
+Padding is literal zeros, so NaN/Inf propagate exactly as IEEE arithmetic on the zero-padded
+input says (0 * Inf = NaN at padded taps too).
 Groups with one input channel each are a depthwise convolution and go to that (memory-bound) path.
 """
 import math

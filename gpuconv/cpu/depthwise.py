@@ -91,7 +91,10 @@ def _phases(xp, w, strides, dilation):
 def _relayout(y, from_channels_last, to_channels_last):
     if from_channels_last == to_channels_last:
         return y
-    return np.ascontiguousarray(np.moveaxis(y, -1, 1) if from_channels_last else np.moveaxis(y, 1, -1))
+    moved = np.moveaxis(y, -1, 1) if from_channels_last else np.moveaxis(y, 1, -1)
+    out = np.empty(moved.shape, y.dtype)
+    _parallel.copy(out, moved)
+    return out
 
 
 def _flat_row_einsum(xp, w, strides, dilation):

@@ -12,7 +12,7 @@ import numpy as np
 from . import _parallel
 
 MEMORY_BUDGET_BYTES = 512 * 2**20
-CHUNK_TARGET_BYTES = 16 * 2**20
+CHUNK_TARGET_BYTES = 8 * 2**20
 
 
 def chunk_limit():
@@ -58,17 +58,5 @@ class Scratch:
         if self.buffer is None or self.buffer.size < size:
             self.buffer = np.empty(size, self.dtype)
         flat = self.buffer[:size]
-        _parallel_copy(flat.reshape(piece.shape), piece)
+        _parallel.copy(flat.reshape(piece.shape), piece)
         return flat.reshape(shape)
-
-
-def _parallel_copy(dst, src):
-    """``dst[...] = src`` in disjoint slabs of the outermost axis long enough to split."""
-    threads = _parallel.threads_for(src.nbytes)
-    axis = next((ax for ax in range(src.ndim) if src.shape[ax] >= threads), None)
-    if axis is None or threads == 1:
-        np.copyto(dst, src)
-        return
-    lead = (slice(None),) * axis
-    _parallel.run(lambda sl: np.copyto(dst[lead + (sl,)], src[lead + (sl,)]),
-                  _parallel.split(src.shape[axis], threads))

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _parallel, memory
 from ._epilogue import channel_bias_shape, finish
-from ._windows import compute_dtype, spatial_axes, taps
+from ._windows import compute_dtype, taps
 
 
 def conv_transpose(x, kernel, bias, *, strides, dilation, groups, out_spatial, crop, channels_last, activation):
