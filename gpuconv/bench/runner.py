@@ -12,7 +12,7 @@ from .check import COMPARISON_SLACK, check_indices, compute_oracle, threshold
 from .cost import bytes_moved, flops, roofline_seconds
 from .inputs import make_inputs
 from .subjects import place
-from .timing import Timing, synchronize_gpu, time_cpu, time_cpu_interleaved, time_gpu
+from .timing import Timing, synchronize_gpu, time_cpu, time_cpu_blocks, time_gpu
 
 PASS, FAIL, ERROR = "PASS", "FAIL", "ERROR"
 UNSUPPORTED, OFF = "UNSUPPORTED", "OFF"
@@ -168,8 +168,8 @@ class Runner:
         comp, comp_launch, comp_method = self._prepare_comparison(row, arrays, oracle, result)
         try:
             if comp_launch is not None and self.device == "cpu":
-                result.time, comp.time = time_cpu_interleaved([launch, comp_launch], warmup=s.warmup,
-                                                              repeat=s.repeat)
+                result.time, comp.time = time_cpu_blocks([launch, comp_launch], warmup=s.warmup,
+                                                         repeat=s.repeat)
             else:
                 result.time = self._time(launch, method)
         except Exception as e:

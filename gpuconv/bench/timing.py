@@ -55,21 +55,29 @@ def time_cpu(fn, *, warmup, repeat):
     return Timing.from_samples(samples, "perf_counter")
 
 
-def time_cpu_interleaved(fns, *, warmup, repeat):
-    """Like :func:`time_cpu` for several callables, alternating them call by call, so a change
-    of machine load (other processes on shared cores) hits all of them alike and their ratio
-    stays meaningful. Returns one Timing per callable."""
+def time_cpu_blocks(fns, *, warmup, repeat, rounds=3):
+    """Like :func:`time_cpu` for several callables, timed in alternating blocks: each block runs
+    one callable alone (its own warm-up, then a share of the repeats), and the blocks alternate
+    over ``rounds`` so a slow change of machine load still hits every callable alike.
+
+    Why blocks and not call-by-call alternation: on a small CPU the libraries' worker threads
+    (PyTorch's OpenMP pool, OpenBLAS) keep spinning for a while after each call and steal the
+    cores from whatever runs next; alternating every call measured that contention (PyTorch's
+    3x3 conv 5x slower than alone), not the libraries. Returns one Timing per callable.
+    """
     _check_counts(warmup, repeat)
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
+    rounds = max(1, min(rounds, repeat))
     samples = [[] for _ in fns]
-    for _ in range(repeat):
+    for r in range(rounds):
+        share = repeat // rounds + (r < repeat % rounds)
         for fn, acc in zip(fns, samples):
-            t0 = time.perf_counter()
-            fn()
-            acc.append(time.perf_counter() - t0)
-    return [Timing.from_samples(acc, "perf_counter, interleaved") for acc in samples]
+            for _ in range(max(warmup, 1)):
+                fn()
+            for _ in range(share):
+                t0 = time.perf_counter()
+                fn()
+                acc.append(time.perf_counter() - t0)
+    return [Timing.from_samples(acc, f"perf_counter, {rounds} alternating blocks") for acc in samples]
 
 
 class L2Flusher:
