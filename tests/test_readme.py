@@ -21,3 +21,23 @@ def test_main_job_command_runs_the_benchmark_cli():
     readme = (ROOT / "README.md").read_text()
     main = [b.strip() for b in _bash_blocks(readme) if "gpuconv-bench" in b]
     assert main and main[0].startswith("python3 -m venv"), "the main-job command must set up from bare python3"
+
+
+def _python_blocks(text):
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_python_examples_run(monkeypatch):
+    """The README's Python examples run as written, in order, on the NumPy engine."""
+    import gpuconv
+
+    monkeypatch.setattr(gpuconv.backend, "probe_cuda", lambda: (False, "disabled for the README test"))
+    gpuconv.backend.reset()
+    try:
+        namespace = {}
+        for block in _python_blocks((ROOT / "README.md").read_text()):
+            exec(compile(block, "README.md", "exec"), namespace)
+        assert namespace["probs"].shape == (4, 10)
+        assert namespace["y"].shape == (8, 16, 16, 32)
+    finally:
+        gpuconv.backend.reset()
