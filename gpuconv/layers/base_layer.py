@@ -200,6 +200,10 @@ class Layer:
             raise TypeError(f'Layer "{self.name}" does not accept complex inputs; received dtype {inputs.dtype}.')
         if kind not in "fiub":
             raise TypeError(f'Layer "{self.name}" expected a numeric array; received dtype {inputs.dtype}.')
+        # On the active engine's device first: a NumPy input on the CUDA backend is uploaded once
+        # here, so the weights' cached device copies (Variable.array_like) are what the op gets,
+        # not host weights re-uploaded on every call.
+        inputs = _backend.engine().asarray(inputs)
         if self.autocast and inputs.dtype != np.dtype(self.compute_dtype):
             # Keras' dtype policy: inputs are cast to the compute dtype (ints and bools included).
             inputs = inputs.astype(self.compute_dtype)
