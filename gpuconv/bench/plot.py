@@ -25,6 +25,7 @@ def write_plot(path, results, title):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     ids = [r.row.id for r in results]
     pct = [r.roofline_pct or 0.0 for r in results]
@@ -42,6 +43,9 @@ def write_plot(path, results, title):
              color=["tab:green" if v <= 1 else "tab:orange" for _, v in compared])
     ax2.axvline(1.0, color="grey", lw=0.8)
     ax2.set_xscale("log")
+    ratio_labels = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x")  # "2x", not "2x10^0"
+    ax2.xaxis.set_major_formatter(ratio_labels)
+    ax2.xaxis.set_minor_formatter(ratio_labels)
     ax2.set_xlabel("time gpuconv / torch (log; < 1: gpuconv faster)")
     fig.suptitle(title)
     fig.tight_layout()

@@ -12,18 +12,24 @@ Padding is literal zeros, so NaN/Inf propagate exactly as IEEE arithmetic on the
 input says (0 * Inf = NaN at padded taps too).
 Groups with one input channel each are a depthwise convolution and go to that (memory-bound) path.
 """
+import itertools
 import math
 
 import numpy as np
 
 from . import memory
 from ._epilogue import channel_bias_shape, finish
-from ._windows import compute_dtype, padded, reshape_view, spatial_axes, windows
+from ._windows import compute_dtype, output_length, padded, reshape_view, spatial_axes, windows
 from .depthwise import depthwise_accumulate
 
 # channels_first GEMMs are per image, (Fg, Cg*K) @ (Cg*K, P); below this many output positions
 # per image that N axis is too thin for BLAS, and the batch is folded into it.
 _FOLD_BELOW_POSITIONS = 512
+
+# Skipping taps that read only padding (``padding_free_regions``) pays for its extra GEMMs only
+# when it removes at least this share of the work, and in at most this many regions.
+_SKIP_MIN_SAVING = 0.25
+_SKIP_MAX_REGIONS = 64
 
 
 def conv(x, kernel, bias, *, strides, padding, dilation, groups, channels_last, activation):
@@ -44,11 +50,86 @@ def conv_accumulate(x, kernel, *, strides, padding, dilation, groups, channels_l
     ctype = compute_dtype(x.dtype)
     axes = spatial_axes(rank, channels_last)
     xp = padded(x, padding, axes, ctype)
-    view = windows(xp, axes, kernel.shape[:rank], strides, dilation)  # (N, .., O.., .., k..)
     w = kernel.astype(ctype, copy=False)
+    lengths = tuple(x.shape[ax] for ax in axes)
+    regions = padding_free_regions(lengths, kernel.shape[:rank], strides, padding, dilation)
+    # Skipped taps would only add 0 * w: exactly 0 for a finite w, but NaN for an infinite one.
+    if regions is not None and np.isfinite(w).all():
+        return _conv_by_regions(xp, w, regions, axes, strides, dilation, groups, channels_last)
+    return _conv_view(xp, w, axes, strides, dilation, groups, channels_last)
+
+
+def _conv_view(xp, w, axes, strides, dilation, groups, channels_last):
+    """The convolution of the (already padded) ``xp`` with every tap of ``w``."""
+    rank = w.ndim - 2
+    view = windows(xp, axes, w.shape[:rank], strides, dilation)  # (N, .., O.., .., k..)
     if channels_last:
         return _conv_channels_last(view, w, rank, groups)
     return _conv_channels_first(view, w, rank, groups)
+
+
+def padding_free_regions(lengths, ksize, strides, padding, dilation):
+    """Boxes of output positions, each with the box of taps that read real input there.
+
+    A large dilation with 'same' padding (DeepLab's ASPP: 3x3, d=12 on 32x32) makes many taps
+    read only padding for whole runs of outputs: there only the inner taps are computed. Along
+    each axis the taps an output reads inside the input form one run ``[lo, hi)``; consecutive
+    outputs with the same run form a segment, and the regions are the products of segments.
+    Returns ``[(output slices, tap slices), ..]``, or None where skipping saves less than
+    ``_SKIP_MIN_SAVING`` of the im2col work (the extra, smaller GEMMs would cost more), where it
+    would take more than ``_SKIP_MAX_REGIONS`` regions, or where an output reads no input at all.
+    """
+    per_axis = []
+    ratio = 1.0
+    for length, k, s, (before, after), d in zip(lengths, ksize, strides, padding, dilation):
+        segments, work = [], 0
+        out_len = output_length(length + before + after, k, s, d)
+        for o in range(out_len):
+            start = o * s - before  # input index read by tap 0
+            lo = max(0, -(start // d)) if start < 0 else 0
+            hi = min(k, (length - 1 - start) // d + 1) if start <= length - 1 else 0
+            if hi <= lo:
+                return None
+            if segments and segments[-1][1:] == [lo, hi]:
+                segments[-1][0] += 1
+            else:
+                segments.append([1, lo, hi])
+            work += hi - lo
+        ratio *= work / (out_len * k)
+        per_axis.append(segments)
+    if ratio > 1.0 - _SKIP_MIN_SAVING or math.prod(len(s) for s in per_axis) > _SKIP_MAX_REGIONS:
+        return None
+    boxes = []
+    for axis_segments in per_axis:
+        o0, axis_boxes = 0, []
+        for count, lo, hi in axis_segments:
+            axis_boxes.append((slice(o0, o0 + count), slice(lo, hi)))
+            o0 += count
+        boxes.append(axis_boxes)
+    return [tuple(zip(*combo)) for combo in itertools.product(*boxes)]
+
+
+def _conv_by_regions(xp, w, regions, axes, strides, dilation, groups, channels_last):
+    """Each region of the output is a convolution of a slice of ``xp`` with a box of taps."""
+    rank = w.ndim - 2
+    out = None
+    for out_slices, tap_slices in regions:
+        src = [slice(None)] * xp.ndim
+        for ax, o, t, s, d in zip(axes, out_slices, tap_slices, strides, dilation):
+            first = o.start * s + t.start * d
+            last = (o.stop - 1) * s + (t.stop - 1) * d
+            src[ax] = slice(first, last + 1)
+        part = _conv_view(xp[tuple(src)], w[tap_slices], axes, strides, dilation, groups, channels_last)
+        if out is None:
+            shape = list(part.shape)
+            for i, ax in enumerate(axes):
+                shape[ax] = max(r[0][i].stop for r in regions)
+            out = np.empty(shape, part.dtype)
+        dst = [slice(None)] * out.ndim
+        for ax, o in zip(axes, out_slices):
+            dst[ax] = o
+        out[tuple(dst)] = part
+    return out
 
 
 def _conv_channels_last(view, w, rank, groups):
