@@ -55,6 +55,11 @@ def time_cpu(fn, *, warmup, repeat):
     return Timing.from_samples(samples, "perf_counter")
 
 
+# OpenBLAS workers busy-wait about 0.1 s after a BLAS call (their thread timeout), PyTorch's
+# OpenMP pool spins similarly; a block started inside that window shares its cores with them.
+IDLE_POOLS_SECONDS = 0.12
+
+
 def time_cpu_blocks(fns, *, warmup, repeat, rounds=3):
     """Like :func:`time_cpu` for several callables, timed in alternating blocks: each block runs
     one callable alone (its own warm-up, then a share of the repeats), and the blocks alternate
@@ -71,6 +76,7 @@ def time_cpu_blocks(fns, *, warmup, repeat, rounds=3):
     for r in range(rounds):
         share = repeat // rounds + (r < repeat % rounds)
         for fn, acc in zip(fns, samples):
+            time.sleep(IDLE_POOLS_SECONDS)  # let the previous block's spinning worker threads sleep
             for _ in range(max(warmup, 1)):
                 fn()
             for _ in range(share):
