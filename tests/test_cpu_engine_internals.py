@@ -140,6 +140,23 @@ def test_scratch_is_a_view_when_possible_and_reused_otherwise():
     np.testing.assert_array_equal(second, t[:2].reshape(4, 4))
 
 
+
+@pytest.mark.parametrize("limit,threaded", [(10**9, False), (0, True)])
+def test_small_gathers_stay_on_the_calling_thread(monkeypatch, limit, threaded):
+    """Below GATHER_PARALLEL_BYTES the im2col copy is not handed to the pool (whose threads would
+    wait for cores still held by spinning BLAS workers); either way the copy is the same."""
+    from gpuconv.cpu import _parallel
+
+    force_threads(monkeypatch, 2)
+    monkeypatch.setattr(memory, "GATHER_PARALLEL_BYTES", limit)
+    calls = []
+    real = _parallel.run
+    monkeypatch.setattr(_parallel, "run", lambda fn, pieces: calls.append(1) or real(fn, pieces))
+    t = np.arange(240.0).reshape(4, 6, 10).transpose(1, 0, 2)
+    got = memory.Scratch(np.float64).gather(t, (24, 10))
+    np.testing.assert_array_equal(got, t.reshape(24, 10))
+    assert bool(calls) == threaded
+
 # --------------------------------------------------------------------------------------------
 # Chunked results equal whole results
 # --------------------------------------------------------------------------------------------
@@ -444,6 +461,101 @@ def test_depthwise_threaded_pieces_cover_the_whole_output(rng, monkeypatch, thre
                                      channels_last=channels_last, activation=None)
             got = got if channels_last else to_last(got)
             np.testing.assert_allclose(got, want[:got.shape[0]], rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Skipping taps that read only padding (large dilation, 'same'), and the grouped gather
+# --------------------------------------------------------------------------------------------
+def _reads_input(o, t, length, s, d, before):
+    return 0 <= o * s + t * d - before < length
+
+
+@pytest.mark.parametrize("lengths,ksize,strides,padding,dilation", [
+    ((32, 32), (3, 3), (1, 1), ((12, 12), (12, 12)), (12, 12)),   # DeepLab ASPP (bench row D9)
+    ((9,), (3,), (1,), ((4, 4),), (4,)),
+    ((9, 7), (3, 2), (2, 1), ((4, 4), (3, 0)), (4, 3)),
+])
+def test_padding_free_regions_tile_the_output_with_exactly_the_taps_that_read_input(
+        lengths, ksize, strides, padding, dilation):
+    from gpuconv.cpu.convolution import padding_free_regions
+    from gpuconv.cpu._windows import output_length
+
+    regions = padding_free_regions(lengths, ksize, strides, padding, dilation)
+    assert regions is not None
+    out_sp = [output_length(n + b + a, k, s, d) for n, k, s, (b, a), d in zip(lengths, ksize, strides, padding, dilation)]
+    seen = np.zeros(out_sp, int)
+    for out_slices, tap_slices in regions:
+        seen[out_slices] += 1
+        for i, (o_sl, t_sl) in enumerate(zip(out_slices, tap_slices)):
+            args = (lengths[i], strides[i], dilation[i], padding[i][0])
+            for o in range(o_sl.start, o_sl.stop):
+                kept = [t for t in range(ksize[i]) if _reads_input(o, t, *args)]
+                assert kept == list(range(t_sl.start, t_sl.stop))
+    np.testing.assert_array_equal(seen, 1)
+
+
+@pytest.mark.parametrize("lengths,ksize,strides,padding,dilation", [
+    ((14, 14), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),          # 3x3 'same': border rows only
+    ((7, 7), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    ((224, 224), (7, 7), (2, 2), ((2, 3), (2, 3)), (1, 1)),         # ResNet stem
+    ((5,), (3,), (1,), ((0, 0),), (1,)),                            # 'valid': nothing to skip
+])
+def test_padding_free_regions_are_not_used_where_they_save_little(lengths, ksize, strides, padding, dilation):
+    from gpuconv.cpu.convolution import padding_free_regions
+
+    assert padding_free_regions(lengths, ksize, strides, padding, dilation) is None
+
+
+def _count_region_calls(monkeypatch):
+    from gpuconv.cpu import convolution
+
+    calls = []
+    real = convolution._conv_by_regions
+    monkeypatch.setattr(convolution, "_conv_by_regions", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("rank,groups", [(1, 1), (2, 1), (2, 2)])
+def test_conv_skipping_padding_only_taps_equals_the_loop_reference(rng, monkeypatch, tiny_budget, channels_last,
+                                                                   rank, groups):
+    calls = _count_region_calls(monkeypatch)
+    x = rng.standard_normal((2,) + (9, 8)[:rank] + (2 * groups,))
+    w = rng.standard_normal((3, 3)[:rank] + (2, 3 * groups))
+    strides, padding, dilation = (1, 1)[:rank], ((4, 4), (4, 4))[:rank], (4, 4)[:rank]
+    want = loop_conv(x, w, strides, padding, dilation)
+    got = conv_call(x if channels_last else to_first(x), w, strides, padding, dilation, channels_last)
+    got = got if channels_last else to_last(got)
+    assert calls, "a 3-tap kernel with dilation 4 on 9 cells should skip its padding-only taps"
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_infinite_weight_on_a_skippable_tap_still_gives_nan(monkeypatch, channels_last):
+    """0 * Inf = NaN at padded taps: an infinite kernel value turns the skipping off."""
+    calls = _count_region_calls(monkeypatch)
+    x = np.arange(1.0, 10.0).reshape(1, 9, 1)
+    w = np.ones((3, 1, 1))
+    w[0, 0, 0] = np.inf  # tap 0 reads padding for outputs 0..3 (o - 4 < 0), real input after
+    with np.errstate(invalid="ignore"):
+        want = loop_conv(x, w, (1,), ((4, 4),), (4,))
+    assert np.isnan(want).sum() == 4
+    got = conv_call(x if channels_last else to_first(x), w, (1,), ((4, 4),), (4,), channels_last)
+    got = got if channels_last else to_last(got)
+    assert not calls
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("padding", [((0, 0), (0, 0)), ((1, 1), (0, 1))])
+def test_grouped_channels_last_gather_from_a_strided_input(rng, padding):
+    """The group-major copy of the input also serves an unpadded, non-contiguous input (which the
+    engine reads in place)."""
+    x = rng.standard_normal((2, 6, 10, 12))[:, :, ::2]
+    w = rng.standard_normal((2, 3, 3, 8))  # groups = 4
+    want = loop_conv(x, w, (1, 2), padding, (1, 1))
+    got = conv_call(x, w, (1, 2), padding, (1, 1))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
