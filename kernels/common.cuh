@@ -6,6 +6,7 @@
 //                       activations; the numbering is mirrored in gpuconv/cuda/epilogue.py
 //   gc::add_bias, gc::epilogue  bias (+ activation), the end of every convolution kernel
 //   gc::Layout          CHANNELS_LAST / CHANNELS_FIRST (a template parameter of layout-aware kernels)
+//   gc::reciprocal / quotient / sqrt_ge1  division and sqrt without a slow-path subroutine call
 //   gc::ceil_div, gc::grid-stride helpers
 //
 // Why no cuda_fp16.h: the pip packages CI has (cupy-cuda13x, nvidia-cuda-nvrtc) ship NVRTC but
@@ -90,12 +91,77 @@ __device__ __forceinline__ float m_log1p(float x) { return log1pf(x); }
 __device__ __forceinline__ double m_log1p(double x) { return log1p(x); }
 __device__ __forceinline__ float m_tanh(float x) { return tanhf(x); }
 __device__ __forceinline__ double m_tanh(double x) { return tanh(x); }
-__device__ __forceinline__ float m_erf(float x) { return erff(x); }
-__device__ __forceinline__ double m_erf(double x) { return erf(x); }
-__device__ __forceinline__ float m_sqrt(float x) { return sqrtf(x); }
-__device__ __forceinline__ double m_sqrt(double x) { return sqrt(x); }
+__device__ __forceinline__ float m_erfc(float x) { return erfcf(x); }
+__device__ __forceinline__ double m_erfc(double x) { return erfc(x); }
+__device__ __forceinline__ float m_fma(float a, float b, float c) { return fmaf(a, b, c); }
+__device__ __forceinline__ double m_fma(double a, double b, double c) { return fma(a, b, c); }
 __device__ __forceinline__ float m_abs(float x) { return fabsf(x); }
 __device__ __forceinline__ double m_abs(double x) { return fabs(x); }
+
+// ------------------------------------------------------------------------------------------
+// Division and square root without a subroutine call
+// ------------------------------------------------------------------------------------------
+// With --prec-div/--prec-sqrt (IEEE results, compiler.py) `a / b` and sqrt compile to a fast path
+// plus a CALL to a slow-path subroutine (so do __frcp_rn / __drcp_rn), and ptxas then caps the
+// registers of the whole calling kernel and spills its register tiles. The activations, average
+// pooling and 64-bit index division use these instead: the hardware approximation refined by
+// Newton steps (FMAs only), within an ulp or two of the IEEE result.
+__device__ __forceinline__ float max_finite(float) { return 0x1.fffffep127f; }
+__device__ __forceinline__ double max_finite(double) { return 0x1.fffffffffffffp1023; }
+
+// 1 / b for normal b (rcp.approx is within 1 ulp; one Newton step keeps it there for float, two
+// take the double estimate from ~2**-22 to full precision). .ftz flushes a subnormal input or
+// result: callers keep b in [1, 2**960] (quotient() below scales larger ones).
+__device__ __forceinline__ float reciprocal(float b) {
+    float r;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(b));
+    return fmaf(r, fmaf(-b, r, 1.0f), r);
+}
+
+__device__ __forceinline__ double reciprocal(double b) {
+    double r;
+    asm("rcp.approx.ftz.f64 %0, %1;" : "=d"(r) : "d"(b));
+    r = fma(r, fma(-b, r, 1.0), r);
+    return fma(r, fma(-b, r, 1.0), r);
+}
+
+// a / b for b >= 1, +Inf or NaN (the denominators of the activations). Above 2**64 both are
+// scaled by 2**-64 (exact), so 1/b stays normal for every finite b of either type; b = +Inf gives
+// a * 0 (NaN for an infinite a, as Inf / Inf is); a NaN b gives NaN. Relative error: that of the
+// reciprocal plus one rounding, a few ulps at most.
+template <typename A>
+__device__ __forceinline__ A quotient(A a, A b) {
+    if (b > A(0x1p64)) {
+        a *= A(0x1p-64);
+        b *= A(0x1p-64);
+    }
+    return b > max_finite(b) ? a * A(0) : a * reciprocal(b);
+}
+
+// sqrt(a) for a >= 1, +Inf or NaN: rsqrt.approx (~2**-23 relative), one Newton step on 1/sqrt
+// (float: already at the rounding level; double: ~2**-45), then one Heron correction of
+// s = a / sqrt(a) against its residual a - s*s (an FMA), which lands within an ulp. +Inf and NaN
+// pass through (the residual would be Inf - Inf).
+__device__ __forceinline__ float rsqrt_approx(float a) {
+    float y;
+    asm("rsqrt.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(a));
+    return y;
+}
+
+__device__ __forceinline__ double rsqrt_approx(double a) {
+    double y;
+    asm("rsqrt.approx.ftz.f64 %0, %1;" : "=d"(y) : "d"(a));
+    return y;
+}
+
+template <typename A>
+__device__ __forceinline__ A sqrt_ge1(A a) {
+    A y = rsqrt_approx(a);
+    y = y * (A(1.5) - A(0.5) * a * y * y);
+    const A s = a * y;
+    const A refined = m_fma(m_fma(-s, s, a), A(0.5) * y, s);
+    return a <= max_finite(a) ? refined : a;
+}
 
 // NaN-propagating building blocks (fmaxf would drop a NaN; NumPy's maximum keeps it).
 template <typename A>
@@ -113,10 +179,33 @@ __device__ __forceinline__ A softplus_stable(A x) {
 
 template <typename A>
 __device__ __forceinline__ A sigmoid_stable(A x) {
-    // Both branches are exact forms of 1/(1+exp(-x)); picking by sign keeps exp() from overflowing.
-    if (x >= A(0)) return A(1) / (A(1) + m_exp(-x));
-    A e = m_exp(x);
-    return e / (A(1) + e);
+    // Both branches are exact forms of 1/(1+exp(-x)); picking by sign keeps exp() from overflowing
+    // and the denominator in [1, 2] (reciprocal's safe range).
+    if (x >= A(0)) return reciprocal(A(1) + m_exp(-x));
+    const A e = m_exp(x);
+    return e * reciprocal(A(1) + e);
+}
+
+// x * Phi(x) = x/2 * erfc(-x/sqrt(2)): erfc keeps the far negative tail accurate where 1 + erf
+// cancels; the tail's limit at -Inf is 0 (not -Inf * 0), as in gpuconv/activations.py.
+template <typename A>
+__device__ __forceinline__ A gelu_erfc(A x) {
+    const A tail = m_erfc(x * A(-0.70710678118654752440084436210485));
+    return tail == A(0) ? A(0) : A(0.5) * x * tail;
+}
+
+// (x + sqrt(x*x + 4)) / 2; for x < 0 the sum cancels, and 2 / (sqrt(x*x + 4) - x) is the same
+// value without the cancellation (gpuconv/activations.py uses the same split). -Inf gives 0.
+template <typename A>
+__device__ __forceinline__ A squareplus4(A x) {
+    const A root = sqrt_ge1(x * x + A(4));
+    return x >= A(0) ? (x + root) * A(0.5) : quotient(A(2), root - x);
+}
+
+// clip(x / 6 + 0.5, 0, 1), the division as a multiply by the rounded 1/6 (an ulp at most).
+template <typename A>
+__device__ __forceinline__ A hard_sigmoid6(A x) {
+    return clip_nan(x * A(0.16666666666666666666666666666667) + A(0.5), A(0), A(1));
 }
 
 // ------------------------------------------------------------------------------------------
@@ -164,66 +253,31 @@ __device__ __forceinline__ A activate(A x) {
         const A scale = A(1.0507009873554804934193349852946);
         return scale * (x >= A(0) ? x : alpha * m_expm1(x));
     }
-    if (ACT == ACT_GELU) return A(0.5) * x * (A(1) + m_erf(x * A(0.70710678118654752440084436210485)));
+    if (ACT == ACT_GELU) return gelu_erfc(x);
     if (ACT == ACT_SILU) return x * sigmoid_stable(x);
     if (ACT == ACT_SIGMOID) return sigmoid_stable(x);
     if (ACT == ACT_TANH) return m_tanh(x);
     if (ACT == ACT_SOFTPLUS) return softplus_stable(x);
-    if (ACT == ACT_SOFTSIGN) return x / (A(1) + m_abs(x));
-    if (ACT == ACT_HARD_SIGMOID) return clip_nan(x / A(6) + A(0.5), A(0), A(1));
-    if (ACT == ACT_HARD_SILU) return x * clip_nan(x / A(6) + A(0.5), A(0), A(1));
+    if (ACT == ACT_SOFTSIGN) return quotient(x, A(1) + m_abs(x));
+    if (ACT == ACT_HARD_SIGMOID) return hard_sigmoid6(x);
+    if (ACT == ACT_HARD_SILU) return x * hard_sigmoid6(x);
     if (ACT == ACT_EXPONENTIAL) return m_exp(x);
     if (ACT == ACT_MISH) return x * m_tanh(softplus_stable(x));
     if (ACT == ACT_CELU) return relu_nan(x) + m_expm1(x < A(0) ? x : A(0));
-    if (ACT == ACT_SQUAREPLUS) return (x + m_sqrt(x * x + A(4))) / A(2);
+    if (ACT == ACT_SQUAREPLUS) return squareplus4(x);
     if (ACT == ACT_SPARSE_PLUS) {
         if (x <= A(-1)) return A(0);
         if (x < A(1)) return A(0.25) * (x + A(1)) * (x + A(1));
         return x;
     }
-    if (ACT == ACT_SOFT_SHRINK) return x > A(0.5) ? x - A(0.5) : (x < A(-0.5) ? x + A(0.5) : (x != x ? x : A(0)));
-    if (ACT == ACT_HARD_SHRINK) return (m_abs(x) > A(0.5) || x != x) ? x : A(0);
+    // The shrinks map NaN to 0 (every comparison fails), as gpuconv/activations.py's where() does.
+    if (ACT == ACT_SOFT_SHRINK) return x > A(0.5) ? x - A(0.5) : (x < A(-0.5) ? x + A(0.5) : A(0));
+    if (ACT == ACT_HARD_SHRINK) return m_abs(x) > A(0.5) ? x : A(0);
     if (ACT == ACT_TANH_SHRINK) return x - m_tanh(x);
     if (ACT == ACT_HARD_TANH) return clip_nan(x, A(-1), A(1));
     if (ACT == ACT_LOG_SIGMOID) return -softplus_stable(-x);
     if (ACT == ACT_SPARSE_SIGMOID) return x <= A(-1) ? A(0) : (x >= A(1) ? A(1) : (x != x ? x : A(0.5) * (x + A(1))));
     return x;
-}
-
-// Run-time selection. Kernels take the activation as an int argument instead of a template
-// parameter: the switch is uniform across the grid (no divergence), runs once per output element
-// after a reduction of hundreds of FMAs, and keeps the instantiation count 25x smaller. It is a
-// real call (not inlined): inlining 25 cases into every unrolled epilogue store multiplied
-// compile time and code size for no gain; the common no-activation case never calls it.
-template <typename A>
-__device__ __noinline__ A activate_dispatch(int act, A x) {
-    switch (act) {
-        case ACT_RELU: return activate<ACT_RELU>(x);
-        case ACT_RELU6: return activate<ACT_RELU6>(x);
-        case ACT_LEAKY_RELU: return activate<ACT_LEAKY_RELU>(x);
-        case ACT_ELU: return activate<ACT_ELU>(x);
-        case ACT_SELU: return activate<ACT_SELU>(x);
-        case ACT_GELU: return activate<ACT_GELU>(x);
-        case ACT_SILU: return activate<ACT_SILU>(x);
-        case ACT_SIGMOID: return activate<ACT_SIGMOID>(x);
-        case ACT_TANH: return activate<ACT_TANH>(x);
-        case ACT_SOFTPLUS: return activate<ACT_SOFTPLUS>(x);
-        case ACT_SOFTSIGN: return activate<ACT_SOFTSIGN>(x);
-        case ACT_HARD_SIGMOID: return activate<ACT_HARD_SIGMOID>(x);
-        case ACT_HARD_SILU: return activate<ACT_HARD_SILU>(x);
-        case ACT_EXPONENTIAL: return activate<ACT_EXPONENTIAL>(x);
-        case ACT_MISH: return activate<ACT_MISH>(x);
-        case ACT_CELU: return activate<ACT_CELU>(x);
-        case ACT_SQUAREPLUS: return activate<ACT_SQUAREPLUS>(x);
-        case ACT_SPARSE_PLUS: return activate<ACT_SPARSE_PLUS>(x);
-        case ACT_SOFT_SHRINK: return activate<ACT_SOFT_SHRINK>(x);
-        case ACT_HARD_SHRINK: return activate<ACT_HARD_SHRINK>(x);
-        case ACT_TANH_SHRINK: return activate<ACT_TANH_SHRINK>(x);
-        case ACT_HARD_TANH: return activate<ACT_HARD_TANH>(x);
-        case ACT_LOG_SIGMOID: return activate<ACT_LOG_SIGMOID>(x);
-        case ACT_SPARSE_SIGMOID: return activate<ACT_SPARSE_SIGMOID>(x);
-        default: return x;
-    }
 }
 
 template <int ACT, typename A, int N>
@@ -232,22 +286,56 @@ __device__ __forceinline__ void activate_each(A (&v)[N]) {
     for (int i = 0; i < N; ++i) v[i] = activate<ACT>(v[i]);
 }
 
-// The activations that compile to compares, selects and multiplies only: no division, no
-// transcendental, so no subroutine call and nothing for ptxas to spill around. The memory-bound
-// kernels (depthwise, separable, locally connected) fuse these inline into their epilogue; any
-// other code reaches them as ACT_LINEAR and runs as activation.cu's in-place pass.
-// gpuconv/cuda/epilogue.py INLINE_ACTIVATIONS mirrors this list. One switch for a thread's whole
-// register array: a switch per element made the separable epilogue keep its offsets live across
-// the branches (+20 registers, and an 8-byte spill in pointwise_conv<double, long long>).
+// Run-time selection. Kernels take the activation as an int argument instead of a template
+// parameter: the switch is uniform across the grid (no divergence), runs once per thread's
+// register array after a reduction of many FMAs, and keeps the instantiation count 25x smaller.
+//
+// activate_inline: the epilogue of the memory-bound kernels (depthwise, separable, locally
+// connected), every activation fused. One switch for the thread's whole register array, each case
+// an unrolled loop: a switch per element made the separable epilogue keep its offsets live across
+// the branches (+20 registers). Every body is call-free (reciprocal / quotient / sqrt_ge1 above
+// instead of IEEE division and sqrt; expf, expm1f, log1pf, tanhf, erfcf compile inline), so ptxas
+// never caps the kernel's registers for an ABI call. gpuconv/cuda/epilogue.py mirrors which
+// activations this fuses (all of them).
 template <typename A, int N>
 __device__ __forceinline__ void activate_inline(int act, A (&v)[N]) {
     switch (act) {
         case ACT_RELU: activate_each<ACT_RELU>(v); break;
         case ACT_RELU6: activate_each<ACT_RELU6>(v); break;
         case ACT_LEAKY_RELU: activate_each<ACT_LEAKY_RELU>(v); break;
+        case ACT_ELU: activate_each<ACT_ELU>(v); break;
+        case ACT_SELU: activate_each<ACT_SELU>(v); break;
+        case ACT_GELU: activate_each<ACT_GELU>(v); break;
+        case ACT_SILU: activate_each<ACT_SILU>(v); break;
+        case ACT_SIGMOID: activate_each<ACT_SIGMOID>(v); break;
+        case ACT_TANH: activate_each<ACT_TANH>(v); break;
+        case ACT_SOFTPLUS: activate_each<ACT_SOFTPLUS>(v); break;
+        case ACT_SOFTSIGN: activate_each<ACT_SOFTSIGN>(v); break;
+        case ACT_HARD_SIGMOID: activate_each<ACT_HARD_SIGMOID>(v); break;
+        case ACT_HARD_SILU: activate_each<ACT_HARD_SILU>(v); break;
+        case ACT_EXPONENTIAL: activate_each<ACT_EXPONENTIAL>(v); break;
+        case ACT_MISH: activate_each<ACT_MISH>(v); break;
+        case ACT_CELU: activate_each<ACT_CELU>(v); break;
+        case ACT_SQUAREPLUS: activate_each<ACT_SQUAREPLUS>(v); break;
+        case ACT_SPARSE_PLUS: activate_each<ACT_SPARSE_PLUS>(v); break;
+        case ACT_SOFT_SHRINK: activate_each<ACT_SOFT_SHRINK>(v); break;
+        case ACT_HARD_SHRINK: activate_each<ACT_HARD_SHRINK>(v); break;
+        case ACT_TANH_SHRINK: activate_each<ACT_TANH_SHRINK>(v); break;
         case ACT_HARD_TANH: activate_each<ACT_HARD_TANH>(v); break;
+        case ACT_LOG_SIGMOID: activate_each<ACT_LOG_SIGMOID>(v); break;
+        case ACT_SPARSE_SIGMOID: activate_each<ACT_SPARSE_SIGMOID>(v); break;
         default: break;
     }
+}
+
+// activate_dispatch: one value, as a real call (not inlined), for the dense convolutions'
+// unrolled TM x TN epilogue (inlining 25 cases into each of its 16 stores multiplied compile time
+// and code size) and for activation.cu; the no-activation case never calls it.
+template <typename A>
+__device__ __noinline__ A activate_dispatch(int act, A x) {
+    A v[1] = {x};
+    activate_inline(act, v);
+    return v[0];
 }
 
 // acc + bias[bias_index] (bias may be null), in the accumulation type.

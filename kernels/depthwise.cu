@@ -2,8 +2,7 @@
 //
 //   y[n, c*dm + m, o] = bias[c*dm + m] + sum_t x[n, c, o*s + t*d - pad_before] * w[t, c, m]
 //
-// Epilogue: bias, then the call-free activations inline (common.cuh activate_inline); any other
-// fused activation runs as activation.cu's in-place pass (see there for why).
+// Epilogue: bias, then the fused activation (every one, common.cuh activate_inline).
 //
 // Two kernels (gpuconv/cuda/depthwise.py chooses):
 //
@@ -49,7 +48,7 @@ __device__ __forceinline__ AccVec<T, V> load_dw_weights(const T* __restrict__ w,
     return widen<T, V>(load_vec<T, V>(w + (tap * dm + m) * C + c));
 }
 
-// Bias of output channels (c+i)*dm + m and the inline activation (common.cuh), on the V lanes.
+// Bias of output channels (c+i)*dm + m and the fused activation (common.cuh), on the V lanes.
 template <typename T, int V>
 __device__ __forceinline__ void dw_epilogue(AccVec<T, V>& acc, const T* __restrict__ bias, int c, int m, int dm,
                                             int act) {

@@ -1,8 +1,7 @@
 // locally_connected.cu: LocallyConnected1D/2D (unshared weights), Keras 2 implementation=1 layout.
 //
 //   y[n, p, f] = act(bias[p, f] + sum_k patch(n, p)[k] * w[p, k, f]),  k over prod(kernel) * C
-// (the call-free activations inline, common.cuh activate_inline; any other follows as
-// activation.cu's in-place pass)
+// (every fused activation in the epilogue, common.cuh activate_inline)
 // patch order (*k, C) for channels_last and (C, *k) for channels_first; positions row-major;
 // padding pairs applied in the gather (a padded cell is a literal zero times its weight).
 //

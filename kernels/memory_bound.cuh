@@ -110,25 +110,8 @@ struct Pixel5 {
     Index n, c, d, h, w;
 };
 
-// Reciprocals without a subroutine call. IEEE division (and __frcp_rn/__drcp_rn) compile to a
-// fast path plus a CALL to a slow-path subroutine, and ptxas then limits and spills the registers
-// of the whole calling kernel. The hardware approximation refined by Newton steps (FMAs only) is
-// within an ulp, which is all averaging and index arithmetic need.
-__device__ __forceinline__ float reciprocal(float b) {
-    float r;
-    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(b));
-    return fmaf(r, fmaf(-b, r, 1.0f), r);
-}
-
-__device__ __forceinline__ double reciprocal(double b) {
-    double r;
-    asm("rcp.approx.ftz.f64 %0, %1;" : "=d"(r) : "d"(b));
-    r = fma(r, fma(-b, r, 1.0), r);
-    return fma(r, fma(-b, r, 1.0), r);
-}
-
 // q = a / b, and a becomes a % b (0 <= a, 0 < b). 32-bit: the inline hardware sequence. 64-bit:
-// integer division is a subroutine call (see above), so the quotient comes from the double
+// integer division is a subroutine call (see common.cuh reciprocal), so the quotient comes from the double
 // reciprocal, exact up to one unit for a < 2**52, and is corrected with integer arithmetic.
 __device__ __forceinline__ int divmod(int& a, int b) {
     const int q = a / b;

@@ -56,7 +56,7 @@ __global__ void __launch_bounds__(256, 2) pool(const T* __restrict__ x, T* __res
                     }
                 }
         if (MODE == POOL_AVERAGE) {
-            // One reciprocal per output (memory_bound.cuh: no division subroutine), then a
+            // One reciprocal per output (common.cuh: no division subroutine), then a
             // multiply per lane: within an ulp or two of sum / count.
             const A inv = reciprocal(A((d_hi - d_lo) * (h_hi - h_lo) * (w_hi - w_lo)));
 #pragma unroll

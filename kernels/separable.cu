@@ -1,6 +1,5 @@
 // separable.cu: separable convolution (depthwise k x k, then pointwise 1x1, bias, activation).
-// The call-free activations are fused inline (common.cuh activate_inline); any other runs as
-// activation.cu's in-place pass.
+// Bias and every fused activation are applied in the epilogue (common.cuh activate_inline).
 //
 // separable_fused<T, Index>: one kernel, the intermediate never touches global memory. A CTA
 //   takes a run of P consecutive output pixels (flattened over batch and space) and
@@ -36,8 +35,7 @@ __device__ __forceinline__ void pointwise_accumulate(const typename Traits<T>::a
     }
 }
 
-// Epilogue of one thread's PW_PIXELS outputs of channel f: bias, inline activation (any other
-// is activation.cu's in-place pass), store.
+// Epilogue of one thread's PW_PIXELS outputs of channel f: bias, activation, store.
 template <typename T, typename Index>
 __device__ __forceinline__ void pointwise_store(T* __restrict__ y, typename Traits<T>::acc_t (&acc)[PW_PIXELS],
                                                 const T* __restrict__ bias, int act, Index p0, int pix0, int pstep,

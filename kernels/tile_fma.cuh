@@ -18,9 +18,6 @@
 
 namespace gc {
 
-__device__ __forceinline__ float m_fma(float a, float b, float c) { return fmaf(a, b, c); }
-__device__ __forceinline__ double m_fma(double a, double b, double c) { return fma(a, b, c); }
-
 // N contiguous values from 16-byte aligned shared memory.
 template <int N>
 __device__ __forceinline__ void lds(float (&dst)[N], const float* src) {

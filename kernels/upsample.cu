@@ -3,8 +3,8 @@
 // One thread per (output pixel, group of V channels), vectorised along channels in
 // channels_last exactly like pooling.cu. Interpolation uses half-pixel centres
 // (align_corners=False) with edge clamping, the rule of Keras' resize path:
-//   src = (o + 0.5) / size - 0.5,  i0 = floor(src),  f = src - i0,
-//   value = (1 - f) * x[clamp(i0)] + f * x[clamp(i0 + 1)]       per interpolated dim,
+//   src = clamp((o + 0.5) / size - 0.5, 0, L - 1),  i0 = floor(src),  f = src - i0,
+//   value = (1 - f) * x[i0] + f * x[min(i0 + 1, L - 1)]           per interpolated dim,
 // e.g. [1, 2] x2 -> [1, 1.25, 1.75, 2]. Every corner is read even at weight 0, so a NaN next to a
 // sampled cell propagates the way a NumPy formula over both neighbours does.
 #include "common.cuh"
@@ -14,7 +14,11 @@ namespace gc {
 
 enum UpsampleMode { UPSAMPLE_NEAREST = 0, UPSAMPLE_BILINEAR = 2, UPSAMPLE_TRILINEAR = 3 };
 
-// The two source cells and the weight of the second along one dimension.
+// The two source cells and the weight of the second along one dimension. The source coordinate
+// is clamped to [0, length - 1] before it is split (the oracle's rule, gpuconv/cpu/upsampling.py):
+// at the leading edge that gives cells (0, 1) with weights (1, 0), so a NaN/Inf in cell 1 reaches
+// output 0 through its zero weight exactly as it does in NumPy. (Splitting the unclamped -0.25
+// and clamping the cells instead would read cell 0 twice and hide that NaN.)
 template <typename A>
 struct LinearTaps {
     int i0, i1;
@@ -23,13 +27,13 @@ struct LinearTaps {
 
 template <typename A>
 __device__ __forceinline__ LinearTaps<A> linear_taps(int o, int size, int length) {
-    const A src = (A(o) + A(0.5)) / A(size) - A(0.5);
+    A src = (A(o) + A(0.5)) / A(size) - A(0.5);
+    src = src < A(0) ? A(0) : (src > A(length - 1) ? A(length - 1) : src);
     const A fl = floor(src);
     LinearTaps<A> t;
     t.f = src - fl;
-    const int i = int(fl);
-    t.i0 = min(max(i, 0), length - 1);
-    t.i1 = min(max(i + 1, 0), length - 1);
+    t.i0 = int(fl);
+    t.i1 = min(t.i0 + 1, length - 1);
     return t;
 }
 

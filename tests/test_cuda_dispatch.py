@@ -461,3 +461,76 @@ def test_real_probe_on_this_machine_gives_a_reason(fresh_backend):
     if ok:
         pytest.skip(f"a CUDA device is present here ({reason})")
     assert reason
+
+
+# --------------------------------------------------------------------------------------------
+# Dense convolution marshalling, without a GPU: conv / conv_transpose run against a NumPy
+# stand-in for CuPy, the launch is captured and checked against the kernel's C++ parameter list
+# (count and kind of every argument), the device's grid limits and the activation code.
+# --------------------------------------------------------------------------------------------
+def _cu_params(filename, kernel):
+    src = compiler.read_source(filename)
+    m = re.search(r"\b" + kernel + r"\(([^)]*)\)\s*\{", src)
+    assert m, f"{kernel} not found in {filename}"
+    return [p.strip() for p in m.group(1).split(",")]
+
+
+@pytest.fixture
+def dense_launches(monkeypatch, limits):
+    import sys
+    import types
+
+    fake = types.ModuleType("cupy")
+    fake.ndarray, fake.empty = np.ndarray, np.empty
+    fake.asarray, fake.ascontiguousarray = np.asarray, np.ascontiguousarray
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(launch, "device_limits", lambda device=None: limits)
+    monkeypatch.setattr(compiler, "get_function", lambda f, name: (f, name))
+    calls = []
+    monkeypatch.setattr(launch, "launch", lambda kernel, grid, block, args, shared_mem=0: calls.append(
+        (kernel, grid, block, args, shared_mem)))
+    return calls
+
+
+def _check_dense_launch(call, limits, act_code):
+    (filename, name), grid, block, args, smem = call
+    assert name in compiler.registered(filename)
+    width = np.int64 if "long long" in name else np.int32
+    params = _cu_params(filename, name.split("<")[0].split("::")[-1])
+    assert len(params) == len(args), (params, args)
+    for p, a in zip(params, args):
+        if "*" in p:
+            assert isinstance(a, (np.ndarray, np.uintp)), (p, a)
+        elif p.startswith("Index"):
+            assert type(a) is width, (p, type(a))
+        else:
+            assert p.startswith("int ") and type(a) is np.int32, (p, type(a))
+    assert all(1 <= g <= m for g, m in zip(grid, limits.max_grid)), grid
+    assert block == (256, 1, 1) and smem == 0
+    assert args[-1] == act_code
+
+
+def test_conv_marshalling_grouped_past_65535_column_tiles(dense_launches, limits):
+    from gpuconv.cuda import conv
+
+    groups = 70000  # one channel per group: 70000 (group, channel-tile) columns on grid y
+    x = np.zeros((1, 4, 4, groups), np.float32)
+    y = conv.conv(x, np.zeros((3, 3, 1, groups), np.float32), np.zeros(groups, np.float32), strides=(1, 1),
+                  padding=((1, 1), (1, 1)), dilation=(1, 1), groups=groups, channels_last=True, activation="gelu")
+    assert y.shape == (1, 4, 4, groups)
+    (call,) = dense_launches
+    assert call[1][1] == 65535  # capped: the kernel grid-strides over the rest
+    _check_dense_launch(call, limits, epilogue.activation_code("gelu"))
+
+
+def test_conv_transpose_marshalling_phases_past_65535(dense_launches, limits):
+    from gpuconv.cuda import conv_transpose
+
+    x = np.zeros((1, 2, 1, 1, 1), np.float16)  # channels_first, strides 64^3: 262144 stride phases
+    y = conv_transpose.conv_transpose(x, np.zeros((64, 64, 64, 3, 2), np.float16), None, strides=(64, 64, 64),
+                                      dilation=(1, 1, 1), groups=1, out_spatial=(64, 64, 64), crop=(0, 0, 0),
+                                      channels_last=False, activation=None)
+    assert y.shape == (1, 3, 64, 64, 64) and y.dtype == np.float16
+    (call,) = dense_launches
+    assert call[1][2] == 65535
+    _check_dense_launch(call, limits, 0)

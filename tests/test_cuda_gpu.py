@@ -37,6 +37,8 @@ CONV_CASES = [
     (2, 1, 64, 64, (14, 14), (3, 3), (1, 1), (1, 1), "same", 1),
     (3, 1, 4, 6, (5, 6, 7), (3, 3, 3), (1, 2, 1), (1, 1, 1), "same", 2),
     (3, 2, 3, 4, (6, 5, 4), (2, 2, 2), (2, 2, 2), (1, 1, 1), "valid", 1),
+    (2, 2, 5, 7, (11, 10), (2, 1), (3, 4), (1, 1), "same", 1),  # strides > kernel: skipped input cells
+    (1, 1, 3, 4, (20,), (1,), (5,), (1,), "valid", 1),
 ]
 
 # (rank, batch, C, F, spatial, kernel, strides, dilation, padding, output_padding, groups)
@@ -51,6 +53,9 @@ TRANSPOSE_CASES = [
     (2, 1, 4, 4, (5, 5), (3, 3), (1, 1), (2, 2), "valid", None, 4),
     (3, 1, 4, 2, (3, 4, 3), (2, 2, 2), (2, 2, 2), (1, 1, 1), "valid", None, 1),
     (3, 1, 2, 4, (3, 3, 2), (3, 3, 3), (2, 1, 2), (1, 1, 1), "same", (1, 0, 1), 2),
+    (1, 2, 3, 5, (7,), (2,), (3,), (1,), "valid", None, 1),   # s > k: a phase no tap reaches (bias only)
+    (1, 1, 4, 4, (6,), (3,), (2,), (2,), "same", None, 2),    # s = d = 2: the odd phase has no taps
+    (2, 1, 3, 6, (4, 5), (2, 3), (3, 2), (1, 1), "valid", (2, 1), 1),  # output_padding past the full length
 ]
 
 DTYPES = ("float32", "float16", "float64")
@@ -331,3 +336,56 @@ def test_conv_over_2_pow_31_elements_uses_64_bit_indices():
         np.testing.assert_array_equal(cupy.asnumpy(y[:, start:stop]).astype(np.float64), expect)
     del x, y
     cupy.get_default_memory_pool().free_all_blocks()
+
+
+# Special inputs of every activation: NaN, +-Inf, the branch points (+-0.5 shrinks, +-1 sparse,
+# +-3 hard sigmoid, +-6 relu6) and the saturated tails. 1x1 windows with weight 1 make every
+# op's pre-activation output exactly x, so any difference is the activation's.
+SPECIAL_VALUES = [np.nan, np.inf, -np.inf, 0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 2.5, -2.5, 3.0, -3.0, 6.0, -6.0,
+                  20.0, -20.0, 100.0, -100.0, 1e4, -1e4]
+
+
+def _identity_runs(eng, x, dtype):
+    """{op: output} of conv, conv_transpose, depthwise, separable and locally connected, each an
+    identity on ``x`` of shape (1, n, 1) before its activation."""
+    import cupy
+
+    def one(*shape):
+        return cupy.ones(shape, dtype)
+
+    n = x.shape[1]
+    window = dict(strides=(1,), padding=((0, 0),), channels_last=True)
+    return {
+        "conv": lambda act: eng.conv(x, one(1, 1, 1), None, dilation=(1,), groups=1, activation=act, **window),
+        "conv_transpose": lambda act: eng.conv_transpose(x, one(1, 1, 1), None, strides=(1,), dilation=(1,), groups=1,
+                                                         out_spatial=(n,), crop=(0,), channels_last=True,
+                                                         activation=act),
+        "depthwise_conv": lambda act: eng.depthwise_conv(x, one(1, 1, 1), None, dilation=(1,), activation=act,
+                                                         **window),
+        "separable_conv": lambda act: eng.separable_conv(x, one(1, 1, 1), one(1, 1, 1), None, dilation=(1,),
+                                                         activation=act, **window),
+        "locally_connected": lambda act: eng.locally_connected(x, one(n, 1, 1), None, kernel_size=(1,),
+                                                               out_spatial=(n,), activation=act, **window),
+    }
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "sigmoid",
+                                        "tanh", "softplus", "softsign", "hard_sigmoid", "hard_silu", "exponential",
+                                        "mish", "celu", "squareplus", "sparse_plus", "soft_shrink", "hard_shrink",
+                                        "tanh_shrink", "hard_tanh", "log_sigmoid", "sparse_sigmoid"])
+def test_fused_activation_special_values_match_reference(activation, dtype):
+    import cupy
+
+    _, eng = _engines()
+    v = np.array(SPECIAL_VALUES, dtype=dtype)
+    expect = act_ref.get(activation)(v.astype(np.float64)).astype(dtype).astype(np.float64)
+    # Per element: float64 allows 1e-11 because the reference's own erfc (gelu) is good to 1e-12.
+    rtol = {"float32": 1e-5, "float16": 2e-3, "float64": 1e-11}[dtype]
+    atol = float(np.finfo(dtype).tiny)  # tails that underflow to subnormals keep fewer bits
+    for op, run in _identity_runs(eng, cupy.asarray(v.reshape(1, -1, 1)), dtype).items():
+        got = cupy.asnumpy(run(activation)).astype(np.float64).ravel()
+        for where in (np.isnan, np.isposinf, np.isneginf):
+            np.testing.assert_array_equal(where(got), where(expect), err_msg=f"{op} {where.__name__}")
+        finite = np.isfinite(expect)
+        np.testing.assert_allclose(got[finite], expect[finite], rtol=rtol, atol=atol, err_msg=op)

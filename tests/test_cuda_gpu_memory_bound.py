@@ -250,3 +250,85 @@ def test_runs_on_a_non_default_stream(engines, rng):
         got, ref = _run(engines, "upsample", (x,), dict(size=(2, 2), interpolation="bilinear",
                                                        channels_last=True), "float32")
     assert_close(got, ref, "float32")
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear upsampling at the leading edge
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size, interp", [((2, 3), "bilinear"), ((3, 2, 2), "trilinear")])
+@pytest.mark.parametrize("channels_last", LAYOUTS)
+def test_linear_upsampling_edge_reads_the_second_cell(engines, rng, size, interp, channels_last):
+    # Output 0 of an axis samples source -0.25 (x2) or -1/3 (x3), clamped to 0: cells (0, 1) with
+    # weights (1, 0), so a NaN in cell 1 poisons it in the oracle (0 * NaN). Clamping the cells
+    # instead of the coordinate reads cell 0 twice and returns a finite value there.
+    spatial = (4, 5, 3)[: len(size)]
+    x = _x(rng, 1, 8, spatial, channels_last)
+    cell = (1,) * len(size)
+    x[(0, *cell, 2) if channels_last else (0, 2, *cell)] = np.nan
+    got, ref = _run(engines, "upsample", (x,), dict(size=size, interpolation=interp, channels_last=channels_last),
+                    "float32")
+    first = (0, *(0,) * len(size), 2) if channels_last else (0, 2, *(0,) * len(size))
+    assert np.isnan(ref[first])
+    assert_close(got, ref, "float32")
+
+
+# ---------------------------------------------------------------------------------------------
+# Every fused activation in every memory-bound kernel's epilogue (gc::activate_inline)
+# ---------------------------------------------------------------------------------------------
+def _activation_case(rng, path, dtype):
+    """(op, args, kwargs) that runs ``path``'s kernel; inputs in float64."""
+    from gpuconv.cuda import depthwise, separable
+
+    if path == "depthwise_tile":  # 3x3 s1 is a specialisation
+        x, w, b = _x(rng, 2, 16, (9, 11), True), random_array(rng, (3, 3, 16, 1)), random_array(rng, (16,))
+        kwargs = dict(strides=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), channels_last=True)
+        plan = depthwise.plan_depthwise(x.shape, w.shape, np.dtype(dtype), (1, 1), kwargs["padding"], (1, 1), True,
+                                        (2, 9, 11, 16))
+        assert plan.kernel == "tile"
+        return "depthwise_conv", (x, w, b), kwargs
+    if path == "depthwise_direct":  # 2x3, dm 3: the run-time fallback
+        x, w, b = _x(rng, 2, 6, (8, 9), False), random_array(rng, (2, 3, 6, 3)), random_array(rng, (18,))
+        return "depthwise_conv", (x, w, b), dict(strides=(1, 2), padding=((0, 0), (0, 0)), dilation=(1, 1),
+                                                 channels_last=False)
+    if path == "separable_fused":
+        x, dwk = _x(rng, 2, 8, (9, 10), True), random_array(rng, (3, 3, 8, 1))
+        pwk, b = random_array(rng, (1, 1, 8, 16)) * 0.5, random_array(rng, (16,))
+        assert separable.plan_separable(8, 1, 16, np.dtype(dtype)).kind == "fused"
+        return "separable_conv", (x, dwk, pwk, b), dict(strides=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1),
+                                                        channels_last=True)
+    if path == "separable_two_kernel":
+        channels = 2048 if dtype != "float64" else 1024
+        assert separable.plan_separable(channels, 1, 8, np.dtype(dtype)).kind == "two_kernel"
+        x, dwk = _x(rng, 1, channels, (5,), False) * 0.1, random_array(rng, (3, channels, 1))
+        pwk, b = random_array(rng, (1, channels, 8)) * 0.05, random_array(rng, (8,))
+        return "separable_conv", (x, dwk, pwk, b), dict(strides=(1,), padding=((1, 1),), dilation=(1,),
+                                                        channels_last=False)
+    assert path == "locally_connected"
+    x, w, b = _x(rng, 3, 5, (7, 8), True), random_array(rng, (5 * 7, 3 * 2 * 5, 7)) * 0.5, random_array(rng, (5, 7, 7))
+    return "locally_connected", (x, w, b), dict(kernel_size=(3, 2), strides=(1, 1), padding=((0, 0), (0, 0)),
+                                                out_spatial=(5, 7), channels_last=True)
+
+
+ALL_ACTIVATIONS = ["relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "sigmoid", "tanh", "softplus",
+                   "softsign", "hard_sigmoid", "hard_silu", "exponential", "mish", "celu", "squareplus",
+                   "sparse_plus", "soft_shrink", "hard_shrink", "tanh_shrink", "hard_tanh", "log_sigmoid",
+                   "sparse_sigmoid", "swish", "hard_swish"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("path", ["depthwise_tile", "depthwise_direct", "separable_fused", "separable_two_kernel",
+                                  "locally_connected"])
+@pytest.mark.parametrize("activation", ALL_ACTIVATIONS)
+def test_fused_activation_matches_reference(engines, rng, dtype, path, activation):
+    import cupy
+
+    from gpuconv import activations as act_ref
+
+    cpu, gpu = engines
+    op, args, kwargs = _activation_case(rng, path, dtype)
+    rounded = [a.astype(dtype) for a in args]
+    got = getattr(gpu, op)(*[cupy.asarray(a) for a in rounded], activation=activation, **kwargs)
+    ref = getattr(cpu, op)(*[a.astype(np.float64) for a in rounded], activation=None, **kwargs)
+    assert got.dtype == np.dtype(dtype)
+    # The reference rounded to dtype: an exponential past float16's range is +Inf in both.
+    assert_close(cupy.asnumpy(got), act_ref.get(activation)(ref).astype(dtype), dtype)

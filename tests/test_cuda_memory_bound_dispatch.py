@@ -4,7 +4,7 @@ registered (so CI-compiled) instantiation."""
 import numpy as np
 import pytest
 
-from gpuconv.cuda import compiler
+from gpuconv.cuda import compiler, epilogue
 from gpuconv.cuda import depthwise, locally_connected, pooling, separable, upsample
 from gpuconv.cuda import memory_bound as mb
 
@@ -293,7 +293,9 @@ def test_depthwise_marshalling(captured, cl, k, s, d, spatial):
                                  channels_last=cl, activation="gelu")
     assert y.shape == mb.make_shape(2, 16, mb.conv_out_spatial(spatial, k, s, pads, d), cl)
     _assert_calls_match(captured)
-    assert captured[-1][0] == (mb.ACTIVATION_FILE, mb.activation_name(np.float32, "int32"))
+    # gelu is fused into the depthwise kernel's epilogue: one launch, the activation code as `act`.
+    assert [_template(c[0][1]) for c in captured] in (["depthwise_tile"], ["depthwise_direct"])
+    assert captured[-1][3][-1] == epilogue.activation_code("gelu")
 
 
 @pytest.mark.parametrize("cl", [True, False])
@@ -325,3 +327,45 @@ def test_pool_upsample_lc_marshalling(captured, cl):
     assert y.shape == mb.make_shape(2, 5, (3, 3), cl)
     _assert_calls_match(captured)
     assert [_template(c[0][1]) for c in captured] == ["pool", "upsample", "locally_connected"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fused activations of the memory-bound kernels
+# ---------------------------------------------------------------------------------------------
+def _inline_switch_codes():
+    """The Act values ``gc::activate_inline`` has a case for, parsed from common.cuh."""
+    src = compiler.read_source("common.cuh")
+    body = src[src.index("void activate_inline("):]
+    body = body[:body.index("default:")]
+    enum = {m.group(1): int(m.group(2)) for m in re.finditer(r"\b(ACT_[A-Z0-9_]+)\s*=\s*(\d+)", src)}
+    return {enum[name] for name in re.findall(r"case (ACT_[A-Z0-9_]+):", body)}
+
+
+def test_inline_activation_table_mirrors_common_cuh():
+    # epilogue.INLINE_ACTIVATIONS claims what the kernels fuse; a name the switch lacks would make
+    # a kernel silently return the un-activated value.
+    switch = _inline_switch_codes()
+    for dtype, names in epilogue.INLINE_ACTIVATIONS.items():
+        assert {epilogue.ACTIVATION_CODES[n] for n in names} <= switch, dtype
+
+
+@pytest.mark.parametrize("dtype", [F32, F16, F64])
+def test_every_fused_activation_runs_in_the_kernel_epilogue(dtype):
+    for name in epilogue.FUSED_ACTIVATIONS:
+        assert epilogue.inline_code(name, dtype) == epilogue.activation_code(name) != 0, name
+    assert epilogue.inline_code(None, dtype) == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+@pytest.mark.parametrize("activation", ["sigmoid", "swish", "squareplus", "relu"])
+def test_separable_and_lc_pass_the_activation_code_and_launch_no_pass(captured, dtype, activation):
+    x = np.zeros(mb.make_shape(2, 8, (5, 4), True), dtype)
+    separable.separable_conv(x, np.zeros((3, 3, 8, 1), dtype), np.zeros((1, 1, 8, 6), dtype), None,
+                             strides=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), channels_last=True,
+                             activation=activation)
+    locally_connected.locally_connected(x, np.zeros((3 * 2, 3 * 3 * 8, 5), dtype), None, kernel_size=(3, 3),
+                                        strides=(1, 1), padding=((0, 0), (0, 0)), out_spatial=(3, 2),
+                                        channels_last=True, activation=activation)
+    _assert_calls_match(captured)
+    assert [_template(c[0][1]) for c in captured] == ["separable_fused", "locally_connected"]
+    assert all(c[3][-1] == epilogue.activation_code(activation) for c in captured)

@@ -5,6 +5,8 @@ import sys
 
 import numpy as np
 
+from .blas import CORETYPE_VAR, openblas_core
+
 
 def cpu_model():
     try:
@@ -65,6 +67,8 @@ def collect(backend, torch_version=None):
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "cpu_threads": cpu_threads(),
+        "openblas_core": openblas_core() or "",
+        "openblas_coretype_env": os.environ.get(CORETYPE_VAR, ""),
         "argv": " ".join(sys.argv),
         "gpu": "",
         "gpu_compute_capability": "",

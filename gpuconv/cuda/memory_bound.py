@@ -100,17 +100,16 @@ def index_width(*arrays_or_shapes, dtype):
     return index_type(*arrays_or_shapes, itemsize=np.dtype(dtype).itemsize)
 
 
-def kernel_activation(activation):
-    """The ``act`` argument of a depthwise / separable / locally connected kernel: the code of an
-    activation its epilogue fuses inline (epilogue.INLINE_ACTIVATIONS), else 0."""
-    return int32(inline_code(activation))
+def kernel_activation(activation, dtype):
+    """The ``act`` argument of a depthwise / separable / locally connected kernel of ``dtype``:
+    the code of an activation its epilogue fuses (epilogue.INLINE_ACTIVATIONS), else 0."""
+    return int32(inline_code(activation, dtype))
 
 
 def finish_activation(y, activation):
-    """Applies a fused activation the kernel's epilogue did not (kernels/activation.cu explains
-    why only the call-free ones are inline) to ``y`` in place; nothing for None/'linear' or an
-    activation already applied by the kernel."""
-    if activation_code(activation) and not inline_code(activation):
+    """Applies a fused activation the kernel's epilogue did not (epilogue.INLINE_ACTIVATIONS) to
+    ``y`` in place; nothing for None/'linear' or an activation already applied by the kernel."""
+    if activation_code(activation) and not inline_code(activation, y.dtype):
         activate_in_place(y, activation)
     return y
 
