@@ -1,15 +1,9 @@
-// activation.cu: the fused activation of the memory-bound ops (depthwise, separable, locally
-// connected) as an in-place pass over their output, for the activations their epilogues do not
-// fuse inline (common.cuh activate_inline takes the call-free ones: relu, relu6, leaky_relu,
-// hard_tanh).
-//
-// Why not all in those kernels' epilogues: the activation switch (25 cases with IEEE division, exp,
-// erf, tanh) compiles to subroutine calls (activate_dispatch, and the slow paths of division),
-// and a kernel that makes any call has its registers limited by ptxas: every register-tiled
-// kernel of these families spilled (the nvrtc check showed it for all dtypes once several
-// kernels share a module). Here the call sits in a loop with nothing else live. The price, paid
-// only when an activation is fused, is one more read and write of the output, which is usually
-// still in L2.
+// activation.cu: a fused activation as an in-place pass over an op's output, for a memory-bound
+// op (depthwise, separable, locally connected) whose epilogue does not fuse it
+// (gpuconv/cuda/epilogue.py INLINE_ACTIVATIONS, per dtype). Today every epilogue fuses every
+// activation for every dtype (common.cuh activate_inline is call-free), so the runtime does not
+// launch this; it stays as the fallback a dtype or activation added later can take before its
+// epilogue is proven spill-free. The price of the pass is one more read and write of the output.
 #include "common.cuh"
 
 namespace gc {

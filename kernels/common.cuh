@@ -87,8 +87,6 @@ __device__ __forceinline__ float m_exp(float x) { return expf(x); }
 __device__ __forceinline__ double m_exp(double x) { return exp(x); }
 __device__ __forceinline__ float m_expm1(float x) { return expm1f(x); }
 __device__ __forceinline__ double m_expm1(double x) { return expm1(x); }
-__device__ __forceinline__ float m_log1p(float x) { return log1pf(x); }
-__device__ __forceinline__ double m_log1p(double x) { return log1p(x); }
 __device__ __forceinline__ float m_tanh(float x) { return tanhf(x); }
 __device__ __forceinline__ double m_tanh(double x) { return tanh(x); }
 __device__ __forceinline__ float m_erfc(float x) { return erfcf(x); }
@@ -163,6 +161,16 @@ __device__ __forceinline__ A sqrt_ge1(A a) {
     return a <= max_finite(a) ? refined : a;
 }
 
+// log(1 + u) for 0 <= u <= 1 (softplus' argument exp(-|x|)). log1pf is inline; the double
+// log1p of libdevice divides (a slow-path CALL), so double uses Kahan's form u * log(w) / (w - 1)
+// with w = 1 + u rounded, which cancels w's rounding error (a few ulps), the division as a
+// reciprocal of w - 1 in [2**-52, 1].
+__device__ __forceinline__ float log1p_unit(float u) { return log1pf(u); }
+__device__ __forceinline__ double log1p_unit(double u) {
+    const double w = 1.0 + u;
+    return w == 1.0 ? u : log(w) * (u * reciprocal(w - 1.0));
+}
+
 // NaN-propagating building blocks (fmaxf would drop a NaN; NumPy's maximum keeps it).
 template <typename A>
 __device__ __forceinline__ A relu_nan(A x) { return x < A(0) ? A(0) : x; }
@@ -174,7 +182,7 @@ __device__ __forceinline__ A clip_nan(A x, A lo, A hi) { return x < lo ? lo : (x
 template <typename A>
 __device__ __forceinline__ A softplus_stable(A x) {
     if (x != x) return x;
-    return (x > A(0) ? x : A(0)) + m_log1p(m_exp(-m_abs(x)));
+    return (x > A(0) ? x : A(0)) + log1p_unit(m_exp(-m_abs(x)));
 }
 
 template <typename A>
@@ -294,7 +302,8 @@ __device__ __forceinline__ void activate_each(A (&v)[N]) {
 // connected), every activation fused. One switch for the thread's whole register array, each case
 // an unrolled loop: a switch per element made the separable epilogue keep its offsets live across
 // the branches (+20 registers). Every body is call-free (reciprocal / quotient / sqrt_ge1 above
-// instead of IEEE division and sqrt; expf, expm1f, log1pf, tanhf, erfcf compile inline), so ptxas
+// instead of IEEE division and sqrt, log1p_unit for double; exp, expm1, log, tanh, erfc compile
+// inline in both precisions), so ptxas
 // never caps the kernel's registers for an ABI call. gpuconv/cuda/epilogue.py mirrors which
 // activations this fuses (all of them).
 template <typename A, int N>

@@ -3,6 +3,7 @@ marshalling, algorithm choice, the compile cache (exactly once, failures not cac
 name file / instantiation / options / log), kernel-source lookup, the activation table, the
 ptxas report parser and the backend probe. NVRTC runs where a test compiles a tiny source; the
 tests that need it skip with a reason when CuPy is not importable."""
+import pathlib
 import re
 import threading
 import time
@@ -391,6 +392,49 @@ def test_disk_cache_and_one_compile_per_file(monkeypatch, fake_device):
     assert compiler.stats["nvrtc_compiles:tiny.cu"] == before + 1
     assert compiler.stats["disk_hits:tiny.cu"] == hits + 1
     assert list(fake_device.glob("tiny_cu-*.cubin"))
+
+
+def _elf64_extent(data):
+    """Bytes an ELF64 image's headers say it spans: header tables and sections with contents."""
+    import struct
+
+    phoff, shoff = struct.unpack_from("<QQ", data, 0x20)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", data, 0x36)
+    end = max(phoff + phnum * phentsize, shoff + shnum * shentsize)
+    for i in range(shnum):
+        if shoff + i * shentsize + 40 <= len(data):
+            (kind,) = struct.unpack_from("<I", data, shoff + i * shentsize + 4)
+            off, size = struct.unpack_from("<QQ", data, shoff + i * shentsize + 24)
+            end = max(end, off + size) if kind != 8 else end
+    return end
+
+
+@needs_nvrtc
+def test_cached_cubin_file_is_a_whole_elf_image(monkeypatch, fake_device):
+    # CuPy's getCUBIN drops the cubin's last byte (it strips a "trailing NUL" as for PTX); the file
+    # the driver loads with cuModuleLoad must still hold every byte its ELF headers describe.
+    monkeypatch.setattr(compiler, "_registry", {"tiny.cu": ("tiny<float>",)})
+    _serve(monkeypatch, {"tiny.cu": TINY})
+    path, _ = compiler.get_function("tiny.cu", "tiny<float>")
+    data = pathlib.Path(path).read_bytes()
+    assert data[:4] == b"\x7fELF" and len(data) == _elf64_extent(data)
+
+
+def test_complete_cubin_restores_the_cut_tail_and_keeps_whole_images():
+    import struct
+
+    # A minimal ELF64 image: header, one PROGBITS section at 64..80, section table last.
+    header = bytearray(64)
+    header[:5] = b"\x7fELF\x02"
+    struct.pack_into("<QQ", header, 0x20, 0, 80)
+    struct.pack_into("<HHHH", header, 0x36, 56, 0, 64, 2)
+    section = bytearray(64)
+    struct.pack_into("<I", section, 4, 1)
+    struct.pack_into("<QQ", section, 24, 64, 16)
+    whole = bytes(header) + b"\x11" * 16 + bytes(64) + bytes(section)
+    assert compiler.complete_cubin(whole[:-1]) == whole
+    assert compiler.complete_cubin(whole) == whole
+    assert compiler.complete_cubin(b"not an elf") == b"not an elf"
 
 
 # --------------------------------------------------------------------------------------------

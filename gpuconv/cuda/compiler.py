@@ -44,6 +44,7 @@ import hashlib
 import json
 import os
 import pathlib
+import struct
 import tempfile
 import threading
 
@@ -53,6 +54,9 @@ from ..errors import KernelCompileError, KernelSourceNotFoundError
 
 KERNEL_PACKAGE = "gpuconv.kernels"
 CACHE_ENV = "GPUCONV_CACHE_DIR"
+# Part of every disk-cache key. 2: cubins are written whole (complete_cubin); the one-byte-short
+# files format 1 wrote are never read again.
+CACHE_FORMAT = 2
 
 # ---------------------------------------------------------------------------------------------
 # Options
@@ -261,11 +265,39 @@ def nvrtc_compile(filename, name_expressions, options):
             raise _compile_error(filename, names, options, log, e) from e
         log = nvrtc.getProgramLog(prog)
         lowered = {ne: nvrtc.getLoweredName(prog, ne) for ne in names}
-        cubin = nvrtc.getCUBIN(prog)
+        cubin = complete_cubin(nvrtc.getCUBIN(prog))
     finally:
         nvrtc.destroyProgram(prog)
     _count("nvrtc_compiles", filename)
     return Compiled(filename, options, bytes(cubin), lowered, log)
+
+
+def complete_cubin(cubin):
+    """``cubin`` with the bytes CuPy's ``nvrtc.getCUBIN`` cut off put back.
+
+    CuPy strips a trailing NUL from every NVRTC buffer, as for PTX text; a cubin is binary and has
+    no terminator, so its last real byte is lost (it is a zero: the high byte of the last
+    program/section header's alignment or entry size). In memory nobody notices (a Python bytes
+    object ends in a NUL), but the file written to the disk cache is one byte short of its ELF
+    headers: nvdisasm rejects it as an invalid ELF and the driver's cuModuleLoad may do the same.
+    The extent the ELF64 headers describe (header tables and every section with file contents) is
+    restored with zeros; a complete cubin (a CuPy that stops stripping) is returned unchanged.
+    """
+    data = bytes(cubin)
+    if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] != 2:  # not ELF64: leave it alone
+        return data
+    phoff, shoff = struct.unpack_from("<QQ", data, 0x20)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", data, 0x36)
+    end = max(phoff + phnum * phentsize, shoff + shnum * shentsize)
+    data += b"\0" * max(0, end - len(data))
+    sht_nobits = 8  # sections with no bytes in the file (.bss, .nv.shared.*)
+    for i in range(shnum):
+        entry = shoff + i * shentsize
+        (sh_type,) = struct.unpack_from("<I", data, entry + 4)
+        sh_offset, sh_size = struct.unpack_from("<QQ", data, entry + 24)
+        if sh_type != sht_nobits:
+            end = max(end, sh_offset + sh_size)
+    return data + b"\0" * max(0, end - len(data))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,7 +329,7 @@ def _cache_key(filename, names, options):
     from cupy.cuda import nvrtc
 
     h = hashlib.sha256()
-    h.update(repr((filename, tuple(names), tuple(options), nvrtc.getVersion())).encode())
+    h.update(repr((CACHE_FORMAT, filename, tuple(names), tuple(options), nvrtc.getVersion())).encode())
     h.update(read_source(filename).encode())
     for name, text in read_headers().items():
         h.update(name.encode())

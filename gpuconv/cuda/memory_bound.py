@@ -1,7 +1,7 @@
 """Host-side helpers shared by the memory-bound op modules (depthwise, separable, pooling,
 upsample, locally connected): the 5-D view, the channel-vector width, the activation hand-off
-(inline codes for the kernels, the rest as a pass),
-grid sizing for persistent kernels, and the float64 activation pass of ``kernels/activation.cu``.
+(the code each kernel's epilogue fuses, epilogue.INLINE_ACTIVATIONS; any other as the in-place
+pass of ``kernels/activation.cu``), and grid sizing for persistent kernels.
 
 Pure functions (no CUDA needed) are unit-tested in tests/test_cuda_memory_bound_dispatch.py.
 """
