@@ -339,7 +339,7 @@ __device__ __forceinline__ void activate_inline(int act, A (&v)[N]) {
 
 // activate_dispatch: one value, as a real call (not inlined), for the dense convolutions'
 // unrolled TM x TN epilogue (inlining 25 cases into each of its 16 stores multiplied compile time
-// and code size) and for activation.cu; the no-activation case never calls it.
+// and code size); the no-activation case never calls it.
 template <typename A>
 __device__ __noinline__ A activate_dispatch(int act, A x) {
     A v[1] = {x};

@@ -181,7 +181,7 @@ def launch_depthwise(plan, x, w, bias, y, ksize, strides, padding, dilation, cha
         tiles = n * np.prod([-(-o // e) for o, e in zip(out3, (t.td, t.th, t.tw))]) * -(-channels // (t.cv * plan.vec))
         args = (x, w, launch.optional_pointer(bias), y, i32(n), i32(channels), i32(dm), *geometry,
                 *[i32(p) for p in pads], i32(int(channels_last)),
-                i32(t.td), i32(t.th), i32(t.tw), i32(t.cv), mb.kernel_activation(activation, x.dtype))
+                i32(t.td), i32(t.th), i32(t.tw), i32(t.cv), mb.kernel_activation(activation))
         grid = mb.persistent_grid(int(tiles), t.threads, blocks_per_sm=max(1, min(2048 // t.threads, 4)))
         launch.launch(kernel, grid, (t.threads, 1, 1), args, shared_mem=t.smem)
     else:
@@ -189,6 +189,6 @@ def launch_depthwise(plan, x, w, bias, y, ksize, strides, padding, dilation, cha
         work = n * int(np.prod(out3)) * (channels // plan.vec)
         args = (x, w, launch.optional_pointer(bias), y, launch.index_scalar(n, plan.index), i32(channels), i32(dm),
                 *geometry, *[i32(v) for v in (*k3, *s3, *d3)], *[i32(p) for p in pads],
-                i32(int(channels_last)), mb.kernel_activation(activation, x.dtype))
+                i32(int(channels_last)), mb.kernel_activation(activation))
         launch.launch(kernel, mb.persistent_grid(-(-work // mb.THREADS)), (mb.THREADS, 1, 1), args)
-    return mb.finish_activation(y, activation)
+    return y

@@ -6,10 +6,9 @@ Aliases Keras accepts ('swish', 'hard_swish') map to the same code as their cano
 
 ``FUSED_ACTIVATIONS``: the names ``gpuconv.ops`` may hand to the engine (engine contract).
 ``activation_code(name) -> int``: 0 for None/'linear', ValueError for a name we do not fuse.
-``INLINE_ACTIVATIONS`` / ``inline_code(name, dtype) -> int``: per kernel dtype, the activations
-the memory-bound kernels (depthwise, separable, locally connected) fuse into their epilogue
-(``gc::activate_inline`` in common.cuh, mirrored here); ``inline_code`` is 0 for any other, which
-then runs as the separate in-place pass of kernels/activation.cu.
+Every kernel epilogue applies these in registers: the dense kernels through
+``gc::activate_dispatch``, the memory-bound ones (depthwise, separable, locally connected) through
+``gc::activate_inline``; both are call-free switches over ``gc::activate`` (common.cuh).
 """
 import numpy as np
 
@@ -55,16 +54,3 @@ def activation_code(name):
         raise ValueError(
             f"Activation {name!r} cannot be fused by the CUDA engine; fused ones: {sorted(FUSED_ACTIVATIONS)}"
         ) from None
-
-
-# Every body of gc::activate is call-free (common.cuh), so activate_inline fuses all of them for
-# every dtype without a register spill (python -m gpuconv.cuda.check).
-_ALL = frozenset(ACTIVATION_CODES) - {"linear"}
-INLINE_ACTIVATIONS = {np.dtype("float32"): _ALL, np.dtype("float16"): _ALL, np.dtype("float64"): _ALL}
-
-
-def inline_code(name, dtype):
-    """The ``act`` code a memory-bound kernel of ``dtype`` gets: the activation's own code when
-    its epilogue fuses it, else 0 (linear; the activation then runs as a separate pass)."""
-    code = activation_code(name)
-    return code if ALIASES.get(name, name) in INLINE_ACTIVATIONS[np.dtype(dtype)] else 0

@@ -69,7 +69,7 @@ def locally_connected(x, kernel, bias, *, kernel_size, strides, padding, out_spa
     args = (x, kernel, launch.optional_pointer(bias), y, i32(n), i32(channels), i32(filters),
             *[i32(v) for v in (*in3, *out3)],
             *[i32(v) for v in (*mb.as3d(kernel_size, 1), *mb.as3d(strides, 1), *mb.pads3d(padding))],
-            i32(int(channels_last)), i32(plan.fch), i32(plan.kc), mb.kernel_activation(activation, x.dtype))
+            i32(int(channels_last)), i32(plan.fch), i32(plan.kc), mb.kernel_activation(activation))
     launch.launch(compiler.get_function(FILE, kernel_name(x.dtype, width)),
                   mb.persistent_grid(i32(work), plan.threads), (plan.threads, 1, 1), args, shared_mem=plan.smem)
-    return mb.finish_activation(y, activation)
+    return y

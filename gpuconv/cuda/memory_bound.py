@@ -1,7 +1,7 @@
 """Host-side helpers shared by the memory-bound op modules (depthwise, separable, pooling,
-upsample, locally connected): the 5-D view, the channel-vector width, the activation hand-off
-(the code each kernel's epilogue fuses, epilogue.INLINE_ACTIVATIONS; any other as the in-place
-pass of ``kernels/activation.cu``), and grid sizing for persistent kernels.
+upsample, locally connected): the 5-D view, the channel-vector width, the activation code the
+kernels' epilogues fuse (every fused activation, every dtype: gc::activate_inline in common.cuh),
+and grid sizing for persistent kernels.
 
 Pure functions (no CUDA needed) are unit-tested in tests/test_cuda_memory_bound_dispatch.py.
 """
@@ -9,23 +9,13 @@ import numpy as np
 
 from .. import geometry as g
 from . import compiler
-from .epilogue import activation_code, inline_code
+from .epilogue import activation_code
 from .indexing import index_type
 from .tensors import INDEX_WIDTHS, KERNEL_DTYPES
 
 VECTOR_BYTES = 16  # one 128-bit load/store
 THREADS = 256  # block size of every memory-bound kernel (their __launch_bounds__)
 SMEM_BUDGET = 48 * 1024  # static per-block limit: no opt-in attribute needed on any device
-ACTIVATION_FILE = "activation.cu"
-
-
-
-def activation_name(dtype, width):
-    return f"gc::activate_in_place<{compiler.cuda_type(dtype)}, {compiler.index_ctype(width)}>"
-
-
-compiler.register(ACTIVATION_FILE, [activation_name(dt, w) for dt in (np.float32, np.float16, np.float64)
-                                    for w in ("int32", "int64")])
 
 
 def view5(shape, channels_last):
@@ -100,18 +90,10 @@ def index_width(*arrays_or_shapes, dtype):
     return index_type(*arrays_or_shapes, itemsize=np.dtype(dtype).itemsize)
 
 
-def kernel_activation(activation, dtype):
-    """The ``act`` argument of a depthwise / separable / locally connected kernel of ``dtype``:
-    the code of an activation its epilogue fuses (epilogue.INLINE_ACTIVATIONS), else 0."""
-    return int32(inline_code(activation, dtype))
-
-
-def finish_activation(y, activation):
-    """Applies a fused activation the kernel's epilogue did not (epilogue.INLINE_ACTIVATIONS) to
-    ``y`` in place; nothing for None/'linear' or an activation already applied by the kernel."""
-    if activation_code(activation) and not inline_code(activation, y.dtype):
-        activate_in_place(y, activation)
-    return y
+def kernel_activation(activation):
+    """The ``act`` argument of a depthwise / separable / locally connected kernel: the epilogue
+    applies every fused activation in registers (0 = linear)."""
+    return int32(activation_code(activation))
 
 
 def persistent_grid(work_items, threads=THREADS, limits=None, blocks_per_sm=None):
@@ -132,15 +114,3 @@ def int32(value):
     from . import launch
 
     return launch.int32_scalar(value)
-
-
-def activate_in_place(y, activation):
-    """The activation pass (kernels/activation.cu) over the whole output."""
-    from . import launch
-
-    code = activation_code(activation)
-    width = index_width(y, dtype=y.dtype)
-    kernel = compiler.get_function(ACTIVATION_FILE, activation_name(y.dtype, width))
-    grid = launch.grid_1d(y.size, THREADS, max_blocks=launch.device_limits().sm_count * 8)
-    launch.launch(kernel, grid, (THREADS, 1, 1), (y, launch.index_scalar(y.size, width), int32(code)))
-    return y

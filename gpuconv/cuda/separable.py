@@ -93,7 +93,7 @@ def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padd
                 i32(n), i32(channels), i32(dm), i32(filters), *[i32(v) for v in (*in3, *out3)],
                 *[i32(v) for v in (*mb.as3d(ksize, 1), *mb.as3d(strides, 1), *mb.as3d(dilation, 1))],
                 *[i32(p) for p in mb.pads3d(padding)], i32(int(channels_last)), i32(plan.fch),
-                mb.kernel_activation(activation, x.dtype))
+                mb.kernel_activation(activation))
         launch.launch(compiler.get_function(FILE, fused_name(x.dtype, width)), grid, (mb.THREADS, 1, 1), args,
                       shared_mem=plan.smem)
     else:
@@ -107,7 +107,7 @@ def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padd
         width = mb.index_width(mid_y, y, dtype=x.dtype)
         args = (mid_y, pw, launch.optional_pointer(bias), y, launch.index_scalar(pixels_total, width),
                 launch.index_scalar(int(np.prod(out3)), width), i32(mid), i32(filters), i32(int(channels_last)),
-                i32(plan.fch), i32(plan.kc), mb.kernel_activation(activation, x.dtype))
+                i32(plan.fch), i32(plan.kc), mb.kernel_activation(activation))
         launch.launch(compiler.get_function(FILE, pointwise_name(x.dtype, width)), grid, (mb.THREADS, 1, 1), args,
                       shared_mem=plan.smem)
-    return mb.finish_activation(y, activation)
+    return y
