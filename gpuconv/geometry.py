@@ -210,14 +210,19 @@ def conv_output_shape(input_shape, filters, kernel_size, strides, padding, data_
         raise ValueError(f"`padding` must be either `'valid'` or `'same'`. Received {padding}.")
     spatial = spatial_dims(input_shape, data_format)
     out = conv_output_spatial(spatial, kernel_size, strides, dilation_rate, padding)
-    if any(o is not None and o <= 0 for o in out):
-        raise ValueError(
-            "Computed output size would be zero or negative. Received "
-            f"`inputs shape={input_shape}`, `kernel shape={kernel_shape}`, "
-            f"`dilation_rate={np.array(dilation_rate)}`, `strides={tuple(strides)}`, `padding={padding}`."
-        )
+    check_conv_output(out, input_shape, kernel_shape, dilation_rate, strides, padding)
     assert len(out) == rank
     return make_shape(input_shape[0], filters, out, data_format)
+
+
+def check_conv_output(out_spatial, input_shape, kernel_shape, dilation_rate, strides, padding):
+    """Keras' refusal of a conv whose (known) output size is zero or negative."""
+    if any(o is not None and o <= 0 for o in out_spatial):
+        raise ValueError(
+            "Computed output size would be zero or negative. Received "
+            f"`inputs shape={tuple(input_shape)}`, `kernel shape={tuple(kernel_shape)}`, "
+            f"`dilation_rate={np.array(dilation_rate)}`, `strides={tuple(strides)}`, `padding={padding}`."
+        )
 
 
 # --------------------------------------------------------------------------------------------

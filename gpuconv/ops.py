@@ -73,15 +73,6 @@ def _check_bias(bias, filters):
         raise ValueError(f"Expected `bias` of shape ({filters},); received bias of shape {tuple(bias.shape)}.")
 
 
-def _check_output(out_spatial, x, kernel_shape, dilation, strides, padding):
-    if any(o <= 0 for o in out_spatial):
-        raise ValueError(
-            "Computed output size would be zero or negative. Received "
-            f"`inputs shape={tuple(x.shape)}`, `kernel shape={tuple(kernel_shape)}`, "
-            f"`dilation_rate={np.array(dilation)}`, `strides={tuple(strides)}`, `padding={padding}`."
-        )
-
-
 def _split_activation(eng, activation):
     """(name passed to the engine to fuse, name applied afterwards)."""
     if activation is None or activation == "linear":
@@ -95,14 +86,22 @@ def _finish(y, post_activation):
     return y if post_activation is None else _activations.get(post_activation)(y)
 
 
-def _empty_result(x, out_shape, bias, activation, data_format):
-    """Result for an input with no elements: no launch. Zero in-channels still yield bias + act."""
+def _channel_bias(bias, ndim, data_format):
+    """A ``(F,)`` bias shaped to broadcast over an output of ``ndim`` dims (None stays None)."""
+    if bias is None:
+        return None
+    shape = [1] * ndim
+    shape[g.channel_axis(data_format)] = -1
+    return bias.reshape(shape)
+
+
+def _empty_result(x, out_shape, bias=None, activation=None):
+    """Result for an input with no elements: no launch. Zero in-channels still yield bias + act;
+    ``bias`` is already shaped to broadcast against the output (or None)."""
     xp = _backend.array_module(x)
     y = xp.zeros(out_shape, dtype=x.dtype)
     if y.size and bias is not None:
-        shape = [1] * y.ndim
-        shape[g.channel_axis(data_format)] = -1
-        y = y + bias.reshape(shape)
+        y = y + bias
     if y.size and activation not in (None, "linear"):
         y = _activations.get(activation)(y)
     return y
@@ -138,10 +137,10 @@ def _forward(eng, engine_fn, x, weights, bias, win, filters, activation, empty, 
     """Shared tail of conv / depthwise / separable: output size, empty inputs, launch, activation."""
     _check_bias(bias, filters)
     out_spatial = g.conv_output_spatial(win.spatial, win.ksize, win.strides, win.dilation, win.padding)
-    _check_output(out_spatial, x, weights[0].shape, win.dilation, win.strides, win.padding)
+    g.check_conv_output(out_spatial, x.shape, weights[0].shape, win.dilation, win.strides, win.padding)
     if empty:
         out_shape = g.make_shape(x.shape[0], filters, out_spatial, win.data_format)
-        return _empty_result(x, out_shape, bias, activation, win.data_format)
+        return _empty_result(x, out_shape, _channel_bias(bias, x.ndim, win.data_format), activation)
     fused, post = _split_activation(eng, activation)
     y = engine_fn(
         x, *weights, bias,
@@ -187,7 +186,7 @@ def conv_transpose_core(inputs, kernel, bias=None, *, strides=1, padding="valid"
     )
     if x.size == 0 or 0 in out_spatial:
         out_shape = g.make_shape(x.shape[0], filters, out_spatial, win.data_format)
-        return _empty_result(x, out_shape, bias, activation, win.data_format)
+        return _empty_result(x, out_shape, _channel_bias(bias, x.ndim, win.data_format), activation)
     fused, post = _split_activation(eng, activation)
     y = eng.conv_transpose(
         x, kernel, bias,
@@ -244,7 +243,7 @@ def pool_core(inputs, mode, pool_size, strides=None, padding="valid", data_forma
     padding = padding.lower() if isinstance(padding, str) else padding
     out_shape = g.pool_output_shape(x.shape, pool_size, strides, padding, data_format)
     if x.size == 0:
-        return _empty_result(x, out_shape, None, None, data_format)
+        return _empty_result(x, out_shape)
     spatial = g.spatial_dims(x.shape, data_format)
     return eng.pool(
         x, mode=mode, pool_size=pool_size, strides=strides,
@@ -279,11 +278,9 @@ def locally_connected_core(inputs, kernel, bias=None, *, kernel_size, strides=1,
         )
     out_shape = g.make_shape(x.shape[0], filters, out_spatial, data_format)
     if x.size == 0:  # only zero in-channels leave outputs: per-position bias + activation
-        y = _empty_result(x, out_shape, None, None, data_format)
-        if y.size and bias is not None:
-            xp = _backend.array_module(bias)
-            y = y + (bias if data_format == "channels_last" else xp.moveaxis(bias, -1, 0))
-        return _finish(y, None if activation == "linear" else activation) if y.size else y
+        if bias is not None and data_format == "channels_first":
+            bias = _backend.array_module(bias).moveaxis(bias, -1, 0)
+        return _empty_result(x, out_shape, bias, activation)
     pad = tuple(g.locally_connected_padding_pair(L, k, s, padding) for L, k, s in zip(spatial, kernel_size, strides))
     fused, post = _split_activation(eng, activation)
     y = eng.locally_connected(
@@ -311,7 +308,7 @@ def upsampling_core(inputs, size, interpolation="nearest", data_format=None):
     c = _channels(x, data_format)
     out_shape = g.make_shape(x.shape[0], c, tuple(L * s for L, s in zip(spatial, size)), data_format)
     if x.size == 0:
-        return _empty_result(x, out_shape, None, None, data_format)
+        return _empty_result(x, out_shape)
     return eng.upsample(x, size=tuple(size), interpolation=interpolation,
                         channels_last=data_format == "channels_last")
 

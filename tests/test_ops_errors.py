@@ -550,3 +550,17 @@ def test_float16_accumulates_in_float32(backend_name, op_name):
         expected = reference_call().astype(np.float16)  # Inf only where the exact result overflows
     assert np.isfinite(expected).any()
     np.testing.assert_array_equal(host(call()), expected)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_zero_in_channels_locally_connected_gives_the_per_position_bias(data_format):
+    # checklist 14 for unshared weights: the bias is per output position, (*out, F)
+    bias = np.arange(-6.0, 6.0).reshape(2, 3, 2)  # out (2, 3), F = 2
+    x = np.ones((2, 3, 4, 0)) if data_format == "channels_last" else np.ones((2, 0, 3, 4))
+    y = host(ops.locally_connected_core(x, np.ones((6, 0, 2)), bias, kernel_size=(2, 2),
+                                        data_format=data_format, activation="relu"))
+    expected = np.maximum(bias, 0)
+    if data_format == "channels_first":
+        expected = np.moveaxis(expected, -1, 0)
+    np.testing.assert_array_equal(y, np.broadcast_to(expected, y.shape))
+    assert y.shape == ((2, 2, 3, 2) if data_format == "channels_last" else (2, 2, 2, 3))
