@@ -143,14 +143,14 @@ class Layer:
         return [w.numpy() for w in self._weights]
 
     def set_weights(self, weights):
-        weights = list(weights)
+        weights = [_backend.to_numpy(w) for w in weights]  # once: device arrays come to the host here
         if len(weights) != len(self._weights):
             raise ValueError(
                 f"You called `set_weights(weights)` on layer '{self.name}' with a weight list of length "
                 f"{len(weights)}, but the layer was expecting {len(self._weights)} weights."
             )
         for var, value in zip(self._weights, weights):
-            shape = tuple(np.shape(_backend.to_numpy(value)))
+            shape = tuple(value.shape)
             if shape != var.shape:
                 raise ValueError(
                     f"Layer {self.name} weight shape {var.shape} is not compatible with provided weight shape {shape}."
