@@ -86,18 +86,6 @@ def rng():
     return np.random.default_rng(20240531)
 
 
-@pytest.fixture(params=["numpy", pytest.param("cuda", marks=CUDA_MARKS)])
-def backend_name(request):
-    """Run the test under each backend; the previous selection is restored afterwards."""
-    previous = _backend.requested_backend()
-    gpuconv.set_backend(request.param)
-    try:
-        yield request.param
-    finally:
-        _backend.reset()
-        gpuconv.set_backend(previous)
-
-
 @pytest.fixture
 def restore_backend():
     """Put the backend selection back after a test that changes it (``gpuconv.set_backend``)."""
@@ -105,6 +93,13 @@ def restore_backend():
     yield
     _backend.reset()
     gpuconv.set_backend(previous)
+
+
+@pytest.fixture(params=["numpy", pytest.param("cuda", marks=CUDA_MARKS)])
+def backend_name(request, restore_backend):
+    """Run the test under each backend; the previous selection is restored afterwards."""
+    gpuconv.set_backend(request.param)
+    return request.param
 
 
 @pytest.fixture(scope="module")

@@ -163,9 +163,21 @@ def conv_transpose(inputs, kernel, bias=None, *, strides=1, padding="valid", out
     x = to_channels_last(inputs, data_format)
     w = np.asarray(kernel, dtype=np.float64)
     rank = w.ndim - 2
-    ksize = w.shape[:rank]
     strides, dilation = as_tuple(strides, rank), as_tuple(dilation_rate, rank)
     ops_ = (None,) * rank if output_padding is None else as_tuple(output_padding, rank)
+    geo = [transpose_geometry(L, k, s, d, padding, op)
+           for L, k, s, d, op in zip(x.shape[1:-1], w.shape[:rank], strides, dilation, ops_)]
+    y = transpose_scatter(x, w, strides, dilation, groups, [o for o, _ in geo], [crop for _, crop in geo])
+    return from_channels_last(add_bias(y, bias), data_format)
+
+
+@np.errstate(all="ignore")
+def transpose_scatter(x, w, strides, dilation, groups, out_spatial, crop):
+    """The transposed conv of a channels-last ``x`` for an explicit output size and left crop:
+    ``full[i*s + t*d] += W[t] @ x[i]`` (per group), then ``y[o] = full[o + crop]`` or 0 past its end."""
+    x, w = np.asarray(x, dtype=np.float64), np.asarray(w, dtype=np.float64)
+    rank = w.ndim - 2
+    ksize = w.shape[:rank]
     f_group = w.shape[-2]
     c_group = x.shape[-1] // groups
     in_spatial = x.shape[1:-1]
@@ -178,14 +190,12 @@ def conv_transpose(inputs, kernel, bias=None, *, strides=1, padding="valid", out
                 cs = slice(g * c_group, (g + 1) * c_group)
                 fs = slice(g * f_group, (g + 1) * f_group)
                 full[at(dst, fs)] += matvec(x[at(i, cs)], w[t][:, cs].T)
-    geo = [transpose_geometry(L, k, s, d, padding, op)
-           for L, k, s, d, op in zip(in_spatial, ksize, strides, dilation, ops_)]
-    y = np.zeros((x.shape[0], *[o for o, _ in geo], f_group * groups))
-    for o in positions(y.shape[1:-1]):
-        src = [oi + crop for oi, (_, crop) in zip(o, geo)]
+    y = np.zeros((x.shape[0], *out_spatial, f_group * groups))
+    for o in positions(out_spatial):
+        src = [oi + c for oi, c in zip(o, crop)]
         if all(si < n for si, n in zip(src, full_spatial)):
             y[at(o)] = full[at(src)]
-    return from_channels_last(add_bias(y, bias), data_format)
+    return y
 
 
 @np.errstate(all="ignore")

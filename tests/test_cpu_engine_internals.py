@@ -1,5 +1,5 @@
 """Internals of the NumPy engine (gpuconv.cpu): chunking under the memory budget, scratch reuse,
-float16 accumulation, the transposed-conv gather, IEEE special values at padded taps, input
+float16 accumulation, the transposed-conv scatter, IEEE special values at padded taps, input
 strides and immutability, depthwise routing, fused activations.
 
 The full oracle suite (every op against tests/reference.py) lives elsewhere; the tests here call
@@ -16,57 +16,21 @@ import pytest
 import gpuconv.cpu as eng
 from gpuconv.cpu import memory
 
-# --------------------------------------------------------------------------------------------
-# Tiny independent references (channels_last, float64, nested loops over positions and taps)
-# --------------------------------------------------------------------------------------------
-def _grid(shape):
-    return itertools.product(*(range(n) for n in shape))
+import reference as ref
 
 
+# --------------------------------------------------------------------------------------------
+# The loop reference (tests/reference.py) called with explicit resolved geometry
+# --------------------------------------------------------------------------------------------
 def loop_conv(x, w, strides, padding, dilation):
-    """Grouped cross-correlation on the zero-padded input; groups = C // w.shape[-2]."""
-    x = np.pad(x.astype(np.float64), [(0, 0), *padding, (0, 0)])
-    w = w.astype(np.float64)
-    rank = x.ndim - 2
-    ksize = w.shape[:rank]
-    c_group, filters = w.shape[-2:]
-    groups = x.shape[-1] // c_group
-    f_group = filters // groups
-    out_sp = [(x.shape[1 + i] - (ksize[i] - 1) * dilation[i] - 1) // strides[i] + 1 for i in range(rank)]
-    y = np.zeros((x.shape[0], *out_sp, filters))
-    for o in _grid(out_sp):
-        for t in _grid(ksize):
-            src = tuple(o[i] * strides[i] + t[i] * dilation[i] for i in range(rank))
-            for g in range(groups):
-                xs = x[(slice(None), *src, slice(g * c_group, (g + 1) * c_group))]
-                ws = w[t][:, g * f_group:(g + 1) * f_group]
-                y[(slice(None), *o, slice(g * f_group, (g + 1) * f_group))] += (xs[:, :, None] * ws).sum(1)
-    return y
+    """Grouped cross-correlation of channels-last ``x`` zero-padded by the ``(before, after)``
+    pairs ``padding``; groups = C // w.shape[-2]. float64."""
+    return ref.conv(np.pad(x, [(0, 0), *padding, (0, 0)]), w, strides=strides, dilation_rate=dilation)
 
 
 def loop_conv_transpose(x, w, strides, dilation, out_sp, crop, groups):
     """Scatter ``full[i*s + t*d] += W[t] @ x[i]`` then ``y[o] = full[o + crop]`` (0 past its end)."""
-    x, w = x.astype(np.float64), w.astype(np.float64)
-    rank = x.ndim - 2
-    ksize = w.shape[:rank]
-    f_group, c_in = w.shape[-2:]
-    c_group = c_in // groups
-    in_sp = x.shape[1:-1]
-    full_sp = [(in_sp[i] - 1) * strides[i] + (ksize[i] - 1) * dilation[i] + 1 for i in range(rank)]
-    full = np.zeros((x.shape[0], *full_sp, f_group * groups))
-    for i in _grid(in_sp):
-        for t in _grid(ksize):
-            dst = tuple(i[j] * strides[j] + t[j] * dilation[j] for j in range(rank))
-            for g in range(groups):
-                xs = x[(slice(None), *i, slice(g * c_group, (g + 1) * c_group))]
-                ws = w[t][:, g * c_group:(g + 1) * c_group]  # (Fg, Cg)
-                full[(slice(None), *dst, slice(g * f_group, (g + 1) * f_group))] += (xs[:, None, :] * ws).sum(-1)
-    y = np.zeros((x.shape[0], *out_sp, f_group * groups))
-    for o in _grid(out_sp):
-        src = tuple(o[j] + crop[j] for j in range(rank))
-        if all(src[j] < full_sp[j] for j in range(rank)):
-            y[(slice(None), *o)] = full[(slice(None), *src)]
-    return y
+    return ref.transpose_scatter(x, w, strides, dilation, groups, out_sp, crop)
 
 
 def to_first(a):
@@ -81,11 +45,6 @@ def conv_call(x, w, strides, padding, dilation, channels_last=True, bias=None, a
     groups = (x.shape[-1] if channels_last else x.shape[1]) // w.shape[-2]
     return eng.conv(x, w, bias, strides=strides, padding=padding, dilation=dilation, groups=groups,
                     channels_last=channels_last, activation=activation)
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)
 
 
 def force_threads(monkeypatch, threads):
@@ -140,7 +99,6 @@ def test_scratch_is_a_view_when_possible_and_reused_otherwise():
     np.testing.assert_array_equal(second, t[:2].reshape(4, 4))
 
 
-
 @pytest.mark.parametrize("limit,threaded", [(10**9, False), (0, True)])
 def test_small_gathers_stay_on_the_calling_thread(monkeypatch, limit, threaded):
     """Below GATHER_PARALLEL_BYTES the im2col copy is not handed to the pool (whose threads would
@@ -156,6 +114,7 @@ def test_small_gathers_stay_on_the_calling_thread(monkeypatch, limit, threaded):
     got = memory.Scratch(np.float64).gather(t, (24, 10))
     np.testing.assert_array_equal(got, t.reshape(24, 10))
     assert bool(calls) == threaded
+
 
 # --------------------------------------------------------------------------------------------
 # Chunked results equal whole results
@@ -371,7 +330,7 @@ def test_max_pool_propagates_nan(strides):
 
 
 # --------------------------------------------------------------------------------------------
-# The transposed conv gather: crop rule, untouched cells, groups, both layouts, ranks
+# The transposed conv scatter: crop rule, untouched cells, groups, both layouts, ranks
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("rank,strides,dilation,ksize,in_sp,out_sp,crop,groups", [
     (1, (3,), (1,), (2,), (4,), (12,), (0,), 1),        # s > k: gaps no tap reaches stay 0

@@ -169,12 +169,9 @@ def test_kernel_larger_than_input_and_exact_fit(backend_name, rng, op_name, k, d
 
     def call(length):
         x = random_array(rng, (2, length, 3))
-        if op_name == "conv":
-            arrays = [random_array(rng, (k, 3, 2))]
-        elif op_name == "depthwise_conv":
-            arrays = [random_array(rng, (k, 3, 2))]
-        else:
-            arrays = [random_array(rng, (k, 3, 2)), random_array(rng, (1, 6, 2))]
+        arrays = [random_array(rng, (k, 3, 2))]  # conv: (k, C, F); depthwise: (k, C, dm)
+        if op_name == "separable_conv":
+            arrays.append(random_array(rng, (1, 6, 2)))
         return x, arrays, getattr(ops, op_name)(x, *arrays, dilation_rate=d)
 
     with pytest.raises(ValueError, match="Computed output size would be zero or negative"):

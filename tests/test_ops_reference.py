@@ -400,12 +400,8 @@ def test_grid_sizes_are_what_we_think():
 # a tiny budget forces one row of one item per chunk, a middling one mixes both cuts.
 # --------------------------------------------------------------------------------------------
 @pytest.fixture
-def numpy_backend():
-    previous = gpuconv.backend.requested_backend()
+def numpy_backend(restore_backend):
     gpuconv.set_backend("numpy")
-    yield
-    gpuconv.backend.reset()
-    gpuconv.set_backend(previous)
 
 
 @pytest.mark.parametrize("budget", [1, 300, 5000])

@@ -32,7 +32,7 @@ Implementation map (one idea per module): ``_windows`` (padding, sliding-window 
 ``memory`` (the scratch budget ``MEMORY_BUDGET_BYTES``, batch/row chunking, the reused column
 buffer), ``_parallel`` (disjoint pieces of memory-bound work on ``NUM_THREADS`` threads),
 ``_epilogue`` (bias, fused activation, cast), ``_quiet`` (IEEE results without NumPy warnings),
-``convolution`` (im2col + GEMM), ``transposed`` (GEMM + per-tap strided gather), ``depthwise``
+``convolution`` (im2col + GEMM), ``transposed`` (GEMM + per-tap strided scatter-add), ``depthwise``
 (depthwise and separable), ``pooling``, ``unshared`` (locally connected), ``upsampling``.
 Module names differ from the function names so ``gpuconv.cpu.conv`` is always the function.
 """

@@ -51,7 +51,7 @@ def _executor():
 
 def run(fn, pieces):
     """Call ``fn(piece)`` for every piece; in parallel when there are several pieces and threads.
-    Exceptions propagate (the first one raised, after every piece has finished)."""
+    Exceptions propagate (the earliest failing piece's, after every piece has finished)."""
     pieces = list(pieces)
     if NUM_THREADS <= 1 or len(pieces) <= 1 or threading.current_thread().name.startswith("gpuconv-cpu"):
         for p in pieces:
@@ -97,8 +97,3 @@ def slabs(shape, nbytes):
 def copy(dst, src):
     """``dst[...] = src`` (casting, any strides) with the slabs copied on the threads."""
     run(lambda idx: np.copyto(dst[idx], src[idx], casting="unsafe"), slabs(dst.shape, dst.nbytes + src.nbytes))
-
-
-def apply(fn, y):
-    """``fn(slab)`` for disjoint slabs of ``y`` (an in-place element-wise update), on the threads."""
-    run(lambda idx: fn(y[idx]), slabs(y.shape, 2 * y.nbytes))

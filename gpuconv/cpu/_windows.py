@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..geometry import conv_output_length
 from . import _parallel
 
 
@@ -21,14 +22,15 @@ def spatial_axes(rank, channels_last):
     return tuple(range(1, rank + 1)) if channels_last else tuple(range(2, rank + 2))
 
 
-def padded(x, padding, axes, dtype, fill=0):
+def padded(x, padding, axes, dtype, fill=0, contiguous=False):
     """``x`` in ``dtype`` with ``padding[i]`` = (before, after) cells of ``fill`` on ``axes[i]``.
 
-    Returns ``x`` itself (any strides) when there is nothing to pad or cast, so callers must treat
-    the result as read-only. Otherwise the result is a fresh C-contiguous buffer.
+    Returns ``x`` itself when there is nothing to pad or cast (any strides, unless ``contiguous``
+    asks for a C-contiguous result), so callers must treat the result as read-only. Otherwise the
+    result is a fresh C-contiguous buffer.
     """
     dtype = np.dtype(dtype)
-    if x.dtype == dtype and all(b == 0 and a == 0 for b, a in padding):
+    if x.dtype == dtype and all(b == 0 and a == 0 for b, a in padding) and (x.flags.c_contiguous or not contiguous):
         return x
     shape = list(x.shape)
     interior = [slice(None)] * x.ndim
@@ -42,7 +44,7 @@ def padded(x, padding, axes, dtype, fill=0):
 
 def output_length(length, k, s, d):
     """Length of a 'valid' correlation over an already padded axis."""
-    return (length - ((k - 1) * d + 1)) // s + 1
+    return conv_output_length(length, k, s, d, "valid")
 
 
 def windows(xp, axes, kernel_size, strides, dilation):

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from . import _parallel, memory
+from . import memory
 from ._epilogue import channel_bias_shape, finish
 from ._windows import compute_dtype, output_length, padded, reshape_view, spatial_axes, windows
 from .depthwise import depthwise_accumulate
@@ -80,11 +80,7 @@ def _group_major_padded(x, padding, axes, dtype, groups):
     if groups == 1:
         return padded(x, padding, axes, dtype)[None]
     xv = np.moveaxis(x.reshape(x.shape[:-1] + (groups, x.shape[-1] // groups)), -2, 0)
-    xs = padded(xv, padding, tuple(a + 1 for a in axes), dtype)
-    if xs is xv:  # nothing to pad or cast: ``padded`` handed back the strided view itself
-        xs = np.empty(xv.shape, dtype)
-        _parallel.copy(xs, xv)
-    return xs
+    return padded(xv, padding, tuple(a + 1 for a in axes), dtype, contiguous=True)
 
 
 def _conv_view(xs, w, src_axes, strides, dilation, groups, channels_last):

@@ -60,9 +60,10 @@ def depthwise_accumulate(x, kernel, *, strides, padding, dilation, channels_last
         return _relayout(y, channels_last, result_channels_last)
     if not channels_last:
         x = np.moveaxis(x, 1, -1)  # a view; ``padded`` below makes the channels_last copy
-    xp = padded(x, padding, spatial_axes(rank, True), ctype)
+    # The flat-row view needs C-contiguous rows; the phases copy their own.
+    xp = padded(x, padding, spatial_axes(rank, True), ctype, contiguous=strides[-1] == 1)
     if strides[-1] == 1:
-        y = _flat_row_einsum(np.ascontiguousarray(xp), kernel, strides, dilation)
+        y = _flat_row_einsum(xp, kernel, strides, dilation)
     else:
         y = _phases(xp, kernel, strides, dilation)
     return _relayout(y, True, result_channels_last)

@@ -1,4 +1,4 @@
-"""Transposed convolution: the adjoint of ``conv``, as one GEMM plus a per-tap strided gather.
+"""Transposed convolution: the adjoint of ``conv``, as one GEMM plus a per-tap strided scatter-add.
 
 For every input position the GEMM computes all taps at once, ``cols[i, t] = W[t] @ x[i]``
 (``(*I, *k, F)`` per group); then, tap by tap, ``cols[:, t]`` is added into the output cells
@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ..geometry import effective_kernel
 from . import _parallel, memory
 from ._epilogue import channel_bias_shape, finish
 from ._windows import compute_dtype, taps
@@ -30,7 +31,7 @@ def conv_transpose(x, kernel, bias, *, strides, dilation, groups, out_spatial, c
     # With k_eff <= s no two taps reach the same output cell, so each tap is assigned, not added;
     # with k == s (d == 1) and O + crop inside the full length every cell is reached once, so
     # the output needs no zero fill either.
-    disjoint = all((k - 1) * d + 1 <= s for k, s, d in zip(ksize, strides, dilation))
+    disjoint = all(effective_kernel(k, d) <= s for k, s, d in zip(ksize, strides, dilation))
     covered = all(k == s and d == 1 and o + c <= (i - 1) * s + k
                   for k, s, d, o, c, i in zip(ksize, strides, dilation, out_sp, crop, in_sp))
     alloc = np.empty if covered else np.zeros

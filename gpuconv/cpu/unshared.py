@@ -18,11 +18,10 @@ def locally_connected(x, kernel, bias, *, kernel_size, strides, padding, out_spa
     ctype = compute_dtype(x.dtype)
     axes = spatial_axes(rank, channels_last)
     xp = padded(x, padding, axes, ctype)
+    # Keras 2's 'valid' length ceil((L-k+1)/s) is the window count; 'same' was padded to it. So
+    # the window view has exactly ``out_spatial`` positions.
     view = windows(xp, axes, kernel_size, strides, (1,) * rank)
-    # Keras 2's 'valid' length ceil((L-k+1)/s) equals the window count; 'same' was padded to it.
     out_sp = tuple(out_spatial)
-    view = view[(slice(None),) + tuple(slice(0, o) for o in out_sp) + (Ellipsis,)] if channels_last else \
-        view[(slice(None), slice(None)) + tuple(slice(0, o) for o in out_sp) + (Ellipsis,)]
     n = x.shape[0]
     positions = math.prod(out_sp)
     taps = math.prod(kernel_size)
@@ -42,9 +41,8 @@ def locally_connected(x, kernel, bias, *, kernel_size, strides, padding, out_spa
         ps = slice(rs.start * row_positions, rs.stop * row_positions)
         cols = piece.reshape(piece.shape[0], -1, patch).transpose(1, 0, 2)  # (P_chunk, nb, K*C)
         np.matmul(cols, w[ps], out=out[ps, bs])
-    out = out.transpose(1, 0, 2).reshape((n,) + out_sp + (filters,))
-    if not channels_last:
-        out = np.moveaxis(out, -1, 1)
-    out = np.ascontiguousarray(out)
+    # (P, N, F) viewed as (*O, N, F), put in the output layout in one copy
+    out = out.reshape(out_sp + (n, filters))
+    out = np.ascontiguousarray(np.moveaxis(out, (rank, rank + 1), (0, -1) if channels_last else (0, 1)))
     bias_b = None if bias is None else (bias if channels_last else np.moveaxis(np.asarray(bias), -1, 0))
     return finish(out, bias_b, activation, x.dtype)
