@@ -188,6 +188,15 @@ def conv_padding(spatial, kernel_size, strides, dilation_rate, padding):
     )
 
 
+def padded_output_spatial(spatial, kernel_size, strides, padding_pairs, dilation_rate):
+    """Output extents of a window op over ``spatial`` with explicit ``(before, after)`` zero
+    padding: a 'valid' window over the padded length (what the engines receive)."""
+    return tuple(
+        conv_output_length(L + p0 + p1, k, s, d, "valid")
+        for L, k, s, (p0, p1), d in zip(spatial, kernel_size, strides, padding_pairs, dilation_rate)
+    )
+
+
 def conv_output_spatial(spatial, kernel_size, strides, dilation_rate, padding):
     return tuple(
         conv_output_length(L, k, s, d, padding)

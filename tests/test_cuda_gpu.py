@@ -4,7 +4,6 @@ Skipped with the probe's reason where CUDA is absent (marker ``gpu``; the > 2**3
 is also marked ``large``). The oracle is ``gpuconv.cpu`` called directly on float64 copies of the
 (already rounded) inputs; tolerances are DESIGN.md's relative L2 per input dtype.
 """
-import os
 import threading
 
 import numpy as np

@@ -1,7 +1,6 @@
 """GPU tests of the memory-bound CUDA ops (depthwise, separable, pooling, upsampling, locally
 connected) against the NumPy engine on float64 copies of the same inputs. Skipped with the
 probe's reason where CUDA is absent."""
-import itertools
 
 import numpy as np
 import pytest

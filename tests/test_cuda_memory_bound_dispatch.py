@@ -4,6 +4,7 @@ registered (so CI-compiled) instantiation."""
 import numpy as np
 import pytest
 
+from gpuconv import geometry as g
 from gpuconv.cuda import compiler, epilogue
 from gpuconv.cuda import depthwise, locally_connected, pooling, separable, upsample
 from gpuconv.cuda import memory_bound as mb
@@ -29,8 +30,8 @@ def test_pads_and_out_spatial_use_before_pads():
     assert mb.pads3d(((1, 2),)) == (0, 0, 1)
     assert mb.pads3d(((1, 2), (0, 1))) == (0, 1, 0)
     # (L + before + after - k_eff) // s + 1
-    assert mb.conv_out_spatial((10,), (3,), (2,), ((1, 1),), (1,)) == (5,)
-    assert mb.conv_out_spatial((7, 7), (3, 3), (1, 1), ((2, 2), (0, 0)), (2, 2)) == (7, 3)
+    assert g.padded_output_spatial((10,), (3,), (2,), ((1, 1),), (1,)) == (5,)
+    assert g.padded_output_spatial((7, 7), (3, 3), (1, 1), ((2, 2), (0, 0)), (2, 2)) == (7, 3)
 
 
 @pytest.mark.parametrize("dtype, v", [(F32, 4), (F16, 8), (F64, 2)])
@@ -53,12 +54,11 @@ def test_vector_width_fallbacks(channels, cl, ptrs, expect):
 # Depthwise: specialisation, tile, fallback
 # ---------------------------------------------------------------------------------------------
 def _dw_plan(x_shape, k, strides, dilation, cl=True, dtype=F32, dm=1, index=None, pads=None):
-    rank = len(k)
     n = x_shape[0]
     c = x_shape[-1] if cl else x_shape[1]
     spatial = x_shape[1:-1] if cl else x_shape[2:]
     pads = pads or tuple(((kk - 1) * d // 2, (kk - 1) * d - (kk - 1) * d // 2) for kk, d in zip(k, dilation))
-    out = mb.conv_out_spatial(spatial, k, strides, pads, dilation)
+    out = g.padded_output_spatial(spatial, k, strides, pads, dilation)
     out_shape = mb.make_shape(n, c * dm, out, cl)
     return depthwise.plan_depthwise(x_shape, (*k, c, dm), dtype, strides, pads, dilation, cl, out_shape,
                                     pointers=(0,), index=index)
@@ -289,7 +289,7 @@ def test_depthwise_marshalling(captured, cl, k, s, d, spatial):
     pads = tuple(((kk - 1) * dd // 2, (kk - 1) * dd // 2) for kk, dd in zip(k, d))
     y = depthwise.depthwise_conv(x, w, np.zeros(16, np.float32), strides=s, padding=pads, dilation=d,
                                  channels_last=cl, activation="gelu")
-    assert y.shape == mb.make_shape(2, 16, mb.conv_out_spatial(spatial, k, s, pads, d), cl)
+    assert y.shape == mb.make_shape(2, 16, g.padded_output_spatial(spatial, k, s, pads, d), cl)
     _assert_calls_match(captured)
     # gelu is fused into the depthwise kernel's epilogue: one launch, the activation code as `act`.
     assert [_template(c[0][1]) for c in captured] in (["depthwise_tile"], ["depthwise_direct"])

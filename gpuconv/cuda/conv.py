@@ -26,14 +26,11 @@ compiler.register(KERNEL_FILE, instantiations())
 
 def conv_geometry(x_shape, kernel_shape, strides, padding, dilation, groups, channels_last):
     """(ConvGeometry, 3-D kernel size, strides, dilation, leading pads) for a forward conv."""
-    from ..geometry import effective_kernel
+    from ..geometry import padded_output_spatial
 
     rank = len(kernel_shape) - 2
     spatial = tensors.spatial_of(x_shape, channels_last)
-    out = tuple(
-        (L + p0 + p1 - effective_kernel(k, d)) // s + 1
-        for L, (p0, p1), k, s, d in zip(spatial, padding, kernel_shape[:rank], strides, dilation)
-    )
+    out = padded_output_spatial(spatial, kernel_shape[:rank], strides, padding, dilation)
     geo = algorithms.ConvGeometry(
         batch=int(x_shape[0]), in_channels=int(tensors.channels_of(x_shape, channels_last)),
         out_channels=int(kernel_shape[-1]), groups=int(groups),

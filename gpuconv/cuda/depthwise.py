@@ -13,6 +13,7 @@ import dataclasses
 
 import numpy as np
 
+from .. import geometry as g
 from . import compiler
 from . import memory_bound as mb
 from .tensors import KERNEL_DTYPES
@@ -152,7 +153,7 @@ def depthwise_conv(x, kernel, bias, *, strides, padding, dilation, channels_last
     rank = kernel.ndim - 2
     dm = int(kernel.shape[-1])
     n, channels, in3 = mb.view5(x.shape, channels_last)
-    out_spatial = mb.conv_out_spatial(in3[3 - rank:], kernel.shape[:rank], strides, padding, dilation)
+    out_spatial = g.padded_output_spatial(in3[3 - rank:], kernel.shape[:rank], strides, padding, dilation)
     out_shape = mb.make_shape(n, channels * dm, out_spatial, channels_last)
     y = cupy.empty(out_shape, dtype=x.dtype)
     # (*k, C, dm) -> (*k, dm, C): one multiplier's channels contiguous.

@@ -10,7 +10,6 @@ Every kernel epilogue applies these in registers: the dense kernels through
 ``gc::activate_dispatch``, the memory-bound ones (depthwise, separable, locally connected) through
 ``gc::activate_inline``; both are call-free switches over ``gc::activate`` (common.cuh).
 """
-import numpy as np
 
 ACTIVATION_CODES = {
     "linear": 0,

@@ -41,16 +41,9 @@ def pads3d(padding):
     return as3d([int(p[0]) for p in padding], 0)
 
 
-def conv_out_spatial(spatial, kernel_size, strides, padding, dilation):
-    """Output extents of a window op with explicit ``(before, after)`` padding pairs."""
-    return tuple(
-        (int(n) + int(p[0]) + int(p[1]) - g.effective_kernel(int(k), int(d))) // int(st) + 1
-        for n, k, st, p, d in zip(spatial, kernel_size, strides, padding, dilation)
-    )
-
-
 def make_shape(n, channels, spatial, channels_last):
-    return (n, *spatial, channels) if channels_last else (n, channels, *spatial)
+    """geometry.make_shape for the engines' boolean layout flag."""
+    return g.make_shape(n, channels, spatial, "channels_last" if channels_last else "channels_first")
 
 
 def full_vector_width(dtype):

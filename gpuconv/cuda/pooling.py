@@ -5,6 +5,7 @@ for the semantics (padded cells ignored by max, not counted by average; NaN prop
 """
 import numpy as np
 
+from .. import geometry as g
 from . import compiler
 from . import memory_bound as mb
 
@@ -40,7 +41,7 @@ def pool(x, *, mode, pool_size, strides, padding, channels_last):
 
     n, channels, in3 = mb.view5(x.shape, channels_last)
     rank = len(pool_size)
-    out_spatial = mb.conv_out_spatial(in3[3 - rank:], pool_size, strides, padding, (1,) * rank)
+    out_spatial = g.padded_output_spatial(in3[3 - rank:], pool_size, strides, padding, (1,) * rank)
     y = cupy.empty(mb.make_shape(n, channels, out_spatial, channels_last), dtype=x.dtype)
     name, vec, width = plan_pool(x.shape, y.shape, x.dtype, mode, channels_last,
                                  pointers=(mb.pointer(x), mb.pointer(y)), index=mb.index_width(x, y, dtype=x.dtype))

@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 
+from .. import geometry as g
 from . import compiler
 from . import memory_bound as mb
 from .tensors import KERNEL_DTYPES
@@ -77,7 +78,7 @@ def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padd
     filters = int(pointwise_kernel.shape[-1])
     n, channels, in3 = mb.view5(x.shape, channels_last)
     ksize = depthwise_kernel.shape[:rank]
-    out_spatial = mb.conv_out_spatial(in3[3 - rank:], ksize, strides, padding, dilation)
+    out_spatial = g.padded_output_spatial(in3[3 - rank:], ksize, strides, padding, dilation)
     y = cupy.empty(mb.make_shape(n, filters, out_spatial, channels_last), dtype=x.dtype)
     mid = channels * dm
     pw = cupy.ascontiguousarray(pointwise_kernel.reshape(mid, filters))
