@@ -11,6 +11,7 @@ import numpy as np
 from . import backend as _backend
 from .layers.base_layer import Layer
 from .layers.core import InputLayer, SymbolicTensor
+from .serialization import serialize_object
 
 __all__ = ["Sequential"]
 
@@ -288,8 +289,7 @@ class Sequential(Layer):
 
     @staticmethod
     def _layer_entry(layer, input_shape):
-        entry = {"module": _LAYERS_MODULE, "class_name": type(layer).__name__, "config": layer.get_config(),
-                 "registered_name": None}
+        entry = serialize_object(layer, _LAYERS_MODULE)
         if input_shape is not None and not getattr(layer, "_built_at_init", False):
             entry["build_config"] = {"input_shape": input_shape}
         return entry

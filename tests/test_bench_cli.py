@@ -210,3 +210,13 @@ def test_single_layer_from_flags_runs(capsys):
     assert status == 0, out
     line = next(line for line in out.splitlines() if line.startswith("custom "))
     assert " PASS " in line and "2x9x9 4->6 k3 s2 same" in line
+
+
+@pytest.mark.parametrize("padding", ["VALID", "Same"])
+def test_padding_flag_is_case_insensitive_as_keras(padding, capsys):
+    # Keras lowercases padding; an upper-case flag once reached Row's geometry as-is ("VALID" took
+    # the 'same' formula) and crashed the dry run with a shape mismatch.
+    status = main(ONE_ROW + ["--op", "conv2d", "--in", "2", "--size", "9", "--padding", padding, "--list"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert f"1x9x9 2->2 k3 {padding.lower()}" in out

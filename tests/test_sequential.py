@@ -202,6 +202,20 @@ def test_config_round_trip(rng):
         Sequential.from_config({"name": "m", "layers": [{"class_name": "Nope", "config": {}}]})
 
 
+def test_weightless_layers_built_at_construction_get_no_build_config():
+    # Keras 3.15 builds pooling (windowed and global), Dropout and Activation in __init__ and
+    # writes no build_config for them; layers built by a call (ZeroPadding2D, Conv2D, Dense) get one.
+    model = Sequential([
+        layers.Input((8, 8, 3)), layers.ZeroPadding2D(1), layers.Conv2D(2, 3), layers.MaxPooling2D(2),
+        layers.GlobalAveragePooling2D(), layers.Dropout(0.5), layers.Dense(2), layers.Activation("relu"),
+    ])
+    has_build_config = {e["class_name"]: "build_config" in e for e in model.get_config()["layers"][1:]}
+    assert has_build_config == {
+        "ZeroPadding2D": True, "Conv2D": True, "MaxPooling2D": False, "GlobalAveragePooling2D": False,
+        "Dropout": False, "Dense": True, "Activation": False,
+    }
+
+
 def test_configs_cross_between_keras_and_gpuconv(keras, rng):
     theirs = keras.Sequential([keras.Input((6, 5)), keras.layers.Flatten(), keras.layers.Dense(4, activation="gelu"),
                                keras.layers.Dropout(0.2), keras.layers.Activation("softmax")])

@@ -150,11 +150,11 @@ def row_from_flags(args):
     if args.out_channels is not None:
         out = args.out_channels
     elif op == "depthwise":
-        out = args.in_channels * dm if isinstance(dm, int) else args.in_channels
+        out = args.in_channels * dm
     else:
         out = args.in_channels
     return Row("custom", f"--op {args.op} from flags", op, args.batch, args.in_channels, out, spatial, k, s,
-               args.padding, d, args.groups, dm, args.bias, args.activation)
+               args.padding.lower(), d, args.groups, dm, args.bias, args.activation)
 
 
 def flag_error(row, error):

@@ -10,11 +10,9 @@ import numpy as np
 
 
 def _fan_in(name, shape):
-    if name == "bias":
-        return 1
     if name in ("kernel", "depthwise_kernel", "pointwise_kernel"):
         return max(math.prod(shape[:-1]), 1)
-    return 1
+    return 1  # the bias
 
 
 def make_inputs(row, dtype, data_format, rng, batch=None):

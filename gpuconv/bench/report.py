@@ -101,6 +101,10 @@ def render_header(suite_name, n_rows, settings, env, ceilings, comparison_label,
     s = settings
     where = env["gpu"] if env["backend"] == "cuda" else f"{env['cpu']} ({env['cpu_threads']} threads)"
     c32, c16 = ceilings.for_dtype("float32"), ceilings.for_dtype("float16")
+    if env["backend"] == "cuda":
+        clock = ", CUDA events, L2 flushed between repeats"
+    else:  # the runner times gpuconv and the comparison in alternating blocks (time_cpu_blocks)
+        clock = ", perf_counter" + (", each library in its own alternating blocks" if comparison_label else "")
     lines = [
         f"gpuconv-bench {env['gpuconv']}: {suite_name} ({n_rows} rows), {s.dtype}, {s.data_format}, "
         f"backend {env['backend']} on {where}",
@@ -108,7 +112,7 @@ def render_header(suite_name, n_rows, settings, env, ceilings, comparison_label,
         f"CUDA-core {c16.simt_flops / 1e12:.3g} TFLOP/s, memory {ceilings.bandwidth / 1e9:.4g} GB/s "
         f"[{ceilings.source}]",
         f"timing: median of {s.repeat} after {s.warmup} warm-up"
-        + (", CUDA events, L2 flushed between repeats" if env["backend"] == "cuda" else ", perf_counter")
+        + clock
         + ((", CUDA-graph replay" if env["backend"] == "cuda" else " (--cuda-graph ignored on the CPU)")
            if s.cuda_graph else "")
         + f"; every row checked against the float64 oracle first (seed {s.seed})",

@@ -197,7 +197,7 @@ def _padding_plan(spatial, pairs, ksize, strides, dilation, out_spatial):
     for L, (b, a), k, s, d, o in zip(spatial, pairs, ksize, strides, dilation, out_spatial):
         p = max(b, a)
         offset = p - b
-        torch_len = (L + 2 * p - g.effective_kernel(k, d)) // s + 1
+        torch_len = g.conv_output_length(L + 2 * p, k, s, d, "valid")
         start = offset // s
         if offset % s or torch_len < start + o:
             return (0,) * len(spatial), None, pairs
@@ -210,7 +210,7 @@ def _transpose_plan(spatial, ksize, strides, dilation, padding, out_spatial):
     """``(padding, output_padding, slices)`` reproducing Keras' crop of the full scatter."""
     pads, out_pads, slices, native = [], [], [], True
     for L, k, s, d, o in zip(spatial, ksize, strides, dilation, out_spatial):
-        full = (L - 1) * s + g.effective_kernel(k, d)
+        full = g.conv_transpose_output_length(L, k, s, d, "valid", 0)  # the uncropped scatter
         crop = g.conv_transpose_crop(L, k, s, d, o)
         extra = o - (full - 2 * crop)
         if full - crop < o:

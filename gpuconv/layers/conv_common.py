@@ -16,11 +16,6 @@ from .. import geometry as g
 from .base_layer import InputSpec, Layer
 
 
-def serialize_or_none(module, obj):
-    """``module.serialize(obj)``, with None kept as None (Keras configs hold None there)."""
-    return None if obj is None else module.serialize(obj)
-
-
 def split_activation(fn):
     """``(name, after)`` for a resolved activation callable.
 
@@ -102,11 +97,10 @@ class ConvFamilyLayer(Layer):
     _config_keys = ()
 
     # ---- construction helpers ----------------------------------------------------------------
-    def _set_geometry(self, rank, kernel_size, strides, dilation_rate, padding, allow_causal=False,
-                      strides_allow_zero=False):
+    def _set_geometry(self, rank, kernel_size, strides, dilation_rate, padding, allow_causal=False):
         self.rank = rank
         self.kernel_size = g.standardize_tuple(kernel_size, rank, "kernel_size")
-        self.strides = g.standardize_tuple(strides, rank, "strides", allow_zero=strides_allow_zero)
+        self.strides = g.standardize_tuple(strides, rank, "strides")
         if dilation_rate is not None:
             self.dilation_rate = g.standardize_tuple(dilation_rate, rank, "dilation_rate")
         self.padding = g.standardize_padding(padding, allow_causal=allow_causal)
@@ -201,10 +195,10 @@ class ConvFamilyLayer(Layer):
         config.update({"activation": activations.serialize(self.activation), "use_bias": self.use_bias})
 
         def serialized(kind, module):
-            return {f"{r}_{kind}": serialize_or_none(module, getattr(self, f"{r}_{kind}")) for r in self._weight_roles}
+            return {f"{r}_{kind}": module.serialize(getattr(self, f"{r}_{kind}")) for r in self._weight_roles}
 
         config.update(serialized("initializer", initializers))
         config.update(serialized("regularizer", regularizers))
-        config["activity_regularizer"] = serialize_or_none(regularizers, self.activity_regularizer)
+        config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         config.update(serialized("constraint", constraints))
         return config

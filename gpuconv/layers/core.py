@@ -40,10 +40,6 @@ def _standardize_shape(shape):
     return tuple(out)
 
 
-def _serialize_or_none(module, obj):
-    return None if obj is None else module.serialize(obj)
-
-
 # --------------------------------------------------------------------------------------------
 # Input
 # --------------------------------------------------------------------------------------------
@@ -218,12 +214,12 @@ class Dense(Layer):
             "units": self.units,
             "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
-            "kernel_initializer": _serialize_or_none(initializers, self.kernel_initializer),
-            "bias_initializer": _serialize_or_none(initializers, self.bias_initializer),
-            "kernel_regularizer": _serialize_or_none(regularizers, self.kernel_regularizer),
-            "bias_regularizer": _serialize_or_none(regularizers, self.bias_regularizer),
-            "kernel_constraint": _serialize_or_none(constraints, self.kernel_constraint),
-            "bias_constraint": _serialize_or_none(constraints, self.bias_constraint),
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
             "quantization_config": None,
         }
 

@@ -98,7 +98,7 @@ class BaseGlobalPooling(Layer):
         self.data_format = g.standardize_data_format(data_format)
         self.keepdims = keepdims
         self.input_spec = InputSpec(ndim=rank + 2)
-        self.built = True
+        self._build_at_init()
 
     @property
     def _spatial_axes(self):
