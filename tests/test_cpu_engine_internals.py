@@ -7,6 +7,8 @@ the engine functions directly, with explicit resolved geometry, and check proper
 the engine computes.
 """
 import itertools
+import os
+import threading
 import tracemalloc
 import warnings
 
@@ -422,6 +424,43 @@ def test_depthwise_threaded_pieces_cover_the_whole_output(rng, monkeypatch, thre
             np.testing.assert_allclose(got, want[:got.shape[0]], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("block_bytes,tiled_row", [(1, 8192), (600, 7), (1 << 30, 1)])
+@pytest.mark.parametrize("rank,strides,dilation,padding", [
+    (1, (1,), (1,), ((2, 1),)),
+    (1, (2,), (1,), ((0, 2),)),
+    (1, (1,), (3,), ((4, 2),)),
+    (2, (1, 1), (1, 1), ((1, 1), (0, 2))),
+    (2, (2, 2), (1, 1), ((2, 1), (1, 1))),   # phases on the last axis
+    (2, (3, 1), (2, 1), ((0, 0), (0, 0))),   # no padding: blocks are views of the input
+    (3, (1, 2, 1), (1, 1, 2), ((1, 0), (1, 1), (2, 2))),
+])
+def test_depthwise_row_blocks_equal_the_loop_reference(rng, monkeypatch, block_bytes, tiled_row, rank, strides,
+                                                       dilation, padding):
+    """The einsum path cuts the output into blocks of rows of the first spatial axis (one row per
+    block with a 1-byte budget), each built from the padded input rows it reads (the halo is read
+    twice); channels_first is transposed per block. Within a block the flat rows are folded into
+    rows of q positions (q = 1; q = 3 with a remainder) or not at all. Every output, with depth
+    multiplier 2, in both layouts, from float16 (cast in the block), equals the float64 loop."""
+    from gpuconv.cpu import depthwise
+
+    force_threads(monkeypatch, 2)
+    monkeypatch.setattr(depthwise, "_ROWS_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(depthwise, "_TILED_ROW_ELEMENTS", tiled_row)
+    x = rng.standard_normal((2,) + (9, 6, 5)[:rank] + (3,))
+    w = rng.standard_normal((3, 2, 3)[:rank] + (3, 2))
+    for dtype, tol in (("float64", 1e-12), ("float16", 2e-3)):
+        xd, wd = x.astype(dtype), w.astype(dtype)
+        want = loop_conv(xd.astype(np.float64), wd.astype(np.float64).reshape(w.shape[:rank] + (1, 6)), strides,
+                         padding, dilation)
+        for channels_last in (True, False):
+            got = eng.depthwise_conv(xd if channels_last else to_first(xd), wd, None, strides=strides,
+                                     padding=padding, dilation=dilation, channels_last=channels_last,
+                                     activation=None)
+            got = got if channels_last else to_last(got)
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got.astype(np.float64), want, rtol=tol, atol=tol)
+
+
 # --------------------------------------------------------------------------------------------
 # Skipping taps that read only padding (large dilation, 'same'), and the grouped gather
 # --------------------------------------------------------------------------------------------
@@ -632,11 +671,37 @@ def test_thread_pool_is_recreated_in_a_forked_child(monkeypatch):
     """A pool inherited through fork has no threads behind it; the engine must not reuse it."""
     from gpuconv.cpu import _parallel
 
-    first = _parallel._executor()
-    monkeypatch.setattr(_parallel, "_pool_pid", -1)  # as seen from a forked child
-    second = _parallel._executor()
+    first = _parallel._workers()
+    monkeypatch.setattr(first, "pid", -1)  # as seen from a forked child
+    second = _parallel._workers()
     assert second is not first
-    assert _parallel._executor() is second
+    assert _parallel._workers() is second
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="pinning needs Linux thread affinity and at least 2 CPUs")
+@pytest.mark.parametrize("pin", [True, False])
+def test_workers_are_pinned_to_distinct_cpus_of_the_affinity_mask(monkeypatch, pin):
+    """Worker i runs on the i-th allowed CPU (GPUCONV_PIN_THREADS=0: anywhere the process may);
+    the caller's own affinity is never changed."""
+    from gpuconv.cpu import _parallel
+
+    allowed = sorted(os.sched_getaffinity(0))
+    monkeypatch.setattr(_parallel, "NUM_THREADS", 2)
+    monkeypatch.setattr(_parallel, "PIN_THREADS", pin)
+    seen = {}
+
+    def piece(i):
+        seen[i] = (threading.current_thread().name, sorted(os.sched_getaffinity(0)))
+
+    _parallel.run(piece, range(4))
+    assert sorted(os.sched_getaffinity(0)) == allowed
+    names = {seen[i][0] for i in range(4)}
+    assert names == {"gpuconv-cpu-0", "gpuconv-cpu-1"}
+    for i in range(4):
+        worker = int(seen[i][0].rsplit("-", 1)[1])
+        assert worker == i % 2  # worker w runs pieces w, w + T, ..
+        assert seen[i][1] == ([allowed[worker]] if pin else allowed)
 
 
 @pytest.mark.parametrize("failing", [0, 3])
