@@ -461,6 +461,46 @@ def test_depthwise_row_blocks_equal_the_loop_reference(rng, monkeypatch, block_b
             np.testing.assert_allclose(got.astype(np.float64), want, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("threshold", ["always", "never"])
+@pytest.mark.parametrize("rank,ksize,strides,dilation,padding,groups", [
+    (2, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 1),
+    (2, (2, 3), (1, 1), (2, 1), ((0, 1), (1, 1)), 2),
+    (2, (3, 2), (1, 1), (1, 2), ((0, 0), (0, 0)), 1),     # unpadded: the input itself is read
+    (3, (2, 3, 3), (2, 1, 1), (1, 1, 1), ((0, 0), (1, 1), (1, 1)), 2),
+])
+def test_channels_first_flat_planes_equal_the_loop_reference(rng, monkeypatch, threshold, rank, ksize, strides,
+                                                             dilation, padding, groups):
+    """channels_first with stride 1 on the last two axes may compute each output row over the
+    padded width (flat planes, taps as constant shifts) and drop the extra columns; with it
+    forced on or off the result equals the loop, for batch 1 and 3 (the batch-folded GEMM)."""
+    from gpuconv.cpu import convolution
+
+    calls = []
+    real = convolution._conv_channels_first_flat
+    monkeypatch.setattr(convolution, "_conv_channels_first_flat", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(convolution, "_FLAT_PLANE_MAX_ROW", 10**9 if threshold == "always" else 0)
+    monkeypatch.setattr(convolution, "_FLAT_PLANE_MAX_WASTE", 10.0)
+    for batch in (1, 3):
+        x = rng.standard_normal((batch,) + (5, 7, 6)[-rank:] + (4,))
+        w = rng.standard_normal(ksize + (4 // groups, 6))
+        want = loop_conv(x, w, strides, padding, dilation)
+        got = conv_call(to_first(x), w, strides, padding, dilation, channels_last=False)
+        np.testing.assert_allclose(to_last(got), want, rtol=1e-12, atol=1e-12)
+        assert got.flags.c_contiguous
+    assert bool(calls) == (threshold == "always")
+
+
+def test_flat_planes_are_not_used_on_a_sliced_region():
+    """The padding-free regions slice the padded input; their rows are not one flat run, so the
+    flat-plane view must not be built on them (it would read the wrong elements)."""
+    from gpuconv.cpu import convolution
+
+    xp = np.zeros((1, 2, 12, 12))
+    assert convolution._flat_plane_pays(xp, (3, 3), 8, (1, 1), (1, 1))
+    assert not convolution._flat_plane_pays(xp[:, :, 2:9, 1:8], (3, 3), 8, (1, 1), (1, 1))
+    assert not convolution._flat_plane_pays(xp, (3, 3), 8, (1, 2), (1, 1))
+
+
 # --------------------------------------------------------------------------------------------
 # Skipping taps that read only padding (large dilation, 'same'), and the grouped gather
 # --------------------------------------------------------------------------------------------
