@@ -439,13 +439,17 @@ def test_depthwise_row_blocks_equal_the_loop_reference(rng, monkeypatch, block_b
     """The einsum path cuts the output into blocks of rows of the first spatial axis (one row per
     block with a 1-byte budget), each built from the padded input rows it reads (the halo is read
     twice); channels_first is transposed per block. Within a block the flat rows are folded into
-    rows of q positions (q = 1; q = 3 with a remainder) or not at all. Every output, with depth
-    multiplier 2, in both layouts, from float16 (cast in the block), equals the float64 loop."""
+    rows of q positions (q = 1; q = 3 with a remainder) or not at all; channels_first blocks are
+    transposed whole or in groups of channels. Every output, with depth multiplier 2, in both
+    layouts, from float16 (cast in the block), equals the float64 loop."""
     from gpuconv.cpu import depthwise
 
     force_threads(monkeypatch, 2)
     monkeypatch.setattr(depthwise, "_ROWS_BLOCK_BYTES", block_bytes)
     monkeypatch.setattr(depthwise, "_TILED_ROW_ELEMENTS", tiled_row)
+    # channels_first blocks transposed in groups of 2 channels (3 = a group and a remainder)
+    monkeypatch.setattr(depthwise, "_FAR_CHANNEL_BYTES", 0 if tiled_row == 7 else 1 << 40)
+    monkeypatch.setattr(depthwise, "_CHANNEL_GROUP", 2)
     x = rng.standard_normal((2,) + (9, 6, 5)[:rank] + (3,))
     w = rng.standard_normal((3, 2, 3)[:rank] + (3, 2))
     for dtype, tol in (("float64", 1e-12), ("float16", 2e-3)):

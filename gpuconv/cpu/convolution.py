@@ -40,7 +40,7 @@ _FOLD_BELOW_POSITIONS = 512
 # The flat-plane channels_first path (``_flat_plane_pays``): rows shorter than this many outputs,
 # at most this share of extra columns (bench rows V1, V2: 14/16 columns, 14% and 12.5%), at most
 # this many filters per group.
-_FLAT_PLANE_MAX_ROW = 64
+_FLAT_PLANE_MAX_ROW = 32
 _FLAT_PLANE_MAX_WASTE = 0.3
 _FLAT_PLANE_MAX_FILTERS = 64
 
