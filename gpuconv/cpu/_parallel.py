@@ -52,7 +52,7 @@ class _Workers:
     the process's affinity mask, each taking jobs from its own queue."""
 
     def __init__(self, count, pin):
-        self.count = count
+        self.count, self.pinned = count, pin
         self.pid = os.getpid()
         cpus = _allowed_cpus()
         self._queues = [queue.SimpleQueue() for _ in range(count)]
@@ -84,10 +84,8 @@ def _workers():
     threads stay idle)."""
     global _pool
     with _pool_lock:
-        if (_pool is None or _pool.pid != os.getpid() or _pool.count < NUM_THREADS
-                or getattr(_pool, "pinned", None) != PIN_THREADS):
+        if _pool is None or _pool.pid != os.getpid() or _pool.count < NUM_THREADS or _pool.pinned != PIN_THREADS:
             _pool = _Workers(NUM_THREADS, PIN_THREADS)
-            _pool.pinned = PIN_THREADS
         return _pool
 
 
