@@ -465,6 +465,51 @@ def test_depthwise_row_blocks_equal_the_loop_reference(rng, monkeypatch, block_b
             np.testing.assert_allclose(got.astype(np.float64), want, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("block_bytes", [1, 1 << 30])
+@pytest.mark.parametrize("rank,strides,dilation,padding", [
+    (1, (1,), (1,), ((3, 0),)),                         # causal
+    (1, (2,), (2,), ((2, 3),)),                         # stride and dilation on the last axis
+    (2, (1, 1), (1, 1), ((1, 1), (0, 2))),              # rows merge into one flat run
+    (2, (2, 1), (1, 2), ((2, 1), (2, 2))),              # strided rows: no merge
+    (2, (1, 3), (2, 1), ((0, 0), (0, 0))),
+    (3, (1, 1, 2), (1, 2, 1), ((1, 0), (2, 2), (1, 1))),
+])
+def test_depthwise_shifted_planes_equal_the_loop_reference(rng, monkeypatch, block_bytes, rank, strides, dilation,
+                                                           padding):
+    """channels_first depthwise over per-tap shifted copies of the planes (forced on for these
+    small maps), one channel per block or all at once: with depth multiplier 2, from float16
+    and float64, every output equals the float64 loop, and the path actually ran."""
+    from gpuconv.cpu import depthwise_planes
+
+    force_threads(monkeypatch, 2)
+    monkeypatch.setattr(depthwise_planes, "MIN_RUN", 0)
+    monkeypatch.setattr(depthwise_planes, "BLOCK_BYTES", block_bytes)
+    calls = []
+    real = depthwise_planes._contract
+    monkeypatch.setattr(depthwise_planes, "_contract", lambda *a: calls.append(1) or real(*a))
+    x = rng.standard_normal((2,) + (6, 7, 9)[-rank:] + (3,))
+    w = rng.standard_normal((2, 3, 4)[-rank:] + (3, 2))
+    for dtype, tol in (("float64", 1e-12), ("float16", 2e-3)):
+        xd, wd = x.astype(dtype), w.astype(dtype)
+        want = loop_conv(xd.astype(np.float64), wd.astype(np.float64).reshape(w.shape[:rank] + (1, 6)), strides,
+                         padding, dilation)
+        got = eng.depthwise_conv(to_first(xd), wd, None, strides=strides, padding=padding, dilation=dilation,
+                                 channels_last=False, activation=None)
+        assert got.dtype == dtype and got.flags.c_contiguous
+        np.testing.assert_allclose(to_last(got).astype(np.float64), want, rtol=tol, atol=tol)
+    assert calls
+
+
+def test_shifted_planes_only_where_the_flat_run_is_long():
+    from gpuconv.cpu.depthwise_planes import MIN_RUN, planes_pay
+
+    same = ((1, 1), (1, 1))
+    assert planes_pay((56, 56), (3, 3), (1, 1), same, (1, 1))          # 3136 outputs per run
+    assert not planes_pay((14, 14), (3, 3), (1, 1), same, (1, 1))      # 196
+    assert not planes_pay((56, 56), (3, 3), (2, 2), same, (1, 1))      # strided rows: runs of 28
+    assert planes_pay((MIN_RUN,), (3,), (1,), ((1, 1),), (1,))
+
+
 @pytest.mark.parametrize("threshold", ["always", "never"])
 @pytest.mark.parametrize("rank,ksize,strides,dilation,padding,groups", [
     (2, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 1),

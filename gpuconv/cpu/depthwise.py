@@ -27,7 +27,8 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import _parallel
 from ._epilogue import channel_bias_shape, finish
-from ._windows import compute_dtype, output_length, padded, reshape_view, spatial_axes, tap_slices, taps
+from .depthwise_planes import depthwise_planes, planes_pay
+from ._windows import compute_dtype, output_length, padded, spatial_axes, tap_slices, taps
 
 # Cache block of the tap loop: the accumulator and the product scratch stay in L2.
 _BLOCK_BYTES = 1 << 19
@@ -53,30 +54,31 @@ def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padd
                    channels_last, activation):
     """Depthwise, then a 1x1 GEMM on the compute-dtype intermediate (never rounded in between)."""
     mid = depthwise_accumulate(x, depthwise_kernel, strides=strides, padding=padding, dilation=dilation,
-                               channels_last=channels_last, result_channels_last=True)
+                               channels_last=channels_last)
     c_mid, filters = pointwise_kernel.shape[-2:]
     pw = pointwise_kernel.reshape(c_mid, filters).astype(mid.dtype, copy=False)
-    y = np.matmul(mid.reshape(-1, c_mid), pw).reshape(mid.shape[:-1] + (filters,))
-    y = _relayout(y, True, channels_last)
+    if channels_last:  # (N*P, C*dm) @ (C*dm, F)
+        y = np.matmul(mid.reshape(-1, c_mid), pw).reshape(mid.shape[:-1] + (filters,))
+    else:  # per image (F, C*dm) @ (C*dm, P): the layout stays channels_first
+        y = np.matmul(pw.T, mid.reshape(mid.shape[0], c_mid, -1)).reshape((mid.shape[0], filters) + mid.shape[2:])
     return finish(y, bias, activation, x.dtype, channel_bias_shape(y.ndim, channels_last))
 
 
-def depthwise_accumulate(x, kernel, *, strides, padding, dilation, channels_last, result_channels_last=None):
-    """Depthwise conv without epilogue, in the compute dtype. Kernel ``(*k, C, dm)``.
-
-    The result is C-contiguous, in the input's layout unless ``result_channels_last`` says."""
-    if result_channels_last is None:
-        result_channels_last = channels_last
+def depthwise_accumulate(x, kernel, *, strides, padding, dilation, channels_last):
+    """Depthwise conv without epilogue, in the compute dtype and the input's layout, C-contiguous.
+    Kernel ``(*k, C, dm)``."""
     rank = kernel.ndim - 2
     ctype = compute_dtype(x.dtype)
     kernel = kernel.astype(ctype, copy=False)
+    spatial = x.shape[1:-1] if channels_last else x.shape[2:]
+    if not channels_last and planes_pay(spatial, kernel.shape[:rank], strides, padding, dilation):
+        return depthwise_planes(x, kernel, strides, padding, dilation, ctype)
     if (strides[-1] != 1 and dilation[-1] != 1) or (rank == 1 and not channels_last):
-        y = _tap_loop(x, kernel, strides, padding, dilation, channels_last, ctype)
-        return _relayout(y, channels_last, result_channels_last)
-    return _blocked(x, kernel, strides, padding, dilation, channels_last, result_channels_last, ctype)
+        return _tap_loop(x, kernel, strides, padding, dilation, channels_last, ctype)
+    return _blocked(x, kernel, strides, padding, dilation, channels_last, ctype)
 
 
-def _blocked(x, w, strides, padding, dilation, channels_last, result_channels_last, ctype):
+def _blocked(x, w, strides, padding, dilation, channels_last, ctype):
     """The einsum paths, one block of output rows (first spatial axis) at a time.
 
     Each block's padded input is built channels_last in a per-thread scratch buffer (zeros, the
@@ -91,7 +93,7 @@ def _blocked(x, w, strides, padding, dilation, channels_last, result_channels_la
     n, lengths = xl.shape[0], xl.shape[1:-1]
     padded_sp = tuple(length + b + a for length, (b, a) in zip(lengths, padding))
     out_sp = tuple(output_length(p, k, s, d) for p, k, s, d in zip(padded_sp, ksize, strides, dilation))
-    if result_channels_last:
+    if channels_last:
         out = np.empty((n,) + out_sp + (c * dm,), ctype)
     else:
         out = np.empty((n, c * dm) + out_sp, ctype)
@@ -109,7 +111,7 @@ def _blocked(x, w, strides, padding, dilation, channels_last, result_channels_la
 
     def run_blocks(part):
         inbuf = None if copy_free else np.empty(max_rows_in * math.prod(padded_sp[1:]) * c, ctype)
-        ybuf = None if result_channels_last else np.empty(step * math.prod(out_sp[1:]) * c * dm, ctype)
+        ybuf = None if channels_last else np.empty(step * math.prod(out_sp[1:]) * c * dm, ctype)
         for b, r0, r1 in part:
             first, stop = r0 * strides[0], (r1 - 1) * strides[0] + halo + 1  # padded input rows read
             if copy_free:
@@ -118,7 +120,7 @@ def _blocked(x, w, strides, padding, dilation, channels_last, result_channels_la
                 xb = inbuf[:(stop - first) * math.prod(padded_sp[1:]) * c].reshape((stop - first,) + padded_sp[1:] + (c,))
                 _fill_padded_rows(xb, xl[b], first, padding)
             block_sp = (r1 - r0,) + out_sp[1:]
-            if result_channels_last:  # the einsum writes the output block itself
+            if channels_last:  # the einsum writes the output block itself
                 plan.run(xb, out[b, r0:r1])
             else:  # into cache, then transposed out
                 y = ybuf[:math.prod(block_sp) * c * dm].reshape(block_sp + (c * dm,))
@@ -194,15 +196,6 @@ class _RowPlan:
             else:
                 _flat_row_einsum(xr, tiled, self.strides, self.dilation, part)
                 out += part
-
-
-def _relayout(y, from_channels_last, to_channels_last):
-    if from_channels_last == to_channels_last:
-        return y
-    moved = np.moveaxis(y, -1, 1) if from_channels_last else np.moveaxis(y, 1, -1)
-    out = np.empty(moved.shape, y.dtype)
-    _parallel.copy(out, moved)
-    return out
 
 
 def _flat_row_einsum(xb, tiled, strides, dilation, out):
