@@ -14,7 +14,11 @@ import re
 import sys
 
 SUITE_NAMES = ("suite", "cpu", "quick", "keras")
-DEFAULT_COUNTS = {"cuda": (10, 100), "cpu": (1, 5)}  # (warmup, repeat)
+# (warmup, repeat). On the CPU, each library's block re-warms after an idle pause (timing.py), so
+# fewer than 3 warm-up and 15 timed calls let one cold call (caches, page faults, sleeping
+# worker threads) set a row's median: the quick suite's D1 measured 4.4 ms with (1, 5), 1.8 ms
+# with (3, 15).
+DEFAULT_COUNTS = {"cuda": (10, 100), "cpu": (3, 15)}
 
 # Row field -> the flag that sets it (error messages name the flag the user typed).
 FIELD_FLAGS = {
@@ -74,8 +78,8 @@ def build_parser():
     how.add_argument("--data-format", choices=("channels_last", "channels_first"), default="channels_last")
     how.add_argument("--backend", choices=("auto", "cuda", "numpy"),
                      help="default: $GPUCONV_BACKEND, else auto (CUDA when a GPU answers, else NumPy)")
-    how.add_argument("--warmup", type=int, help="warm-up calls (default: 10 on the GPU, 1 on the CPU)")
-    how.add_argument("--repeat", type=int, help="timed calls, median reported (default: 100 GPU, 5 CPU)")
+    how.add_argument("--warmup", type=int, help="warm-up calls (default: 10 on the GPU, 3 on the CPU)")
+    how.add_argument("--repeat", type=int, help="timed calls, median reported (default: 100 GPU, 15 CPU)")
     how.add_argument("--cuda-graph", action="store_true", help="time CUDA-graph replays (GPU only)")
     how.add_argument("--measure-ceilings", action="store_true",
                      help="measure the GPU's copy bandwidth and matmul rates instead of the datasheet")

@@ -95,12 +95,19 @@ def _tap_columns(length, out_len, stride, dilation, before, j):
 
 def _fill_shifted(shifted, xb, padding, columns):
     """``shifted[j]`` := the zero-padded planes of ``xb`` ``(Cb, *spatial)`` read at last-axis tap
-    ``j``: leading axes padded, last axis already at output width."""
-    shifted.fill(0)
+    ``j``: leading axes padded, last axis already at output width. Only the padding is zeroed
+    (a whole-buffer fill was one more pass over kw copies)."""
     lead = tuple(slice(b, b + length) for (b, _), length in zip(padding[:-1], xb.shape[1:-1]))
+    for axis, ((before, _), inner) in enumerate(zip(padding[:-1], lead)):
+        edge = (slice(None),) * (2 + axis)
+        shifted[edge + (slice(0, before),)] = 0
+        shifted[edge + (slice(inner.stop, None),)] = 0
     for j, (lo, hi, src) in enumerate(columns):
+        rows = (j, slice(None)) + lead
+        shifted[rows + (slice(0, lo),)] = 0
+        shifted[rows + (slice(hi, None),)] = 0
         if hi > lo:
-            np.copyto(shifted[(j, slice(None)) + lead + (slice(lo, hi),)], xb[..., src], casting="unsafe")
+            np.copyto(shifted[rows + (slice(lo, hi),)], xb[..., src], casting="unsafe")
 
 
 def _tap_view(shifted, ksize, out_sp, strides, dilation):
