@@ -30,10 +30,12 @@ the geometry to Python ints; inputs are never empty and never mutated; the outpu
 
 Implementation map (one idea per module): ``_windows`` (padding, sliding-window views),
 ``memory`` (the scratch budget ``MEMORY_BUDGET_BYTES``, batch/row chunking, the reused column
-buffer), ``_parallel`` (disjoint pieces of memory-bound work on ``NUM_THREADS`` threads),
-``_epilogue`` (bias, fused activation, cast), ``_quiet`` (IEEE results without NumPy warnings),
-``convolution`` (im2col + GEMM), ``transposed`` (GEMM + per-tap strided scatter-add), ``depthwise``
-(depthwise and separable), ``pooling``, ``unshared`` (locally connected), ``upsampling``.
+buffer), ``_parallel`` (disjoint pieces of memory-bound work on ``NUM_THREADS`` pinned worker
+threads), ``_epilogue`` (bias, fused activation, cast), ``_quiet`` (IEEE results without NumPy
+warnings), ``convolution`` (im2col + GEMM), ``transposed`` (GEMM + per-tap strided scatter-add),
+``depthwise`` (depthwise and separable: channels_last row blocks), ``depthwise_planes``
+(channels_first depthwise over shifted plane copies), ``pooling``, ``unshared`` (locally
+connected), ``upsampling``.
 Module names differ from the function names so ``gpuconv.cpu.conv`` is always the function.
 """
 from ..backend import to_numpy as asarray
