@@ -478,7 +478,8 @@ def test_depthwise_shifted_planes_equal_the_loop_reference(rng, monkeypatch, blo
                                                            padding):
     """channels_first depthwise over per-tap shifted copies of the planes (forced on for these
     small maps), one channel per block or all at once: with depth multiplier 2, from float16
-    and float64, every output equals the float64 loop, and the path actually ran."""
+    and float64, from a contiguous input and from one with a negative stride, every output
+    equals the float64 loop, and the path actually ran."""
     from gpuconv.cpu import depthwise_planes
 
     force_threads(monkeypatch, 2)
@@ -493,10 +494,12 @@ def test_depthwise_shifted_planes_equal_the_loop_reference(rng, monkeypatch, blo
         xd, wd = x.astype(dtype), w.astype(dtype)
         want = loop_conv(xd.astype(np.float64), wd.astype(np.float64).reshape(w.shape[:rank] + (1, 6)), strides,
                          padding, dilation)
-        got = eng.depthwise_conv(to_first(xd), wd, None, strides=strides, padding=padding, dilation=dilation,
-                                 channels_last=False, activation=None)
-        assert got.dtype == dtype and got.flags.c_contiguous
-        np.testing.assert_allclose(to_last(got).astype(np.float64), want, rtol=tol, atol=tol)
+        reversed_copy = np.ascontiguousarray(to_first(xd)[..., ::-1])
+        for xin in (to_first(xd), reversed_copy[..., ::-1]):  # the second has a negative last stride
+            got = eng.depthwise_conv(xin, wd, None, strides=strides, padding=padding, dilation=dilation,
+                                     channels_last=False, activation=None)
+            assert got.dtype == dtype and got.flags.c_contiguous
+            np.testing.assert_allclose(to_last(got).astype(np.float64), want, rtol=tol, atol=tol)
     assert calls
 
 
