@@ -773,32 +773,27 @@ def test_thread_pool_is_recreated_in_a_forked_child(monkeypatch):
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="pinning needs Linux thread affinity and at least 2 CPUs")
 @pytest.mark.parametrize("pin", [True, False])
-def test_pieces_run_on_the_caller_and_on_workers_pinned_elsewhere(monkeypatch, pin):
-    """Slot 0 (pieces 0, 2, ..) runs on the calling thread; slot 1 on a worker pinned to one
-    allowed CPU other than the caller's (GPUCONV_PIN_THREADS=0: a worker free to run anywhere).
-    The caller's own affinity is never changed."""
+def test_workers_are_pinned_to_distinct_cpus_of_the_affinity_mask(monkeypatch, pin):
+    """Worker i runs on the i-th allowed CPU (GPUCONV_PIN_THREADS=0: anywhere the process may);
+    the caller's own affinity is never changed."""
     from gpuconv.cpu import _parallel
 
     allowed = sorted(os.sched_getaffinity(0))
     monkeypatch.setattr(_parallel, "NUM_THREADS", 2)
     monkeypatch.setattr(_parallel, "PIN_THREADS", pin)
-    monkeypatch.setattr(_parallel, "_current_cpu", lambda: allowed[0])  # where run() sees the caller
     seen = {}
 
     def piece(i):
-        seen[i] = (threading.current_thread(), sorted(os.sched_getaffinity(0)))
+        seen[i] = (threading.current_thread().name, sorted(os.sched_getaffinity(0)))
 
     _parallel.run(piece, range(4))
     assert sorted(os.sched_getaffinity(0)) == allowed
-    for i in (0, 2):
-        assert seen[i][0] is threading.current_thread()
-    for i in (1, 3):
-        worker, affinity = seen[i]
-        assert worker.name.startswith("gpuconv-cpu-")
-        if pin:
-            assert len(affinity) == 1 and affinity[0] in allowed and affinity[0] != allowed[0]
-        else:
-            assert affinity == allowed
+    names = {seen[i][0] for i in range(4)}
+    assert names == {"gpuconv-cpu-0", "gpuconv-cpu-1"}
+    for i in range(4):
+        worker = int(seen[i][0].rsplit("-", 1)[1])
+        assert worker == i % 2  # worker w runs pieces w, w + T, ..
+        assert seen[i][1] == ([allowed[worker]] if pin else allowed)
 
 
 @pytest.mark.parametrize("failing", [0, 3])

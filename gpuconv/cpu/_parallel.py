@@ -10,15 +10,13 @@ that sleeps between calls is woken by the caller, and the scheduler tends to wak
 caller's CPU. On the 2-vCPU bench machine two unpinned threads doing in-cache multiplies ran at
 0.8x of one thread (both on one CPU); pinned, 1.5x; the depthwise rows went from 1.2 ms to
 0.75 ms. (OpenMP and OpenBLAS avoid the same trap by spinning; we pin and sleep instead, so idle
-workers never take a core from BLAS.) The caller runs one share of the pieces itself and hands
-the others to workers pinned to the other CPUs, never to the one it is running on.
-``GPUCONV_PIN_THREADS=0`` turns pinning off (the work split is unchanged).
+workers never take a core from BLAS.) The caller only waits, so it never shares a CPU with a
+worker. ``GPUCONV_PIN_THREADS=0`` turns pinning off (the work split is unchanged).
 
 ``NUM_THREADS`` defaults to the CPUs this process may run on (``GPUCONV_NUM_THREADS`` overrides);
 tests may monkeypatch it.
 """
 import contextvars
-import ctypes
 import os
 import queue
 import threading
@@ -58,10 +56,8 @@ class _Workers:
         self.pid = os.getpid()
         cpus = _allowed_cpus()
         self._queues = [queue.SimpleQueue() for _ in range(count)]
-        # the CPU each worker is pinned to (None: unpinned)
-        self.cpus = [cpus[i % len(cpus)] if pin and len(cpus) > 1 else None for i in range(count)]
         for i, q in enumerate(self._queues):
-            cpu = self.cpus[i]
+            cpu = cpus[i % len(cpus)] if pin and len(cpus) > 1 else None
             threading.Thread(target=self._serve, args=(q, cpu), name=f"{_WORKER_PREFIX}-{i}", daemon=True).start()
 
     @staticmethod
@@ -93,59 +89,34 @@ def _workers():
         return _pool
 
 
-def _sched_getcpu():
-    """``sched_getcpu`` from the C library (Linux), or a stand-in that answers -1 (unknown)."""
-    try:
-        getcpu = ctypes.CDLL(None).sched_getcpu
-    except (AttributeError, OSError, TypeError):
-        return lambda: -1
-    getcpu.restype = ctypes.c_int
-    getcpu.argtypes = []
-    return getcpu
-
-
-_current_cpu = _sched_getcpu()
-
-
 def run(fn, pieces):
     """Call ``fn(piece)`` for every piece; in parallel when there are several pieces and threads.
-
-    Piece ``i`` goes to slot ``i % T``. The caller runs slot 0 itself (no wake-up to wait for:
-    35-45 us per call on the bench machine) and hands each other slot to a worker pinned to a CPU
-    other than the one the caller is on; a slot with no such worker also runs on the caller.
-    Every piece runs even when one fails; the earliest failing piece's exception is then raised."""
+    Worker ``w`` runs pieces ``w, w + T, ..`` in order. Every piece runs even when one fails; the
+    earliest failing piece's exception is then raised."""
     pieces = list(pieces)
     threads = min(NUM_THREADS, len(pieces))
     if threads <= 1 or threading.current_thread().name.startswith(_WORKER_PREFIX):
         errors = [_call(fn, p) for p in pieces]
     else:
         errors = [None] * len(pieces)
-        pool = _workers()
-        here = _current_cpu()
-        helpers = [w for w in range(pool.count) if pool.cpus[w] != here][:threads - 1]
-        pending = [len(helpers)]
+        remaining = [threads]
         all_done = threading.Event()
         lock = threading.Lock()
+        pool = _workers()
 
-        def share(slot, call):
-            for i in range(slot, len(pieces), threads):
-                errors[i] = call(_call, fn, pieces[i])
-
-        def job(slot, context):
-            share(slot, context.run)
+        def job(worker, context):
+            for i in range(worker, len(pieces), threads):
+                errors[i] = context.run(_call, fn, pieces[i])
             with lock:
-                pending[0] -= 1
-                if pending[0] == 0:
+                remaining[0] -= 1
+                if remaining[0] == 0:
                     all_done.set()
 
         # Each worker runs in a copy of the caller's context, so np.errstate (a context
         # variable) applies there too.
-        for slot, w in enumerate(helpers, start=1):
-            pool.submit(w, lambda slot=slot, context=contextvars.copy_context(): job(slot, context))
-        for slot in [0] + list(range(len(helpers) + 1, threads)):
-            share(slot, lambda f, *a: f(*a))
-        if helpers:
-            all_done.wait()
+        for w in range(threads):
+            pool.submit(w, lambda w=w, context=contextvars.copy_context(): job(w, context))
+        all_done.wait()
     for e in errors:
         if e is not None:
             raise e
