@@ -56,6 +56,7 @@ def force_threads(monkeypatch, threads):
 
     monkeypatch.setattr(_parallel, "NUM_THREADS", threads)
     monkeypatch.setattr(_parallel, "MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(memory, "GATHER_PARALLEL_BYTES", 0)  # small gathers and scatters too
 
 
 @pytest.fixture
@@ -135,6 +136,26 @@ def test_conv_in_pieces_equals_the_loop_reference(rng, tiny_budget, monkeypatch,
     got = conv_call(xin, w, (2, 1), ((1, 1), (0, 1)), (1, 1), channels_last)
     got = got if channels_last else to_last(got)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_small_channels_last_scatters_stay_on_the_calling_thread(rng, monkeypatch, channels_last):
+    """Below GATHER_PARALLEL_BYTES the channels_last scatter after the GEMM runs on the calling
+    thread (OpenBLAS's workers still spin on the other cores); channels_first uses the threads."""
+    from gpuconv.cpu import _parallel, transposed
+
+    force_threads(monkeypatch, 2)
+    monkeypatch.setattr(memory, "GATHER_PARALLEL_BYTES", 10**9)
+    pieces = []
+    real = _parallel.run
+    monkeypatch.setattr(transposed._parallel, "run", lambda fn, p: pieces.append(len(list(p))) or real(fn, p))
+    x = rng.standard_normal((2, 5, 4, 3))
+    w = rng.standard_normal((3, 3, 4, 3))
+    want = loop_conv_transpose(x, w, (2, 2), (1, 1), (10, 8), (1, 1), 1)
+    got = eng.conv_transpose(x if channels_last else to_first(x), w, None, strides=(2, 2), dilation=(1, 1), groups=1,
+                             out_spatial=(10, 8), crop=(1, 1), channels_last=channels_last, activation=None)
+    np.testing.assert_allclose(got if channels_last else to_last(got), want, rtol=1e-12, atol=1e-12)
+    assert pieces[0] == (1 if channels_last else 2)
 
 
 @pytest.mark.parametrize("budget,threads", [(2048, 1), (2048, 3), (10**9, 2), (10**9, 3)])
