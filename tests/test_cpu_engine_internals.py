@@ -138,6 +138,23 @@ def test_conv_in_pieces_equals_the_loop_reference(rng, tiny_budget, monkeypatch,
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("channels,threaded", [(64, False), (16, True)])
+def test_small_padding_copies_of_long_runs_stay_on_the_calling_thread(rng, monkeypatch, channels, threaded):
+    """A small padding copy of long contiguous runs is memory-bound and stays on the calling
+    thread; short runs (loop-bound) use the threads. Either way the padded array is the same."""
+    from gpuconv.cpu import _parallel, _windows
+
+    force_threads(monkeypatch, 2)
+    monkeypatch.setattr(memory, "GATHER_PARALLEL_BYTES", 10**9)
+    calls = []
+    real = _parallel.run
+    monkeypatch.setattr(_parallel, "run", lambda fn, p: calls.append(1) or real(fn, p))
+    x = rng.standard_normal((2, 5, 4, channels)).astype(np.float32)
+    got = _windows.padded(x, ((1, 2), (0, 1)), (1, 2), np.float64)
+    np.testing.assert_array_equal(got, np.pad(x.astype(np.float64), ((0, 0), (1, 2), (0, 1), (0, 0))))
+    assert bool(calls) == threaded
+
+
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_small_channels_last_scatters_stay_on_the_calling_thread(rng, monkeypatch, channels_last):
     """Below GATHER_PARALLEL_BYTES the channels_last scatter after the GEMM runs on the calling

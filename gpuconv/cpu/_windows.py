@@ -9,7 +9,11 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..geometry import conv_output_length
-from . import _parallel
+from . import _parallel, memory
+
+
+# Innermost length from which a padding copy counts as memory-bound (``padded``).
+_LONG_RUN = 64
 
 
 def compute_dtype(dtype):
@@ -38,7 +42,15 @@ def padded(x, padding, axes, dtype, fill=0, contiguous=False):
         shape[ax] += before + after
         interior[ax] = slice(before, before + x.shape[ax])
     buf = np.zeros(shape, dtype) if fill == 0 else np.full(shape, fill, dtype)
-    _parallel.copy(buf[tuple(interior)], x)  # one pass: pads, casts and normalises any input strides
+    # One pass: pads, casts and normalises any input strides. A small copy of long contiguous
+    # runs is memory-bound and usually follows the previous call's GEMM, whose OpenBLAS workers
+    # still spin on the other cores: like a small gather (memory.py) it is faster on the calling
+    # thread (A/B, bench rows D2, D3, D9: 5-8% per call). Short runs (a group-major transpose)
+    # are loop-bound and keep the threads.
+    if buf.nbytes < memory.GATHER_PARALLEL_BYTES and x.strides[-1] == x.itemsize and x.shape[-1] >= _LONG_RUN:
+        np.copyto(buf[tuple(interior)], x, casting="unsafe")
+    else:
+        _parallel.copy(buf[tuple(interior)], x)
     return buf
 
 
