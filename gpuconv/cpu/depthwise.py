@@ -131,14 +131,22 @@ def _blocked(x, w, strides, padding, dilation, channels_last, ctype):
 
 def _fill_padded_rows(block, xb, first, padding):
     """``block`` := rows ``first, first + 1, ..`` (padded coordinates, first spatial axis) of the
-    zero-padded channels_last batch item ``xb``, cast to the block's dtype."""
+    zero-padded channels_last batch item ``xb``, cast to the block's dtype. Only the padding is
+    zeroed (the buffer is reused; a whole fill was one more pass over the block)."""
     before0 = padding[0][0]
-    block.fill(0)
     src_lo, src_hi = max(first - before0, 0), min(first + block.shape[0] - before0, xb.shape[0])
-    if src_hi > src_lo:
-        dst = [slice(src_lo + before0 - first, src_hi + before0 - first)]
-        dst += [slice(b, b + length) for (b, _), length in zip(padding[1:], xb.shape[1:-1])]
-        _copy_channels(block[tuple(dst)], xb[src_lo:src_hi])
+    if src_hi <= src_lo:
+        block.fill(0)
+        return
+    rows = slice(src_lo + before0 - first, src_hi + before0 - first)
+    block[:rows.start] = 0
+    block[rows.stop:] = 0
+    inner = [slice(b, b + length) for (b, _), length in zip(padding[1:], xb.shape[1:-1])]
+    for axis, sl in enumerate(inner, start=1):
+        edge = (rows,) + (slice(None),) * (axis - 1)
+        block[edge + (slice(0, sl.start),)] = 0
+        block[edge + (slice(sl.stop, None),)] = 0
+    _copy_channels(block[(rows,) + tuple(inner)], xb[src_lo:src_hi])
 
 
 def _copy_channels(dst, src):
