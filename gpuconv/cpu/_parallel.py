@@ -142,10 +142,11 @@ def split(n, parts):
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def slabs(shape, nbytes):
+def slabs(shape, nbytes, threads=None):
     """Index tuples cutting an array of ``shape`` into disjoint slabs along its outermost axis
-    long enough to give every thread one (a single full slab when the work is small)."""
-    threads = threads_for(nbytes)
+    long enough to give every thread one (a single full slab when the work is small, or when
+    ``threads`` says 1)."""
+    threads = threads_for(nbytes) if threads is None else threads
     axis = next((ax for ax, n in enumerate(shape) if n >= threads), None)
     if threads == 1 or axis is None:
         return [(Ellipsis,)]
@@ -153,6 +154,8 @@ def slabs(shape, nbytes):
     return [lead + (sl,) for sl in split(shape[axis], threads)]
 
 
-def copy(dst, src):
-    """``dst[...] = src`` (casting, any strides) with the slabs copied on the threads."""
-    run(lambda idx: np.copyto(dst[idx], src[idx], casting="unsafe"), slabs(dst.shape, dst.nbytes + src.nbytes))
+def copy(dst, src, threads=None):
+    """``dst[...] = src`` (casting, any strides) with the slabs copied on the threads (at most
+    ``threads`` of them when given)."""
+    slabs_ = slabs(dst.shape, dst.nbytes + src.nbytes, threads)
+    run(lambda idx: np.copyto(dst[idx], src[idx], casting="unsafe"), slabs_)

@@ -42,16 +42,23 @@ def padded(x, padding, axes, dtype, fill=0, contiguous=False):
         shape[ax] += before + after
         interior[ax] = slice(before, before + x.shape[ax])
     buf = np.zeros(shape, dtype) if fill == 0 else np.full(shape, fill, dtype)
-    # One pass: pads, casts and normalises any input strides. A small copy of long contiguous
-    # runs is memory-bound and usually follows the previous call's GEMM, whose OpenBLAS workers
-    # still spin on the other cores: like a small gather (memory.py) it is faster on the calling
-    # thread (A/B, bench rows D2, D3, D9: 5-8% per call). Short runs (a group-major transpose)
-    # are loop-bound and keep the threads.
-    if buf.nbytes < memory.GATHER_PARALLEL_BYTES and x.strides[-1] == x.itemsize and x.shape[-1] >= _LONG_RUN:
-        np.copyto(buf[tuple(interior)], x, casting="unsafe")
-    else:
-        _parallel.copy(buf[tuple(interior)], x)
+    # One pass: pads, casts and normalises any input strides. It usually follows the previous
+    # call's GEMM; long contiguous runs make it memory-bound (``memory.threads_near_gemm``).
+    long_runs = x.strides[-1] == x.itemsize and x.shape[-1] >= _LONG_RUN
+    _parallel.copy(buf[tuple(interior)], x, memory.threads_near_gemm(buf.nbytes, long_runs))
     return buf
+
+
+def zero_outside(a, interior):
+    """Zero every element of ``a`` outside ``a[interior]`` (one entry per leading axis: an index,
+    or a unit-step slice), touching only the border, not the interior."""
+    prefix = ()
+    for ax, sl in enumerate(interior):
+        if isinstance(sl, slice):
+            start, stop, _ = sl.indices(a.shape[ax])
+            a[prefix + (slice(0, start),)] = 0
+            a[prefix + (slice(stop, None),)] = 0
+        prefix += (sl,)
 
 
 def output_length(length, k, s, d):

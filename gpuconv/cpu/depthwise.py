@@ -27,7 +27,8 @@ from numpy.lib.stride_tricks import as_strided
 from . import _parallel
 from ._epilogue import channel_bias_shape, finish
 from .depthwise_planes import depthwise_planes, planes_pay
-from ._windows import compute_dtype, output_length, padded, spatial_axes, tap_slices, taps
+from ..geometry import padded_output_spatial
+from ._windows import compute_dtype, output_length, padded, spatial_axes, tap_slices, taps, zero_outside
 
 # Cache block of the tap loop: the accumulator and the product scratch stay in L2.
 _BLOCK_BYTES = 1 << 19
@@ -90,7 +91,7 @@ def _blocked(x, w, strides, padding, dilation, channels_last, ctype):
     xl = x if channels_last else np.moveaxis(x, 1, -1)  # a view: (N, *spatial, C)
     n, lengths = xl.shape[0], xl.shape[1:-1]
     padded_sp = tuple(length + b + a for length, (b, a) in zip(lengths, padding))
-    out_sp = tuple(output_length(p, k, s, d) for p, k, s, d in zip(padded_sp, ksize, strides, dilation))
+    out_sp = padded_output_spatial(lengths, ksize, strides, padding, dilation)
     if channels_last:
         out = np.empty((n,) + out_sp + (c * dm,), ctype)
     else:
@@ -138,15 +139,10 @@ def _fill_padded_rows(block, xb, first, padding):
     if src_hi <= src_lo:
         block.fill(0)
         return
-    rows = slice(src_lo + before0 - first, src_hi + before0 - first)
-    block[:rows.start] = 0
-    block[rows.stop:] = 0
-    inner = [slice(b, b + length) for (b, _), length in zip(padding[1:], xb.shape[1:-1])]
-    for axis, sl in enumerate(inner, start=1):
-        edge = (rows,) + (slice(None),) * (axis - 1)
-        block[edge + (slice(0, sl.start),)] = 0
-        block[edge + (slice(sl.stop, None),)] = 0
-    _copy_channels(block[(rows,) + tuple(inner)], xb[src_lo:src_hi])
+    interior = (slice(src_lo + before0 - first, src_hi + before0 - first),)
+    interior += tuple(slice(b, b + length) for (b, _), length in zip(padding[1:], xb.shape[1:-1]))
+    zero_outside(block, interior)
+    _copy_channels(block[interior], xb[src_lo:src_hi])
 
 
 def _copy_channels(dst, src):

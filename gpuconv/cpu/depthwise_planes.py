@@ -20,7 +20,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import _parallel
-from ._windows import output_length, reshape_view
+from ..geometry import padded_output_spatial
+from ._windows import reshape_view, zero_outside
 
 # Bytes of the shifted copies of one block of channels (about an L2 cache).
 BLOCK_BYTES = 2 << 20
@@ -32,13 +33,8 @@ MIN_RUN = 512
 
 def planes_pay(lengths, ksize, strides, padding, dilation):
     """Whether ``depthwise_planes`` beats the transposing path for this geometry."""
-    out_sp = _out_spatial(lengths, ksize, strides, padding, dilation)
+    out_sp = padded_output_spatial(lengths, ksize, strides, padding, dilation)
     return _flat_run(out_sp, strides) >= MIN_RUN
-
-
-def _out_spatial(lengths, ksize, strides, padding, dilation):
-    return tuple(output_length(length + b + a, k, s, d)
-                 for length, (b, a), k, s, d in zip(lengths, padding, ksize, strides, dilation))
 
 
 def _flat_run(out_sp, strides):
@@ -55,7 +51,7 @@ def depthwise_planes(x, w, strides, padding, dilation, ctype):
     c, dm = w.shape[-2:]
     n, lengths = x.shape[0], x.shape[2:]
     padded_sp = tuple(length + b + a for length, (b, a) in zip(lengths, padding))
-    out_sp = _out_spatial(lengths, ksize, strides, padding, dilation)
+    out_sp = padded_output_spatial(lengths, ksize, strides, padding, dilation)
     out = np.empty((n, c * dm) + out_sp, ctype)
     kw = ksize[-1]
     # S[j] for one channel: the padded leading axes, the output width.
@@ -98,16 +94,11 @@ def _fill_shifted(shifted, xb, padding, columns):
     ``j``: leading axes padded, last axis already at output width. Only the padding is zeroed
     (a whole-buffer fill was one more pass over kw copies)."""
     lead = tuple(slice(b, b + length) for (b, _), length in zip(padding[:-1], xb.shape[1:-1]))
-    for axis, ((before, _), inner) in enumerate(zip(padding[:-1], lead)):
-        edge = (slice(None),) * (2 + axis)
-        shifted[edge + (slice(0, before),)] = 0
-        shifted[edge + (slice(inner.stop, None),)] = 0
     for j, (lo, hi, src) in enumerate(columns):
-        rows = (j, slice(None)) + lead
-        shifted[rows + (slice(0, lo),)] = 0
-        shifted[rows + (slice(hi, None),)] = 0
+        interior = (j, slice(None)) + lead + (slice(lo, hi),)
+        zero_outside(shifted, interior)
         if hi > lo:
-            np.copyto(shifted[rows + (slice(lo, hi),)], xb[..., src], casting="unsafe")
+            np.copyto(shifted[interior], xb[..., src], casting="unsafe")
 
 
 def _tap_view(shifted, ksize, out_sp, strides, dilation):

@@ -13,12 +13,23 @@ from . import _parallel
 
 MEMORY_BUDGET_BYTES = 512 * 2**20
 CHUNK_TARGET_BYTES = 8 * 2**20
-# A gather feeds a GEMM and usually follows one, whose OpenBLAS workers keep spinning on the
-# other cores for a while (OpenBLAS' thread timeout, ~0.1 s); a piece handed to one of our
-# threads then waits for its core. Gathers below this size are copied on the calling thread
-# (measured, bench row D9 with 1.2 MB gathers: 1.77 ms -> 1.48 ms; rows with 7 MB or larger
-# gathers, D1/D2/V1, measured within noise either way and keep the threads).
+# Memory-bound work below this size that follows a GEMM stays on the calling thread
+# (``threads_near_gemm``).
 GATHER_PARALLEL_BYTES = 4 * 2**20
+
+
+def threads_near_gemm(nbytes, memory_bound=True):
+    """Threads for a copy that follows (or feeds) a GEMM: the im2col gather, the padding copy,
+    the transposed-conv scatter. After a GEMM, OpenBLAS's workers keep spinning on the other
+    cores for a while (its thread timeout, ~0.1 s), and a piece handed to one of our threads
+    waits for that core. So memory-bound work below ``GATHER_PARALLEL_BYTES`` runs on the calling
+    thread. Measured side by side: bench row D9's 1.2 MB gathers 1.77 -> 1.48 ms; padding of D2,
+    D3, D9 5-8% faster; T1's and T3's channels_last scatters 1.66 -> 1.37 and 1.58 -> 1.39 ms;
+    gathers of 7 MB and more (D1, D2, V1) within noise either way. Loop-bound work (short
+    strided runs: a group-major transpose, a channels_first scatter) keeps the threads."""
+    if memory_bound and nbytes < GATHER_PARALLEL_BYTES:
+        return 1
+    return _parallel.threads_for(nbytes)
 
 
 def chunk_limit():
@@ -64,8 +75,5 @@ class Scratch:
         if self.buffer is None or self.buffer.size < size:
             self.buffer = np.empty(size, self.dtype)
         flat = self.buffer[:size]
-        if flat.nbytes < GATHER_PARALLEL_BYTES:
-            np.copyto(flat.reshape(piece.shape), piece, casting="unsafe")
-        else:
-            _parallel.copy(flat.reshape(piece.shape), piece)
+        _parallel.copy(flat.reshape(piece.shape), piece, threads_near_gemm(flat.nbytes))
         return flat.reshape(shape)

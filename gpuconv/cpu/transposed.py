@@ -78,13 +78,9 @@ def conv_transpose(x, kernel, bias, *, strides, dilation, groups, out_spatial, c
             for t in tap_list:
                 _add_tap(part, tap_src(t)[lead + (items,)], sp_out, t, strides, dilation, crop, first_in, disjoint)
 
-        threads = _parallel.threads_for(cols.nbytes)
-        if channels_last and cols.nbytes < memory.GATHER_PARALLEL_BYTES:
-            # Contiguous runs of Fg: the scatter runs at memory speed, and right after the GEMM
-            # OpenBLAS's workers still spin on the other cores; like a small gather it is faster
-            # on the calling thread (bench rows T1, T3: 1.66 -> 1.37 ms, 1.58 -> 1.39 ms). The
-            # channels_first scatter adds short strided rows and gains from the threads.
-            threads = 1
+        # channels_last adds contiguous runs of Fg (memory-bound); channels_first short strided
+        # rows (loop-bound).
+        threads = memory.threads_near_gemm(cols.nbytes, memory_bound=channels_last)
         _parallel.run(scatter, _parallel.split(target.shape[len(lead)], threads))
     return finish(out, bias, activation, x.dtype, channel_bias_shape(out.ndim, channels_last))
 
