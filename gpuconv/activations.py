@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from . import backend as _backend
-from .serialization import deserialize_object
+from .serialization import deserialize_object, lookup_name, registered_name_of, unknown_identifier
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
@@ -347,29 +347,32 @@ _NOT_ELEMENTWISE = {"softmax", "log_softmax", "glu", "sparsemax", "threshold"}
 ELEMENTWISE = frozenset(name for name in ALL_OBJECTS_DICT if name not in _NOT_ELEMENTWISE)
 
 _CANONICAL = {fn: fn.__name__ for fn in _BUILTINS}
+_KIND = "activation function"
 
 
-def deserialize(config):
+def deserialize(config, custom_objects=None):
     """A callable from a Keras activation config: a name, or a dict like
-    ``{'module': 'keras.activations', 'class_name': 'function', 'config': 'relu', ...}``."""
+    ``{'module': 'keras.activations', 'class_name': 'function', 'config': 'relu', ...}``.
+    Names resolve in ``custom_objects`` (and the registered / scoped custom objects), then in
+    the built-ins; nothing a config names is ever imported."""
     if isinstance(config, str):
-        return get(config)
-    return deserialize_object(config, ALL_OBJECTS_DICT, "activation function")
+        return get(config, custom_objects=custom_objects)
+    return deserialize_object(config, ALL_OBJECTS_DICT, _KIND, custom_objects)
 
 
-def get(identifier):
+def get(identifier, custom_objects=None):
     """Keras' ``activations.get``: None -> linear; exact names; dicts; callables pass through."""
     if identifier is None:
         return linear
     if isinstance(identifier, dict):
-        obj = deserialize_object(identifier, ALL_OBJECTS_DICT, "activation function")
+        obj = deserialize_object(identifier, ALL_OBJECTS_DICT, _KIND, custom_objects)
     elif isinstance(identifier, str):
-        obj = ALL_OBJECTS_DICT.get(identifier)
+        obj = lookup_name(identifier, ALL_OBJECTS_DICT, custom_objects)
     else:
         obj = identifier
     if callable(obj):
         return obj
-    raise ValueError(f"Could not interpret activation function identifier: {identifier}")
+    raise unknown_identifier(_KIND, identifier)
 
 
 def serialize(activation):
@@ -384,11 +387,12 @@ def serialize(activation):
         return name
     if hasattr(activation, "get_config"):
         return {"module": type(activation).__module__, "class_name": type(activation).__name__,
-                "config": activation.get_config(), "registered_name": None}
+                "config": activation.get_config(), "registered_name": registered_name_of(type(activation))}
     fn_name = getattr(activation, "__name__", None)
     if callable(activation) and isinstance(fn_name, str) and fn_name != "<lambda>":
-        return {"module": activation.__module__, "class_name": "function", "config": fn_name,
-                "registered_name": "function"}
+        # Keras stores a registered function under its "package>name", so it reloads by that key.
+        return {"module": activation.__module__, "class_name": "function",
+                "config": registered_name_of(activation), "registered_name": "function"}
     raise ValueError(
         f"Unknown activation function '{activation}' cannot be serialized due to invalid function name. "
         "Make sure to use an activation name that matches the references defined in activations.py."

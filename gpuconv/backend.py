@@ -1,8 +1,10 @@
-"""Backend selection: 'auto' | 'cuda' | 'numpy'.
+"""Backend selection: 'auto' | 'cuda' | 'cuda-emulator' | 'numpy'.
 
 ``import gpuconv`` never touches CUDA: the choice is resolved on first use. 'auto' picks CUDA when
 CuPy imports, a device answers and the CUDA engine loads, else NumPy, and logs one line saying
 why. 'cuda' that cannot be honoured raises :class:`DeviceUnavailableError` with the probe's reason.
+'cuda-emulator' runs the CUDA engine (host code and kernels) on the CPU (``gpuconv/emulator``);
+'auto' never picks it (it is a development tool, far slower than the NumPy engine).
 The environment variable ``GPUCONV_BACKEND`` sets the initial choice.
 """
 import importlib
@@ -14,7 +16,8 @@ import numpy as np
 
 from .errors import DeviceUnavailableError
 
-BACKENDS = ("auto", "cuda", "numpy")
+BACKENDS = ("auto", "cuda", "cuda-emulator", "numpy")
+CUDA_ENGINE_BACKENDS = ("cuda", "cuda-emulator")  # backends that run gpuconv.cuda.engine
 ENV_VAR = "GPUCONV_BACKEND"
 
 logger = logging.getLogger("gpuconv")
@@ -56,9 +59,21 @@ def probe_cuda():
     return True, f"CuPy {cupy.__version__}, {count} device(s), using {name}"
 
 
+def probe_emulator():
+    """(available, reason) of the cuda-emulator: a host C++ compiler that runs."""
+    from .emulator import available
+
+    return available()
+
+
 def _resolve(requested):
     if requested == "numpy":
         return "numpy", "requested explicitly"
+    if requested == "cuda-emulator":
+        ok, reason = probe_emulator()
+        if not ok:
+            raise DeviceUnavailableError(f"backend 'cuda-emulator' is unavailable: {reason}")
+        return "cuda-emulator", f"CUDA kernels emulated on the CPU ({reason})"
     ok, reason = probe_cuda()
     if requested == "cuda":
         if not ok:
@@ -76,8 +91,8 @@ def set_backend(name):
     global _requested, _resolved, _reason
     name = _check_name(name)
     with _lock:
-        if name == "cuda":
-            _resolved, _reason = _resolve("cuda")
+        if name in CUDA_ENGINE_BACKENDS:
+            _resolved, _reason = _resolve(name)
         else:
             _resolved, _reason = None, ""
         _requested = name
@@ -91,7 +106,7 @@ def requested_backend():
 
 
 def get_backend():
-    """The backend in force: 'cuda' or 'numpy' (resolving 'auto' on first call)."""
+    """The backend in force: 'cuda', 'cuda-emulator' or 'numpy' (resolving 'auto' on first call)."""
     global _resolved, _reason
     with _lock:
         if _resolved is None:
@@ -103,6 +118,13 @@ def backend_info():
     """A dict describing the selection: requested, active, reason and library versions."""
     active = get_backend()
     info = {"requested": requested_backend(), "backend": active, "reason": _reason, "numpy": np.__version__}
+    if active == "cuda-emulator":
+        from .cuda import device as _device
+
+        dev = _device.get("cuda-emulator")
+        info.update(device="cuda-emulator (CUDA kernels on the CPU)", emulated=True,
+                    compute_capability=dev.compute_capability, check=dev.check, fma_contraction=dev.fma,
+                    compiler=_reason)
     if active == "cuda":
         import cupy
 
@@ -124,8 +146,13 @@ def engine():
     """The engine module of the active backend (``gpuconv.cpu`` or ``gpuconv.cuda.engine``).
 
     Both expose the same functions with the same signatures (see ``gpuconv/cpu/__init__.py``).
+    'cuda' and 'cuda-emulator' share the CUDA engine; the device seam is pointed at the right one.
     """
-    if get_backend() == "cuda":
+    active = get_backend()
+    if active in CUDA_ENGINE_BACKENDS:
+        from .cuda import device as _device
+
+        _device.use(active)
         return importlib.import_module("gpuconv.cuda.engine")
     return importlib.import_module("gpuconv.cpu")
 
@@ -145,10 +172,10 @@ def array_module(x):
 
 
 def to_numpy(x):
-    """Bring any array (NumPy, CuPy, or array-like) to a NumPy array on the host."""
+    """Bring any array (NumPy, CuPy, the emulator's device arrays, or array-like) to a NumPy array."""
     if is_cupy_array(x):
         return x.get()
-    return np.asarray(x)
+    return np.asarray(x)  # an emulator DeviceArray (an ndarray subclass) becomes a plain ndarray view
 
 
 def reset():

@@ -31,3 +31,13 @@ class KernelSourceNotFoundError(FileNotFoundError):
 
 class DeviceMismatchError(TypeError):
     """Arrays of one call live on different devices (host vs GPU, or two GPUs)."""
+
+
+class AllocationTooLargeError(MemoryError, ValueError):
+    """An output or workspace the NumPy engine would need is larger than the memory it may use
+    (``gpuconv.cpu.memory.allocation_limit``), found before anything is allocated.
+
+    Both a ``MemoryError`` (what NumPy's allocator would have raised, late) and a ``ValueError``
+    (what NumPy raises for an array too big to index, and what an impossible argument is): the
+    message names the shape, the dtype, the bytes and the limit.
+    """

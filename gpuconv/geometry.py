@@ -17,6 +17,13 @@ import numpy as np
 
 DATA_FORMATS = ("channels_first", "channels_last")
 
+# The largest value of any size argument (kernel size, strides, dilation, pool size, output
+# padding, upsampling size, cropping/padding amount, filters, groups) and of any extent derived
+# from them (a dilated kernel, an output length). It is what the kernels' 32-bit size arguments
+# hold, and far beyond any real layer; refusing larger values here keeps every later product of
+# sizes inside int64 and turns NumPy's OverflowError / "array is too big" into a ValueError.
+MAX_SIZE = 2**31 - 1
+
 _image_data_format = "channels_last"
 
 
@@ -69,6 +76,9 @@ def standardize_tuple(value, n, name, allow_zero=False):
         bad, req = {v for v in values if v <= 0}, "> 0"
     if bad:
         raise ValueError(error_msg + f", including values {bad} that do not satisfy `value {req}`")
+    too_big = {v for v in values if v > MAX_SIZE}
+    if too_big:
+        raise ValueError(error_msg + f", including values {too_big} that do not satisfy `value <= {MAX_SIZE}`")
     return values
 
 
@@ -109,7 +119,36 @@ def check_positive_int(value, name):
         raise ValueError(
             f"Invalid value for argument `{name}`. Expected a strictly positive value. Received {name}={value}."
         )
+    if value > MAX_SIZE:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a value <= {MAX_SIZE}. Received {name}={value}."
+        )
     return int(value)
+
+
+def check_dilated_extent(kernel_size, dilation_rate, kernel_name="kernel_size"):
+    """Refuse a dilated kernel (``(k - 1) * d + 1`` cells) longer than ``MAX_SIZE``: each factor
+    may be in range while the product is not (kernel 3, dilation 2**31 - 1)."""
+    for i, (k, d) in enumerate(zip(kernel_size, dilation_rate)):
+        extent = effective_kernel(k, d)
+        if extent > MAX_SIZE:
+            raise ValueError(
+                f"The dilated kernel extent `({kernel_name} - 1) * dilation_rate + 1` of spatial dimension {i} "
+                f"is {extent}, more than the largest supported size {MAX_SIZE}. "
+                f"Received: {kernel_name}={tuple(kernel_size)}, dilation_rate={tuple(dilation_rate)}"
+            )
+
+
+def check_output_extent(out_spatial, what, **arguments):
+    """Refuse an output longer than ``MAX_SIZE`` along a spatial dimension (transposed convs and
+    upsampling grow their input); ``arguments`` are echoed in the message."""
+    for i, o in enumerate(out_spatial):
+        if o is not None and o > MAX_SIZE:
+            received = ", ".join(f"{k}={v}" for k, v in arguments.items())
+            raise ValueError(
+                f"Computed output size {o} of {what} along spatial dimension {i} is more than the largest "
+                f"supported size {MAX_SIZE}. Received: {received}"
+            )
 
 
 def check_strides_dilation(strides, dilation_rate):
@@ -325,3 +364,52 @@ def locally_connected_padding_pair(length, k, s, padding):
     before = k // 2
     after = max((out - 1) * s + k - before - length, 0)
     return (before, after)
+
+
+# --------------------------------------------------------------------------------------------
+# Taps that can touch real input, and the sub-problem a run of outputs reads
+# --------------------------------------------------------------------------------------------
+def live_taps(length, k, s, d, before, out_length):
+    """Taps ``[lo, hi)`` of a window op (output ``o``, tap ``t`` reads input index
+    ``o*s + t*d - before``) that read the input for at least one output; every tap outside
+    reads only padding, at every output. Empty (``lo >= hi``) when no tap reaches the input.
+
+    The bounds come from the first and last output: a superset of the live taps when the stride
+    leaves gaps wider than the input, so a tap outside is always dead."""
+    lo = max(0, -(-(before - (out_length - 1) * s) // d))
+    hi = min(k, (before + length - 1) // d + 1)
+    return lo, max(lo, hi)
+
+
+def window_slice(length, s, d, before, outputs, taps):
+    """What outputs ``outputs = (o0, o1)`` of a window op read with taps ``taps = (t0, t1)``:
+    ``(input slice, (before, after))`` such that a 'valid' window op of ``t1 - t0`` taps over
+    the slice, zero-padded by the pair, gives exactly those outputs. Where they read only
+    padding the slice is empty and the padding alone has the length they read."""
+    (o0, o1), (t0, t1) = outputs, taps
+    first = o0 * s + t0 * d - before
+    last = (o1 - 1) * s + (t1 - 1) * d - before
+    if last < 0 or first >= length:
+        return slice(0, 0), (last - first + 1, 0)
+    return slice(max(first, 0), min(last + 1, length)), (max(0, -first), max(0, last - (length - 1)))
+
+
+def transpose_live_taps(length, k, s, d, crop, out_length):
+    """Taps ``[lo, hi)`` of a transposed conv (input ``i``, tap ``t`` lands on output
+    ``i*s + t*d - crop``) that land inside ``[0, out_length)`` for at least one input; the others
+    land only on cropped cells. Empty when none does."""
+    lo = max(0, -(-(crop - (length - 1) * s) // d))
+    hi = min(k, (crop + out_length - 1) // d + 1)
+    return lo, max(lo, hi)
+
+
+def transpose_input_rows(length, s, d, crop, outputs, taps):
+    """The inputs ``[i0, i1)`` whose taps ``taps = (t0, t1)`` land on outputs
+    ``outputs = (o0, o1)`` of a transposed conv, and the crop that makes outputs ``o0..o1-1``
+    the first ones of the sub-problem over those inputs with those taps (negative when its
+    first output lies before the first landing cell)."""
+    (o0, o1), (t0, t1) = outputs, taps
+    i0 = max(0, -(-(o0 + crop - (t1 - 1) * d) // s))
+    i1 = min(length, (o1 - 1 + crop - t0 * d) // s + 1)
+    i1 = max(i0, i1)
+    return (i0, i1), crop + o0 - t0 * d - i0 * s

@@ -9,6 +9,7 @@ Seeds: an int seed makes every call of the initializer (and of any initializer b
 same seed) return the same values; ``seed=None`` draws fresh values on every call.
 """
 import math
+import numbers
 
 import numpy as np
 
@@ -81,16 +82,62 @@ class Initializer:
 # --------------------------------------------------------------------------------------------
 # Constant initializers
 # --------------------------------------------------------------------------------------------
+def _invalid_constant(value):
+    return ValueError(
+        "Argument `value` of Constant must be a real number, or a list or array of real numbers that "
+        f"broadcasts to the weight's shape. Received: value={value!r}"
+    )
+
+
+def _decode_array_config(value):
+    """Keras' serialized array (``{'class_name': '__numpy__', 'config': {'value', 'dtype'}}``, as
+    its Constant.get_config writes an array value) as an array; any other dict is refused."""
+    inner = value.get("config")
+    if value.get("class_name") not in ("__numpy__", "__tensor__") or not isinstance(inner, dict):
+        raise _invalid_constant(value)
+    try:
+        return np.asarray(inner.get("value"), dtype=np.dtype(inner.get("dtype")))
+    except (TypeError, ValueError) as e:
+        raise _invalid_constant(value) from e
+
+
+def _constant_value(value):
+    """What Keras' Constant computes with: a real scalar, or real numbers Keras broadcasts to the
+    shape (``cast(value) * ones(shape)``). Anything else (strings, bytes, None, complex numbers,
+    objects) is refused here, at construction, rather than inside a later cast."""
+    if isinstance(value, dict):
+        value = _decode_array_config(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, numbers.Real):  # bool and int included, as in Keras
+        return value
+    try:
+        kind = np.asarray(value).dtype.kind
+    except (TypeError, ValueError):  # ragged nesting
+        kind = "O"
+    if isinstance(value, (str, bytes)) or kind not in "fiub":
+        raise _invalid_constant(value)
+    return value
+
+
 class Constant(Initializer):
     def __init__(self, value=0.0):
-        if isinstance(value, np.generic):
-            value = value.item()
-        self.value = value
+        self.value = _constant_value(value)
 
     def __call__(self, shape, dtype=None):
-        return np.full(_standardize_shape(shape), self.value, dtype=_dtype(dtype))
+        shape = _standardize_shape(shape)
+        try:
+            return np.full(shape, self.value, dtype=_dtype(dtype))
+        except ValueError as e:  # an array value that does not broadcast
+            raise ValueError(
+                f"Constant value of shape {np.shape(self.value)} cannot be broadcast to the requested "
+                f"shape {shape}."
+            ) from e
 
     def get_config(self):
+        if isinstance(self.value, np.ndarray):  # Keras' serialized form of an array
+            return {"value": {"class_name": "__numpy__",
+                              "config": {"value": self.value.tolist(), "dtype": self.value.dtype.name}}}
         return {"value": self.value}
 
 
@@ -329,8 +376,9 @@ def serialize(initializer):
     return serialize_object(initializer, _MODULE)
 
 
-def deserialize(config):
-    return deserialize_object(config, ALL_OBJECTS_DICT, _KIND)
+def deserialize(config, custom_objects=None):
+    """The object a Keras config dict describes (built-ins, or objects the caller supplies)."""
+    return deserialize_object(config, ALL_OBJECTS_DICT, _KIND, custom_objects)
 
 
 def _from_array(value):
@@ -347,9 +395,9 @@ def _from_array(value):
     return initialize
 
 
-def get(identifier):
+def get(identifier, custom_objects=None):
     """Keras' ``initializers.get``: None, a (snake_case) class name, a config dict, a class, an
     instance, a callable ``f(shape, dtype=None)`` or an array of the weight's shape."""
     if isinstance(identifier, (np.ndarray, np.generic)):
         return _from_array(identifier)
-    return get_object(identifier, ALL_OBJECTS_DICT, _KIND)
+    return get_object(identifier, ALL_OBJECTS_DICT, _KIND, custom_objects)

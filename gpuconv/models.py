@@ -11,7 +11,7 @@ import numpy as np
 from . import backend as _backend
 from .layers.base_layer import Layer
 from .layers.core import InputLayer, SymbolicTensor
-from .serialization import serialize_object
+from .serialization import _Scope, deserialize_object, serialize_object
 
 __all__ = ["Sequential"]
 
@@ -110,8 +110,7 @@ class Sequential(Layer):
             if layer.input_spec is not None:
                 layer.input_spec.check(shape, layer.name)
             if build and not layer.built:
-                layer.build(shape)
-                layer.built = True
+                layer._ensure_built(shape)  # once, even under concurrent first calls
                 if layer.input_spec is not None:
                     layer.input_spec.check(shape, layer.name)
             shape = tuple(layer.compute_output_shape(shape))
@@ -125,9 +124,10 @@ class Sequential(Layer):
         if input_shape is None:
             raise ValueError("You must provide an `input_shape` argument (or start the model with an `Input`).")
         input_shape = tuple(input_shape)
-        self._chain(input_shape, build=True)
-        self._build_input_shape = input_shape
-        self.built = True
+        with self._build_lock:  # one build at a time; a concurrent first call waits for it
+            self._chain(input_shape, build=True)
+            self._build_input_shape = input_shape
+            self.built = True
 
     def compute_output_shape(self, input_shape):
         shapes = self._chain(tuple(input_shape), build=False)
@@ -152,12 +152,27 @@ class Sequential(Layer):
             if x is None:
                 raise TypeError(f'Model "{self.name}" received inputs=None; expected an array.')
             x = np.asarray(x)
-        if self._build_input_shape is None and self._layers:
-            self._build_input_shape = (None,) + tuple(x.shape[1:])
+        if not self.built:
+            return self._first_call(x, training)
+        return self._run_layers(x, training)
+
+    def _run_layers(self, x, training):
         for layer in self._layers:
             x = layer(x, training=training)
-        self.built = all(layer.built for layer in self._layers)
         return x
+
+    def _first_call(self, x, training):
+        """The first call records the input shape and builds every layer, once: concurrent first
+        calls queue behind it (each layer also builds under its own lock); later calls never
+        take the lock (``built`` is read first)."""
+        with self._build_lock:
+            if self.built:
+                return self._run_layers(x, training)
+            if self._build_input_shape is None and self._layers:
+                self._build_input_shape = (None,) + tuple(x.shape[1:])
+            y = self._run_layers(x, training)
+            self.built = all(layer.built for layer in self._layers)
+            return y
 
     def call(self, inputs):
         return self(inputs)
@@ -295,22 +310,19 @@ class Sequential(Layer):
         return entry
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
+        """The model a Keras Sequential config describes. Each layer (and each object in a
+        layer's config) resolves only to gpuconv's built-ins and to objects the caller supplies
+        (``custom_objects``, ``gpuconv.saving``'s scope and registry): a module named in the
+        config is never imported."""
         config = dict(config)
-        classes = _layer_classes()
-        model = cls(name=config.get("name"), trainable=config.get("trainable", True))
-        for entry in config.get("layers", []):
-            class_name = entry.get("class_name") if isinstance(entry, dict) else None
-            layer_cls = classes.get(class_name)
-            if layer_cls is None:
-                raise ValueError(
-                    f"Could not interpret layer identifier: {entry!r}. "
-                    f"Known layers are the classes of gpuconv.layers."
-                )
-            model.add(layer_cls.from_config(dict(entry.get("config", {}))), rebuild=False)
-        build_shape = config.get("build_input_shape")
-        if build_shape is not None:
-            model.build(tuple(build_shape))
+        with _Scope(custom_objects):
+            model = cls(name=config.get("name"), trainable=config.get("trainable", True))
+            for entry in config.get("layers", []):
+                model.add(deserialize_object(entry, _layer_classes(), "layer"), rebuild=False)
+            build_shape = config.get("build_input_shape")
+            if build_shape is not None:
+                model.build(tuple(build_shape))
         return model
 
     def __repr__(self):

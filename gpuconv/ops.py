@@ -7,6 +7,8 @@ handles empty inputs without touching an engine, and dispatches to the engine of
 backend. Engines (``gpuconv.cpu`` and ``gpuconv.cuda.engine``) share one contract, documented in
 ``gpuconv/cpu/__init__.py``.
 """
+import math
+
 import numpy as np
 
 from . import activations as _activations
@@ -99,6 +101,10 @@ def _empty_result(x, out_shape, bias=None, activation=None):
     """Result for an input with no elements: no launch. Zero in-channels still yield bias + act;
     ``bias`` is already shaped to broadcast against the output (or None)."""
     xp = _backend.array_module(x)
+    if xp is np:  # the host's limit; CuPy raises its own OutOfMemoryError
+        from .cpu import memory
+
+        memory.check_allocation(out_shape, x.dtype, "output")
     y = xp.zeros(out_shape, dtype=x.dtype)
     if y.size and bias is not None:
         y = y + bias
@@ -122,6 +128,7 @@ class _Window:
         self.dilation = g.standardize_tuple(dilation_rate, rank, "dilation_rate")
         self.padding = g.standardize_padding(padding, allow_causal=allow_causal and rank == 1)
         self.ksize = g.standardize_tuple(kernel.shape[:rank], rank, "kernel_size")  # a 0 in the kernel is refused
+        g.check_dilated_extent(self.ksize, self.dilation)
         self.spatial = g.spatial_dims(x.shape, self.data_format)
         self.c_in = _channels(x, self.data_format)
 
@@ -184,7 +191,12 @@ def conv_transpose_core(inputs, kernel, bias=None, *, strides=1, padding="valid"
     out_spatial, crop = g.conv_transpose_geometry(
         win.spatial, win.ksize, win.strides, win.dilation, win.padding, output_padding
     )
-    if x.size == 0 or 0 in out_spatial:
+    # One rule for every windowed op: an empty output is refused, as conv and pooling do.
+    g.check_conv_output(out_spatial, x.shape, kernel.shape, win.dilation, win.strides, win.padding)
+    g.check_output_extent(out_spatial, "the transposed convolution", inputs_shape=tuple(x.shape),
+                          kernel_shape=tuple(kernel.shape), strides=win.strides, dilation_rate=win.dilation,
+                          output_padding=output_padding)
+    if x.size == 0:
         out_shape = g.make_shape(x.shape[0], filters, out_spatial, win.data_format)
         return _empty_result(x, out_shape, _channel_bias(bias, x.ndim, win.data_format), activation)
     fused, post = _split_activation(eng, activation)
@@ -240,6 +252,7 @@ def pool_core(inputs, mode, pool_size, strides=None, padding="valid", data_forma
     data_format = g.standardize_data_format(data_format)
     pool_size = g.standardize_tuple(pool_size, rank, "pool_size")
     strides = pool_size if strides is None else g.standardize_tuple(strides, rank, "strides", allow_zero=True)
+    g.check_dilated_extent(pool_size, (1,) * rank, "pool_size")
     padding = padding.lower() if isinstance(padding, str) else padding
     out_shape = g.pool_output_shape(x.shape, pool_size, strides, padding, data_format)
     if x.size == 0:
@@ -257,9 +270,10 @@ def locally_connected_core(inputs, kernel, bias=None, *, kernel_size, strides=1,
     """Unshared-weight conv (Keras 2 ``implementation=1`` layout: ``(positions, prod(k)*C, F)``)."""
     eng = _backend.engine()
     x, kernel, bias = _prepare(eng, [("inputs", inputs), ("kernel", kernel), ("bias", bias)])
-    rank = len(kernel_size)
+    rank = x.ndim - 2 if isinstance(kernel_size, int) else len(kernel_size)
     data_format = g.standardize_data_format(data_format)
     _check_rank(x, rank, f"{rank}D locally connected", kernel.shape)
+    kernel_size = g.standardize_tuple(kernel_size, rank, "kernel_size")
     strides = g.standardize_tuple(strides, rank, "strides")
     padding = g.standardize_padding(padding)
     spatial = g.spatial_dims(x.shape, data_format)
@@ -267,8 +281,13 @@ def locally_connected_core(inputs, kernel, bias=None, *, kernel_size, strides=1,
         g.locally_connected_output_length(L, k, s, padding) for L, k, s in zip(spatial, kernel_size, strides)
     )
     c_in = _channels(x, data_format)
-    positions = int(np.prod(out_spatial))
-    expect = (positions, int(np.prod(kernel_size)) * c_in, kernel.shape[-1])
+    if any(o <= 0 for o in out_spatial):
+        raise ValueError(
+            "Computed output size would be zero or negative. Received "
+            f"`inputs shape={tuple(x.shape)}`, `kernel_size={kernel_size}`, `strides={strides}`, `padding={padding}`."
+        )
+    positions = math.prod(out_spatial)
+    expect = (positions, math.prod(kernel_size) * c_in, kernel.shape[-1])
     if tuple(kernel.shape) != expect:
         raise ValueError(f"Expected `kernel` of shape {expect}; received kernel of shape {tuple(kernel.shape)}.")
     filters = kernel.shape[-1]
@@ -306,7 +325,9 @@ def upsampling_core(inputs, size, interpolation="nearest", data_format=None):
         )
     spatial = g.spatial_dims(x.shape, data_format)
     c = _channels(x, data_format)
-    out_shape = g.make_shape(x.shape[0], c, tuple(L * s for L, s in zip(spatial, size)), data_format)
+    out_spatial = tuple(L * s for L, s in zip(spatial, size))
+    g.check_output_extent(out_spatial, "the upsampling", inputs_shape=tuple(x.shape), size=size)
+    out_shape = g.make_shape(x.shape[0], c, out_spatial, data_format)
     if x.size == 0:
         return _empty_result(x, out_shape)
     return eng.upsample(x, size=tuple(size), interpolation=interpolation,

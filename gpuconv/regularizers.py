@@ -144,10 +144,11 @@ def serialize(regularizer):
     return serialize_object(regularizer, _MODULE)
 
 
-def deserialize(config):
-    return deserialize_object(config, ALL_OBJECTS_DICT, _KIND)
+def deserialize(config, custom_objects=None):
+    """The object a Keras config dict describes (built-ins, or objects the caller supplies)."""
+    return deserialize_object(config, ALL_OBJECTS_DICT, _KIND, custom_objects)
 
 
-def get(identifier):
+def get(identifier, custom_objects=None):
     """Keras' ``regularizers.get``: None, a name, a config dict, a class, an instance or a callable."""
-    return get_object(identifier, ALL_OBJECTS_DICT, _KIND)
+    return get_object(identifier, ALL_OBJECTS_DICT, _KIND, custom_objects)

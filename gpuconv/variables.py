@@ -11,6 +11,16 @@ import numpy as np
 from . import backend as _backend
 
 
+def check_numeric(value, path):
+    """Refuse what a float weight cannot hold without silently losing information: complex values
+    (NumPy would drop the imaginary part with only a warning), and object, string, bytes or
+    datetime arrays. Real floats, integers and bools are cast, as Keras does."""
+    dtype = np.asarray(value).dtype  # callers pass host NumPy arrays: no copy
+    if dtype.kind not in "fiub":
+        why = "complex values would lose their imaginary part" if dtype.kind == "c" else "it is not a real number array"
+        raise TypeError(f"Cannot assign a value of dtype {dtype} to weight '{path}': {why}.")
+
+
 class Variable:
     def __init__(self, value, *, name, path, trainable=True, regularizer=None, constraint=None):
         self._value = np.array(value)  # owned copy: callers' arrays are never aliased
@@ -39,6 +49,7 @@ class Variable:
 
     def assign(self, value):
         value = _backend.to_numpy(value)
+        check_numeric(value, self.path)
         if tuple(value.shape) != self.shape:
             raise ValueError(
                 f"Cannot assign a value of shape {tuple(value.shape)} to variable '{self.path}' of shape {self.shape}."
@@ -64,6 +75,17 @@ class Variable:
                     copy = cupy.asarray(self._value)
                 self._device_copies[dev] = copy
             return copy
+
+    # Locks cannot be pickled or deep-copied; the device copies are a cache. A copy gets fresh ones.
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_lock"]
+        state["_device_copies"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __array__(self, dtype=None, copy=None):
         return self._value if dtype is None else self._value.astype(dtype)

@@ -19,6 +19,17 @@
 // (gpuconv/cuda/indexing.py).
 #pragma once
 
+#include "ptx.cuh"
+
+// Dynamic shared memory, declared the one way both targets accept: on the GPU the usual
+// `extern __shared__` array, under the cuda-emulator a pointer to the launch's buffer (exactly
+// the bytes the launch asked for, so a read past them is caught).
+#ifdef GPUCONV_EMULATOR
+#define GC_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(gcemu::dynamic_shared())
+#else
+#define GC_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
+#endif
+
 namespace gc {
 
 // ------------------------------------------------------------------------------------------
@@ -28,15 +39,11 @@ struct __align__(2) half {
     unsigned short bits;
 };
 
-__device__ __forceinline__ float half_to_float(half h) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h.bits));
-    return f;
-}
+__device__ __forceinline__ float half_to_float(half h) { return ptx::cvt_f32_f16(h.bits); }
 
 __device__ __forceinline__ half float_to_half(float f) {
     half h;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.bits) : "f"(f));  // round to nearest even, like NumPy
+    h.bits = ptx::cvt_rn_f16_f32(f);  // round to nearest even, like NumPy
     return h;
 }
 
@@ -111,14 +118,12 @@ __device__ __forceinline__ double max_finite(double) { return 0x1.fffffffffffffp
 // take the double estimate from ~2**-22 to full precision). .ftz flushes a subnormal input or
 // result: callers keep b in [1, 2**960] (quotient() below scales larger ones).
 __device__ __forceinline__ float reciprocal(float b) {
-    float r;
-    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(b));
+    const float r = ptx::rcp_approx_ftz(b);
     return fmaf(r, fmaf(-b, r, 1.0f), r);
 }
 
 __device__ __forceinline__ double reciprocal(double b) {
-    double r;
-    asm("rcp.approx.ftz.f64 %0, %1;" : "=d"(r) : "d"(b));
+    double r = ptx::rcp_approx_ftz(b);
     r = fma(r, fma(-b, r, 1.0), r);
     return fma(r, fma(-b, r, 1.0), r);
 }
@@ -140,17 +145,8 @@ __device__ __forceinline__ A quotient(A a, A b) {
 // (float: already at the rounding level; double: ~2**-45), then one Heron correction of
 // s = a / sqrt(a) against its residual a - s*s (an FMA), which lands within an ulp. +Inf and NaN
 // pass through (the residual would be Inf - Inf).
-__device__ __forceinline__ float rsqrt_approx(float a) {
-    float y;
-    asm("rsqrt.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(a));
-    return y;
-}
-
-__device__ __forceinline__ double rsqrt_approx(double a) {
-    double y;
-    asm("rsqrt.approx.ftz.f64 %0, %1;" : "=d"(y) : "d"(a));
-    return y;
-}
+__device__ __forceinline__ float rsqrt_approx(float a) { return ptx::rsqrt_approx_ftz(a); }
+__device__ __forceinline__ double rsqrt_approx(double a) { return ptx::rsqrt_approx_ftz(a); }
 
 template <typename A>
 __device__ __forceinline__ A sqrt_ge1(A a) {

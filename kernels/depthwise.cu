@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(256, 1) depthwise_tile(
     int channels_last, int TD, int TH, int TW, int CV, int act) {
     typedef AccVec<T, V> Acc;
     constexpr int PPT = DwPixelsPerThread<T>::value;
-    extern __shared__ __align__(16) unsigned char dw_smem[];
+    GC_DYNAMIC_SHARED(unsigned char, dw_smem);
     Vec<T, V>* halo = reinterpret_cast<Vec<T, V>*>(dw_smem);
 
     const Tensor5<Index> xt(Index(C), Index(ID), Index(IH), Index(IW), channels_last != 0);

@@ -22,7 +22,7 @@ __global__ void __launch_bounds__(256, 2) locally_connected(
     int F, int ID, int IH, int IW, int OD, int OH, int OW, int KD, int KH, int KW, int SD, int SH, int SW, int pad_d,
     int pad_h, int pad_w, int channels_last, int FCH, int KC, int act) {
     typedef typename Traits<T>::acc_t A;
-    extern __shared__ __align__(16) unsigned char lc_smem[];
+    GC_DYNAMIC_SHARED(unsigned char, lc_smem);
     A* patch = reinterpret_cast<A*>(lc_smem);  // [batch chunk][KC]
 
     const bool cl = channels_last != 0;

@@ -97,7 +97,7 @@ __global__ void __launch_bounds__(256, 1) separable_fused(
     int KW, int SD, int SH, int SW, int DD, int DH, int DW, int pad_d, int pad_h, int pad_w, int channels_last,
     int FCH, int act) {
     typedef typename Traits<T>::acc_t A;
-    extern __shared__ __align__(16) unsigned char sep_smem[];
+    GC_DYNAMIC_SHARED(unsigned char, sep_smem);
     A* mid = reinterpret_cast<A*>(sep_smem);
 
     const bool cl = channels_last != 0;
@@ -153,7 +153,7 @@ __global__ void __launch_bounds__(256, 2) pointwise_conv(const T* __restrict__ m
                                                       Index S, int M, int F, int channels_last, int FCH,
                                                       int KC, int act) {
     typedef typename Traits<T>::acc_t A;
-    extern __shared__ __align__(16) unsigned char pw_smem[];
+    GC_DYNAMIC_SHARED(unsigned char, pw_smem);
     A* tile_s = reinterpret_cast<A*>(pw_smem);
     const bool cl = channels_last != 0;
     const int tid = threadIdx.x, nthreads = blockDim.x;

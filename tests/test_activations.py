@@ -114,10 +114,14 @@ def test_get_dict_and_serialize():
         activations.get({"module": "keras.activations", "class_name": "function", "config": "nope"})
 
 
-def test_user_function_serializes_to_an_importable_dict():
+def test_user_function_serializes_to_a_dict_resolved_only_through_custom_objects():
     config = activations.serialize(np.tanh)  # a ufunc: no __module__ function; named by its module
     assert config["class_name"] == "function" and config["config"] == "tanh"
-    assert activations.get(config) is np.tanh
+    # issue 8: a config never imports or searches the module it names (it used to return
+    # numpy.tanh here by importing 'numpy'); the caller supplies the object.
+    with pytest.raises(ValueError, match="Could not interpret activation function identifier"):
+        activations.get(config)
+    assert activations.get(config, custom_objects={"tanh": np.tanh}) is np.tanh
 
 
 def test_elementwise_set():

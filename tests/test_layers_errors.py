@@ -222,5 +222,5 @@ def test_accepted_edge_arguments():
     assert L.DepthwiseConv1D(3, padding="causal").padding == "causal"  # beyond Keras
     assert L.SeparableConv1D(2, 3, padding="causal").padding == "causal"  # beyond Keras 3
     assert L.Conv2D(2, 3, data_format="CHANNELS_FIRST").data_format == "channels_first"
-    assert L.ZeroPadding2D(-1).padding == ((-1, -1), (-1, -1))  # Keras stores a negative int unchecked
+    assert L.ZeroPadding2D(0).padding == ((0, 0), (0, 0))  # zero padding allowed; a negative int is refused (issue 8)
     assert L.LocallyConnected1D(2, 3, padding="same", implementation=2).padding == "same"

@@ -99,14 +99,12 @@ def test_zero_padding_values_and_shapes(backend_name, rng, layer, pairs):
     assert layer.compute_output_shape((None,) * x.ndim) == (None,) * x.ndim
 
 
-def test_zero_padding_negative_int_follows_the_shape_formula(rng):
-    """Keras stores a negative int unchecked; dim + before + after then means cropping."""
-    layer = layers.ZeroPadding2D(-1)
-    assert layer.padding == ((-1, -1), (-1, -1))
-    x = _input(rng, 2, "channels_last")
-    y = gpuconv.to_numpy(layer(x))
-    np.testing.assert_array_equal(y, x[:, 1:-1, 1:-1, :])
-    assert y.shape == layer.compute_output_shape(x.shape)
+def test_zero_padding_negative_int_is_refused():
+    """Keras stores a negative int unchecked and then reports negative sizes (issue 8: ZeroPadding2D(-3)
+    on 4x4 gave (1, -2, -2, 1)); we refuse it at construction, as Keras refuses it in every other form."""
+    for cls in (layers.ZeroPadding2D, layers.ZeroPadding3D):
+        with pytest.raises(ValueError, match=r"`padding` cannot be negative. Received: padding=-1\."):
+            cls(-1)
 
 
 # --------------------------------------------------------------------------------------------

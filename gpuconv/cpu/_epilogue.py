@@ -1,19 +1,29 @@
-"""What every op does after its accumulation: bias, the fused activation, the cast back.
+"""What every op does after its accumulation: bias, the fused activation, the cast to the output.
 
-All three run in place on the engine's own accumulation buffer (never on a caller's array).
+All three run in place on the engine's own accumulation buffer (never on a caller's array), in
+slabs small enough that the activation's temporaries stay inside the working-buffer share of the
+budget (``memory.chunk_limit``) on all threads together.
 """
 import numpy as np
 
-from . import _parallel
+from . import _parallel, memory
 
 FUSED_ACTIVATIONS = frozenset({"relu", "sigmoid", "tanh"})
+
+# Slab-sized temporaries the costliest activation (sigmoid) allocates.
+_ACTIVATION_TEMPORARIES = 3
+# Slabs are never cut smaller than this (a one-byte budget still computes, a few KiB at a time).
+_MIN_SLAB_BYTES = 4096
 
 
 def _sigmoid_(y):
     # exp of -|y| never overflows; the two branches are the same function on their own half-lines.
-    e = np.exp(-np.abs(y))
-    pos = y >= 0
-    np.divide(np.where(pos, 1.0, e), 1.0 + e, out=y, casting="unsafe")
+    e = np.abs(y)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    numerator = np.where(y >= 0, 1.0, e)
+    np.add(e, 1.0, out=e)
+    np.divide(numerator, e, out=y, casting="unsafe")
     return y
 
 
@@ -25,42 +35,30 @@ _APPLY_IN_PLACE = {
 assert set(_APPLY_IN_PLACE) == FUSED_ACTIVATIONS
 
 
-def finish(y, bias, activation, dtype, bias_shape=None):
-    """``activation(y + bias)`` cast to ``dtype``. ``y`` is an accumulation buffer owned by the
-    engine; ``bias_shape`` is how the bias broadcasts against ``y``."""
-    if bias is None and activation is None and y.dtype == dtype:
-        return y
-    b = None if bias is None else np.asarray(bias, dtype=y.dtype)
-    b = b if b is None or bias_shape is None else b.reshape(bias_shape)
+def finish(acc, bias, activation, out):
+    """``out[...] = activation(acc + bias)``, cast to ``out``'s dtype. ``acc`` is an accumulation
+    buffer owned by the engine (``out`` itself when no cast is needed); ``bias`` is None or an
+    array that broadcasts against ``acc`` from the right (a broadcast view of the output is fine)."""
+    if bias is None and activation is None and acc is out:
+        return out
+    b = None if bias is None else np.broadcast_to(bias, acc.shape)
     act = None if activation is None else _APPLY_IN_PLACE[activation]
-    out = y if y.dtype == dtype else np.empty(y.shape, dtype)
 
     def slab(idx):
         # bias and activation in place on the accumulator, then the cast: one slab at a time,
-        # so each slab is still in cache for the next step. The bias broadcasts from the right,
-        # so a slab of leading axes takes it whole; a slab cut on the channel axis takes its part.
-        part = y[idx]
+        # so each slab is still in cache for the next step.
+        part = acc[idx]
         if b is not None:
-            part += b[_bias_index(idx, b, y.ndim)]
+            np.add(part, b[idx], out=part, casting="unsafe")
         if act is not None:
             act(part)
-        if out is not y:
+        if out is not acc:
             np.copyto(out[idx], part, casting="unsafe")
 
-    _parallel.run(slab, _parallel.slabs(y.shape, 2 * y.nbytes))
+    threads = _parallel.threads_for(2 * acc.nbytes)
+    slab_bytes = max(_MIN_SLAB_BYTES, memory.chunk_limit() // (_ACTIVATION_TEMPORARIES * threads))
+    _parallel.run(slab, _parallel.bounded_slabs(acc.shape, acc.itemsize, slab_bytes, threads))
     return out
-
-
-def _bias_index(idx, b, ndim):
-    """The part of a right-aligned broadcast ``b`` that lines up with slab ``idx`` of an
-    ``ndim``-d array (``idx`` slices one axis, preceded by full slices, or is ``(...,)``)."""
-    if idx == (Ellipsis,):
-        return Ellipsis
-    axis = len(idx) - 1
-    b_axis = axis - (ndim - b.ndim)
-    if b_axis < 0 or b.shape[b_axis] == 1:
-        return Ellipsis
-    return (slice(None),) * b_axis + (idx[axis],)
 
 
 def channel_bias_shape(ndim, channels_last):

@@ -13,10 +13,19 @@ caller's CPU. On the 2-vCPU bench machine two unpinned threads doing in-cache mu
 workers never take a core from BLAS.) The caller only waits, so it never shares a CPU with a
 worker. ``GPUCONV_PIN_THREADS=0`` turns pinning off (the work split is unchanged).
 
-``NUM_THREADS`` defaults to the CPUs this process may run on (``GPUCONV_NUM_THREADS`` overrides);
-tests may monkeypatch it.
+``NUM_THREADS`` (None: resolved at the first use, ``num_threads()``) defaults to the CPUs this process
+may run on; ``GPUCONV_NUM_THREADS`` overrides it with a positive integer, capped at those CPUs
+(more threads than CPUs only wait for each other). Tests may monkeypatch ``NUM_THREADS``.
+
+Fork: a child forked while the pool exists gets a fresh pool (``os.register_at_fork``), and a
+fresh lock, since the parent's might have been held by another thread at the fork. This makes
+gpuconv's own threads fork-safe; OpenBLAS's are not (a child forked during a GEMM of the parent
+can hang in its next GEMM, as with plain NumPy).
 """
 import contextvars
+import itertools
+import logging
+import math
 import os
 import queue
 import threading
@@ -31,14 +40,49 @@ def _allowed_cpus():
         return list(range(os.cpu_count() or 1))
 
 
-def _default_threads():
-    env = os.environ.get("GPUCONV_NUM_THREADS")
-    if env:
-        return max(1, int(env))
-    return max(1, len(_allowed_cpus()))
+def threads_from_environment(raw, cpus):
+    """Threads for ``GPUCONV_NUM_THREADS=raw`` (None or empty: one per allowed CPU), at most
+    ``cpus``; ValueError naming the variable and the value unless it is a positive integer."""
+    if raw is None or raw.strip() == "":
+        return cpus
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0:
+        raise ValueError(
+            "The environment variable GPUCONV_NUM_THREADS must be a positive integer (worker threads of the "
+            f"NumPy engine). Received: GPUCONV_NUM_THREADS={raw!r}"
+        )
+    requested = int(text)
+    if requested > cpus:
+        _log_cap_once(requested, cpus)
+    return min(requested, cpus)
 
 
-NUM_THREADS = _default_threads()
+_capped = set()
+
+
+def _log_cap_once(requested, cpus):
+    if (requested, cpus) not in _capped:
+        _capped.add((requested, cpus))
+        logging.getLogger("gpuconv").warning(
+            "gpuconv: GPUCONV_NUM_THREADS=%d is more than the %d CPUs this process may use; using %d threads",
+            requested, cpus, cpus)
+
+
+NUM_THREADS = None
+_environment_threads = None  # from GPUCONV_NUM_THREADS and the affinity mask, once read
+
+
+def num_threads():
+    """``NUM_THREADS`` when set, else from ``GPUCONV_NUM_THREADS`` and the affinity mask, read at
+    the first use (an invalid value raises at every use until it is fixed)."""
+    global _environment_threads
+    if NUM_THREADS is not None:
+        return NUM_THREADS
+    if _environment_threads is None:
+        _environment_threads = threads_from_environment(os.environ.get("GPUCONV_NUM_THREADS"),
+                                                        max(1, len(_allowed_cpus())))
+    return _environment_threads
+
 PIN_THREADS = os.environ.get("GPUCONV_PIN_THREADS", "1") != "0"
 
 # Below this much memory traffic a piece is faster done inline than handed to a thread.
@@ -83,10 +127,22 @@ def _workers():
     threads behind it), a raised NUM_THREADS or a changed PIN_THREADS get fresh ones (the old
     threads stay idle)."""
     global _pool
+    threads = num_threads()
     with _pool_lock:
-        if _pool is None or _pool.pid != os.getpid() or _pool.count < NUM_THREADS or _pool.pinned != PIN_THREADS:
-            _pool = _Workers(NUM_THREADS, PIN_THREADS)
+        if _pool is None or _pool.pid != os.getpid() or _pool.count < threads or _pool.pinned != PIN_THREADS:
+            _pool = _Workers(threads, PIN_THREADS)
         return _pool
+
+
+def _forget_pool_in_child():
+    """After a fork: the parent's workers do not exist here, and its lock may have been held."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def run(fn, pieces):
@@ -94,7 +150,7 @@ def run(fn, pieces):
     Worker ``w`` runs pieces ``w, w + T, ..`` in order. Every piece runs even when one fails; the
     earliest failing piece's exception is then raised."""
     pieces = list(pieces)
-    threads = min(NUM_THREADS, len(pieces))
+    threads = min(num_threads(), len(pieces))
     if threads <= 1 or threading.current_thread().name.startswith(_WORKER_PREFIX):
         errors = [_call(fn, p) for p in pieces]
     else:
@@ -132,7 +188,7 @@ def _call(fn, piece):
 
 def threads_for(nbytes):
     """How many pieces a job touching ``nbytes`` is worth cutting into."""
-    return NUM_THREADS if nbytes >= MIN_PARALLEL_BYTES else 1
+    return num_threads() if nbytes >= MIN_PARALLEL_BYTES else 1
 
 
 def split(n, parts):
@@ -159,3 +215,24 @@ def copy(dst, src, threads=None):
     ``threads`` of them when given)."""
     slabs_ = slabs(dst.shape, dst.nbytes + src.nbytes, threads)
     run(lambda idx: np.copyto(dst[idx], src[idx], casting="unsafe"), slabs_)
+
+
+def bounded_slabs(shape, itemsize, max_bytes, parts):
+    """Index tuples cutting a C-contiguous array of ``shape`` into disjoint slabs of at most
+    ``max_bytes`` (but at least one element) and, work allowing, at least ``parts`` of them: a
+    run of indices of one axis, the axes before it fixed to one index each, every axis after it
+    whole. Each slab is then a contiguous block."""
+    total = math.prod(shape) * itemsize
+    if total == 0:
+        return [(Ellipsis,)]
+    target = max(itemsize, min(max_bytes, -(-total // max(parts, 1))))
+    axis, row = 0, total // shape[0]  # ``row``: bytes of one index of ``axis``
+    while row > target and axis < len(shape) - 1:
+        axis += 1
+        row //= shape[axis]
+    step = max(1, target // row)
+    slabs_ = []
+    for lead in itertools.product(*(range(n) for n in shape[:axis])):
+        for start in range(0, shape[axis], step):
+            slabs_.append(lead + (slice(start, min(start + step, shape[axis])),))
+    return slabs_

@@ -1,14 +1,22 @@
-"""Padding and sliding-window views: the im2col building blocks every NumPy op shares.
+"""Padding and sliding-window views: the im2col building blocks every NumPy op shares; and the
+taps that can touch real input, with the input a piece of the output reads through them.
 
 A window view is an ``as_strided`` read-only view, so building it costs nothing; the copy happens
 only when an op reshapes it into a GEMM operand (and then chunk by chunk, see ``memory``).
+
+Taps that read only padding, at every output, are left out before anything is computed
+(``live_window``, ``trim_kernel``): a 10**7-cell pooling window over 8 cells reads 15 taps, a
+kernel with dilation 2**30 under 'same' its centre. Then no padding longer than the input is
+ever built, and the work is bounded by the taps that can touch real input. Padding is literal
+zeros, so a left-out tap still adds 0 * w: NaN where w is Inf or NaN (``trim_kernel`` keeps that).
 """
 import itertools
+import math
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..geometry import conv_output_length
+from ..geometry import conv_output_length, live_taps, padded_output_spatial, window_slice
 from . import _parallel, memory
 
 
@@ -26,12 +34,13 @@ def spatial_axes(rank, channels_last):
     return tuple(range(1, rank + 1)) if channels_last else tuple(range(2, rank + 2))
 
 
-def padded(x, padding, axes, dtype, fill=0, contiguous=False):
+def padded(x, padding, axes, dtype, fill=0, contiguous=False, scratch=None):
     """``x`` in ``dtype`` with ``padding[i]`` = (before, after) cells of ``fill`` on ``axes[i]``.
 
     Returns ``x`` itself when there is nothing to pad or cast (any strides, unless ``contiguous``
     asks for a C-contiguous result), so callers must treat the result as read-only. Otherwise the
-    result is a fresh C-contiguous buffer.
+    result is a C-contiguous buffer: fresh, or in ``scratch`` (a ``memory.Scratch`` reused by
+    every piece of a call, only its border refilled).
     """
     dtype = np.dtype(dtype)
     if x.dtype == dtype and all(b == 0 and a == 0 for b, a in padding) and (x.flags.c_contiguous or not contiguous):
@@ -41,7 +50,13 @@ def padded(x, padding, axes, dtype, fill=0, contiguous=False):
     for ax, (before, after) in zip(axes, padding):
         shape[ax] += before + after
         interior[ax] = slice(before, before + x.shape[ax])
-    buf = np.zeros(shape, dtype) if fill == 0 else np.full(shape, fill, dtype)
+    if scratch is not None and scratch.fits(shape):
+        buf = scratch.take(tuple(shape))
+        fill_outside(buf, interior, fill)  # a buffer reused from the previous piece
+    elif scratch is not None:
+        buf = scratch.take(tuple(shape), fill)
+    else:
+        buf = np.zeros(shape, dtype) if fill == 0 else np.full(shape, fill, dtype)
     # One pass: pads, casts and normalises any input strides. It usually follows the previous
     # call's GEMM; long contiguous runs make it memory-bound (``memory.threads_near_gemm``).
     long_runs = x.strides[-1] == x.itemsize and x.shape[-1] >= _LONG_RUN
@@ -49,16 +64,21 @@ def padded(x, padding, axes, dtype, fill=0, contiguous=False):
     return buf
 
 
-def zero_outside(a, interior):
-    """Zero every element of ``a`` outside ``a[interior]`` (one entry per leading axis: an index,
-    or a unit-step slice), touching only the border, not the interior."""
+def fill_outside(a, interior, value):
+    """Set every element of ``a`` outside ``a[interior]`` (one entry per leading axis: an index,
+    or a unit-step slice) to ``value``, touching only the border, not the interior."""
     prefix = ()
     for ax, sl in enumerate(interior):
         if isinstance(sl, slice):
             start, stop, _ = sl.indices(a.shape[ax])
-            a[prefix + (slice(0, start),)] = 0
-            a[prefix + (slice(stop, None),)] = 0
+            a[prefix + (slice(0, start),)] = value
+            a[prefix + (slice(stop, None),)] = value
         prefix += (sl,)
+
+
+def zero_outside(a, interior):
+    """``fill_outside`` with zeros."""
+    fill_outside(a, interior, 0)
 
 
 def output_length(length, k, s, d):
@@ -101,3 +121,85 @@ def reshape_view(a, shape):
     """``a.reshape(shape)`` that must not copy: used for ``out=`` targets, where a silent copy
     would drop the result."""
     return np.reshape(a, shape, copy=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Taps that can touch real input, and the input one piece of the output reads
+# --------------------------------------------------------------------------------------------
+def live_window(lengths, ksize, strides, dilation, padding):
+    """``(output lengths, live taps)`` of a window op over input ``lengths`` zero-padded by
+    ``padding``: per axis, the taps ``(lo, hi)`` that read the input for some output
+    (``geometry.live_taps``); ``lo >= hi`` on an axis where no tap ever does."""
+    out_sp = padded_output_spatial(lengths, ksize, strides, padding, dilation)
+    if not any(map(any, padding)):  # 'valid': every tap of a window that fits reads the input
+        return out_sp, tuple((0, k) for k in ksize)
+    taps_ = tuple(live_taps(n, k, s, d, before, o)
+                  for n, k, s, d, (before, _), o in zip(lengths, ksize, strides, dilation, padding, out_sp))
+    return out_sp, taps_
+
+
+def no_live_tap(taps_):
+    return any(lo >= hi for lo, hi in taps_)
+
+
+def trim_kernel(w, taps_):
+    """``w`` ``(*k, ..)`` cut to the live taps, or ``w`` itself when all are live. A left-out
+    tap reads a zero at every output, so it adds 0 * w there: NaN exactly where one of its
+    weights is Inf or NaN. That NaN is kept by writing it into the first live tap of the same
+    (channel, filter): NaN times any input, real or padding, is NaN at every output, as the
+    left-out tap would have made it."""
+    rank = len(taps_)
+    box = tuple(slice(lo, hi) for lo, hi in taps_)
+    kept = w[box]
+    if kept.shape == w.shape:
+        return w
+    tap_axes = tuple(range(rank))
+    bad = (~np.isfinite(w)).sum(axis=tap_axes) > (~np.isfinite(kept)).sum(axis=tap_axes)
+    if bad.any():
+        kept = kept.copy()
+        kept[(0,) * rank][bad] = np.nan
+    return kept
+
+
+def dead_output(w, reduce_channels):
+    """Per output channel, what a window op gives when every tap reads padding: 0, or NaN where a
+    weight feeding it is Inf or NaN (0 * Inf). ``w`` ``(*k, Cg, F)`` with ``reduce_channels``
+    (conv: filter f sums its channels) or ``(*k, C, dm)`` without (depthwise: channel c*dm + m)."""
+    rank = w.ndim - 2
+    axes = tuple(range(rank)) + ((rank,) if reduce_channels else ())
+    return np.where((~np.isfinite(w)).any(axis=axes), np.nan, 0.0).reshape(-1)
+
+
+def fill_channels(acc, values, channels_last):
+    """``acc[...] = values`` along the channel axis (one value per output channel)."""
+    shape = (-1,) if channels_last else (-1,) + (1,) * (acc.ndim - 2)
+    acc[...] = values.reshape(shape)
+
+
+def sub_input(x, bs, rs, axes, out_sp, taps_, strides, dilation, padding):
+    """The input that outputs ``[bs, rs]`` (``rs``: rows of the first spatial axis, every index of
+    the others) read through the taps ``taps_``: ``(x view, padding pairs)`` such that the same
+    window op with ``hi - lo`` taps per axis, over the view zero-padded by the pairs, gives
+    exactly those outputs (``geometry.window_slice``). A view: nothing is copied."""
+    index = [bs] + [slice(None)] * (x.ndim - 1)
+    pairs = []
+    for i, ax in enumerate(axes):
+        outputs = (rs.start, rs.stop) if i == 0 else (0, out_sp[i])
+        index[ax], pair = window_slice(x.shape[ax], strides[i], dilation[i], padding[i][0], outputs, taps_[i])
+        pairs.append(pair)
+    return x[tuple(index)], tuple(pairs)
+
+
+def piece_input_bytes(out_sp, taps_, strides, dilation, channels, itemsize):
+    """``(bytes per output row, bytes per batch item)`` of the zero-padded input a piece of output
+    rows reads (``sub_input``, padded): rows of the padded other axes, ``s`` per output row of the
+    first axis plus a halo of ``k_eff - s`` rows per item."""
+    k_eff = [(hi - lo - 1) * d + 1 if hi > lo else 1 for (lo, hi), d in zip(taps_, dilation)]
+    spans = [(o - 1) * s + k for o, s, k in zip(out_sp, strides, k_eff)]
+    row = math.prod(spans[1:]) * channels * itemsize
+    return strides[0] * row, max(0, k_eff[0] - strides[0]) * row
+
+
+def trimmed_sizes(taps_):
+    """Taps per axis after ``trim_kernel``."""
+    return tuple(max(0, hi - lo) for lo, hi in taps_)

@@ -20,7 +20,11 @@ Two measured choices (NumPy engine vs PyTorch CPU, bench suite 'cpu'):
   32x32, row D9: 44% of the taps) are left out of that block's GEMM when the kernel is finite
   (``padding_free_regions``); 3.1 ms -> 1.7 ms. 0 * Inf = NaN, so an infinite or NaN kernel value
   keeps every tap. Used only where it saves at least ``_SKIP_MIN_SAVING`` of the work.
+Taps that read only padding at *every* output are left out before that, whatever the kernel
+holds (``_windows.trim_kernel`` keeps their NaN), and the output is filled in pieces, each from
+its own padded input rows (``_pieces``), so no padded copy of the whole input is ever made.
 """
+import functools
 import itertools
 import math
 
@@ -28,9 +32,10 @@ import numpy as np
 
 from numpy.lib.stride_tricks import as_strided
 
-from . import _parallel, memory
-from ._epilogue import channel_bias_shape, finish
-from ._windows import compute_dtype, output_length, padded, reshape_view, spatial_axes, windows
+from . import _parallel, _pieces, memory
+from ._epilogue import channel_bias_shape
+from ._windows import (compute_dtype, dead_output, fill_channels, live_window, no_live_tap, output_length, padded,
+                       piece_input_bytes, reshape_view, spatial_axes, sub_input, trim_kernel, windows)
 from .depthwise import depthwise_accumulate
 
 # channels_first GEMMs are per image, (Fg, Cg*K) @ (Cg*K, P); below this many output positions
@@ -51,57 +56,90 @@ _SKIP_MAX_REGIONS = 64
 
 
 def conv(x, kernel, bias, *, strides, padding, dilation, groups, channels_last, activation):
-    y = conv_accumulate(x, kernel, strides=strides, padding=padding, dilation=dilation, groups=groups,
-                        channels_last=channels_last)
-    return finish(y, bias, activation, x.dtype, channel_bias_shape(y.ndim, channels_last))
+    rank = kernel.ndim - 2
+    ctype = compute_dtype(x.dtype)
+    axes = spatial_axes(rank, channels_last)
+    lengths = tuple(x.shape[ax] for ax in axes)
+    out_sp, live = live_window(lengths, kernel.shape[:rank], strides, dilation, padding)
+    filters = kernel.shape[-1]
+    out_shape = (x.shape[0],) + out_sp + (filters,) if channels_last else (x.shape[0], filters) + out_sp
+    row_bytes, item_bytes = piece_input_bytes(out_sp, live, strides, dilation, _channels(x, channels_last),
+                                              ctype.itemsize)
+    # The flat-plane result before compaction, or one padding-free region's result.
+    row_bytes += 2 * (math.prod(out_sp[1:]) * filters * ctype.itemsize)
+    if no_live_tap(live):
+        dead = dead_output(kernel, reduce_channels=True).astype(ctype)
+        fill = lambda bs, rs, acc: fill_channels(acc, dead, channels_last)  # noqa: E731
+    else:
+        w = trim_kernel(kernel, live).astype(ctype, copy=False)
+        # Looked at only where padding-free regions apply, once per call (a pass over the kernel).
+        finite = functools.cache(lambda: bool(np.isfinite(w).all()))
+        blocks = memory.Scratch(ctype)
+
+        def fill(bs, rs, acc):
+            xs, pad = sub_input(x, bs, rs, axes, out_sp, live, strides, dilation, padding)
+            conv_accumulate(xs, w, strides=strides, padding=pad, dilation=dilation, groups=groups,
+                            channels_last=channels_last, out=acc, finite=finite, scratch=blocks)
+
+    return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=row_bytes, item_bytes=item_bytes,
+                           bias=bias, bias_shape=channel_bias_shape(len(out_shape), channels_last),
+                           activation=activation)
 
 
-def conv_accumulate(x, kernel, *, strides, padding, dilation, groups, channels_last):
-    """The convolution without epilogue, in the compute dtype (float32 for float16 input)."""
+def _channels(x, channels_last):
+    return x.shape[-1] if channels_last else x.shape[1]
+
+
+def conv_accumulate(x, kernel, *, strides, padding, dilation, groups, channels_last, out=None, finite=None,
+                    scratch=None):
+    """The convolution without epilogue, in the compute dtype (float32 for float16 input), into
+    ``out`` (C-contiguous; allocated when None). ``finite``: a callable saying whether the kernel
+    is finite (None: look); ``scratch``: a ``memory.Scratch`` for the padded input."""
     rank = kernel.ndim - 2
     c_group, filters = kernel.shape[-2], kernel.shape[-1]
     if groups > 1 and c_group == 1:
         # Kernel (*k, 1, C*m) is exactly a depthwise kernel (*k, C, m): out channel c*m + j.
         dk = kernel.reshape(kernel.shape[:rank] + (groups, filters // groups))
         return depthwise_accumulate(x, dk, strides=strides, padding=padding, dilation=dilation,
-                                    channels_last=channels_last)
+                                    channels_last=channels_last, out=out)
     ctype = compute_dtype(x.dtype)
     axes = spatial_axes(rank, channels_last)
     if channels_last:
-        xs, src_axes = _group_major_padded(x, padding, axes, ctype, groups), tuple(a + 1 for a in axes)
+        xs, src_axes = _group_major_padded(x, padding, axes, ctype, groups, scratch), tuple(a + 1 for a in axes)
     else:
-        xs, src_axes = padded(x, padding, axes, ctype), axes
+        xs, src_axes = padded(x, padding, axes, ctype, scratch=scratch), axes
     w = kernel.astype(ctype, copy=False)
     lengths = tuple(x.shape[ax] for ax in axes)
     regions = padding_free_regions(lengths, kernel.shape[:rank], strides, padding, dilation)
     # Skipped taps would only add 0 * w: exactly 0 for a finite w, but NaN for an infinite one.
-    if regions is not None and np.isfinite(w).all():
-        return _conv_by_regions(xs, w, regions, src_axes, axes, strides, dilation, groups, channels_last)
-    return _conv_view(xs, w, src_axes, strides, dilation, groups, channels_last)
+    if regions is not None and (np.isfinite(w).all() if finite is None else finite()):
+        return _conv_by_regions(xs, w, regions, src_axes, axes, strides, dilation, groups, channels_last, out=out)
+    return _conv_view(xs, w, src_axes, strides, dilation, groups, channels_last, out)
 
 
-def _group_major_padded(x, padding, axes, dtype, groups):
+def _group_major_padded(x, padding, axes, dtype, groups, scratch=None):
     """A channels_last input as ``(G, N, *padded spatial, Cg)``, padded and cast in the same copy.
 
     Group-major, the im2col gather reads runs of ``k*Cg`` contiguous values (the last kernel
     axis and the group's channels) instead of ``Cg``: with ResNeXt's Cg = 4..16 the gather from
     the interleaved layout cost more than the GEMM. One group is ``padded(x)[None]`` (a view)."""
     if groups == 1:
-        return padded(x, padding, axes, dtype)[None]
+        return padded(x, padding, axes, dtype, scratch=scratch)[None]
     xv = np.moveaxis(x.reshape(x.shape[:-1] + (groups, x.shape[-1] // groups)), -2, 0)
-    return padded(xv, padding, tuple(a + 1 for a in axes), dtype, contiguous=True)
+    return padded(xv, padding, tuple(a + 1 for a in axes), dtype, contiguous=True, scratch=scratch)
 
 
-def _conv_view(xs, w, src_axes, strides, dilation, groups, channels_last):
+def _conv_view(xs, w, src_axes, strides, dilation, groups, channels_last, out=None):
     """The convolution of the (already padded) input with every tap of ``w``; ``xs`` is
-    ``(G, N, *spatial, Cg)`` for channels_last, ``(N, C, *spatial)`` for channels_first."""
+    ``(G, N, *spatial, Cg)`` for channels_last, ``(N, C, *spatial)`` for channels_first. Into
+    ``out`` (C-contiguous), or a new array when None."""
     rank = w.ndim - 2
     if not channels_last and _flat_plane_pays(xs, w.shape[:rank], w.shape[-1] // groups, strides, dilation):
-        return _conv_channels_first_flat(xs, w, strides, dilation, groups)
+        return _conv_channels_first_flat(xs, w, strides, dilation, groups, out)
     view = windows(xs, src_axes, w.shape[:rank], strides, dilation)
     if channels_last:  # (G, N, *O, Cg, *k) -> (G, N, *O, *k, Cg), the kernel's patch order
-        return _conv_channels_last(np.moveaxis(view, rank + 2, -1), w, rank, groups)
-    return _conv_channels_first(view, w, rank, groups)
+        return _conv_channels_last(np.moveaxis(view, rank + 2, -1), w, rank, groups, out)
+    return _conv_channels_first(view, w, rank, groups, out=out)
 
 
 def _flat_plane_pays(xp, ksize, f_group, strides, dilation):
@@ -127,7 +165,7 @@ def _flat_plane_pays(xp, ksize, f_group, strides, dilation):
     return wo < _FLAT_PLANE_MAX_ROW and wp <= wo * (1 + _FLAT_PLANE_MAX_WASTE)
 
 
-def _conv_channels_first_flat(xp, w, strides, dilation, groups):
+def _conv_channels_first_flat(xp, w, strides, dilation, groups, out=None):
     """channels_first conv (stride 1 on the last two axes) over flat padded planes; see
     ``_flat_plane_pays``. The result ``(N, F, .., Ho, Wo)`` is compacted from rows of ``Wp``."""
     rank = w.ndim - 2
@@ -145,7 +183,7 @@ def _conv_channels_first_flat(xp, w, strides, dilation, groups):
     view = as_strided(xp, shape, st, writeable=False)
     y = _conv_channels_first(view, w, rank, groups, out_rank=rank - 1)  # (N, F, .., L)
     rows = as_strided(y, y.shape[:-1] + (ho, wo), y.strides[:-1] + (wp * it, it), writeable=False)
-    out = np.empty(y.shape[:-1] + (ho, wo), y.dtype)
+    out = np.empty(y.shape[:-1] + (ho, wo), y.dtype) if out is None else out
     _parallel.copy(out, rows)
     return out
 
@@ -178,9 +216,8 @@ def padding_free_regions(lengths, ksize, strides, padding, dilation):
     return [tuple(zip(*combo)) for combo in itertools.product(*per_axis)]
 
 
-def _conv_by_regions(xs, w, regions, src_axes, out_axes, strides, dilation, groups, channels_last):
+def _conv_by_regions(xs, w, regions, src_axes, out_axes, strides, dilation, groups, channels_last, out=None):
     """Each region of the output is a convolution of a slice of the input with a box of taps."""
-    out = None
     for out_slices, tap_slices in regions:
         src = [slice(None)] * xs.ndim
         for ax, o, t, s, d in zip(src_axes, out_slices, tap_slices, strides, dilation):
@@ -200,7 +237,7 @@ def _conv_by_regions(xs, w, regions, src_axes, out_axes, strides, dilation, grou
     return out
 
 
-def _conv_channels_last(v, w, rank, groups):
+def _conv_channels_last(v, w, rank, groups, out=None):
     """``v``: the window view ``(G, N, *O, *k, Cg)``, in the patch order of the kernel's reshape."""
     n = v.shape[1]
     out_sp = v.shape[2:rank + 2]
@@ -210,7 +247,7 @@ def _conv_channels_last(v, w, rank, groups):
     c_in = groups * c_group
     f_group = filters // groups
     wk = _kernel_matrices(w, groups)  # (G, K*Cg, Fg)
-    out = np.empty((n,) + out_sp + (filters,), v.dtype)
+    out = np.empty((n,) + out_sp + (filters,), v.dtype) if out is None else out
     row_positions = math.prod(out_sp[1:])
     row_bytes = row_positions * taps * c_in * v.itemsize
     scratch = memory.Scratch(v.dtype)
@@ -223,7 +260,7 @@ def _conv_channels_last(v, w, rank, groups):
     return out
 
 
-def _conv_channels_first(view, w, rank, groups, out_rank=None):
+def _conv_channels_first(view, w, rank, groups, out_rank=None, out=None):
     """``view`` ``(N, C, *O, *k)``: ``out_rank`` output axes (``rank`` unless the flat-plane
     view merged two) and ``rank`` kernel axes."""
     out_rank = rank if out_rank is None else out_rank
@@ -240,7 +277,7 @@ def _conv_channels_first(view, w, rank, groups, out_rank=None):
     v = v.transpose((0, 1) + k_axes + (2,) + tuple(range(3, out_rank + 3)))
     rows_at = 3 + rank  # v: (N, G, *k, Cg, *O); the output axes start here
     wk = _kernel_matrices(w, groups).transpose(0, 2, 1)  # (G, Fg, K*Cg)
-    out = np.empty((n, filters) + out_sp, view.dtype)
+    out = np.empty((n, filters) + out_sp, view.dtype) if out is None else out
     row_positions = math.prod(out_sp[1:])
     row_bytes = row_positions * taps * c_in * view.itemsize
     scratch = memory.Scratch(view.dtype)

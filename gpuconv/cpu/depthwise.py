@@ -18,17 +18,22 @@ transpose (``depthwise_planes``); on small maps the same blocks as channels_last
 transposed in and its result transposed back while in cache. Stride and dilation together on
 the last axis, and 1-D channels_first with short rows, use a loop over taps of whole-block
 multiply-adds on strided views, in the input's own layout. Output channel ``c*dm + m``.
+
+As for every op, taps that read only padding at every output are left out first
+(``_windows.trim_kernel``) and the output is filled in pieces (``_pieces``); the cache blocks
+below stay inside the working-buffer share of the budget (``memory.chunk_limit``).
 """
 import math
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import _parallel
-from ._epilogue import channel_bias_shape, finish
+from . import _parallel, _pieces, memory
+from ._epilogue import channel_bias_shape
 from .depthwise_planes import depthwise_planes, planes_pay
 from ..geometry import padded_output_spatial
-from ._windows import compute_dtype, output_length, padded, spatial_axes, tap_slices, taps, zero_outside
+from ._windows import (compute_dtype, dead_output, fill_channels, live_window, no_live_tap, output_length, padded,
+                       piece_input_bytes, spatial_axes, sub_input, tap_slices, taps, trim_kernel, zero_outside)
 
 # Cache block of the tap loop: the accumulator and the product scratch stay in L2.
 _BLOCK_BYTES = 1 << 19
@@ -44,41 +49,90 @@ _FAR_CHANNEL_BYTES = 32 << 10
 _TILED_ROW_ELEMENTS = 8192
 
 
+class _Depthwise:
+    """The depthwise part of a call, resolved once: output size, live taps, the trimmed kernel,
+    what one piece costs; ``run(bs, rs, out)`` computes outputs ``[bs, rs]`` into ``out``."""
+
+    def __init__(self, x, kernel, strides, padding, dilation, channels_last):
+        rank = kernel.ndim - 2
+        self.ctype = compute_dtype(x.dtype)
+        self.x, self.args = x, (strides, padding, dilation, channels_last)
+        self.axes = spatial_axes(rank, channels_last)
+        lengths = tuple(x.shape[ax] for ax in self.axes)
+        self.out_sp, self.live = live_window(lengths, kernel.shape[:rank], strides, dilation, padding)
+        self.channels = kernel.shape[-2] * kernel.shape[-1]
+        n = x.shape[0]
+        self.out_shape = (n,) + self.out_sp + (self.channels,) if channels_last else (n, self.channels) + self.out_sp
+        self.row_bytes, self.item_bytes = piece_input_bytes(self.out_sp, self.live, strides, dilation,
+                                                            kernel.shape[-2], self.ctype.itemsize)
+        if no_live_tap(self.live):
+            self.dead, self.w = dead_output(kernel, reduce_channels=False).astype(self.ctype), None
+        else:
+            self.dead, self.w = None, trim_kernel(kernel, self.live).astype(self.ctype, copy=False)
+
+    def run(self, bs, rs, out):
+        strides, padding, dilation, channels_last = self.args
+        if self.w is None:
+            fill_channels(out, self.dead, channels_last)
+            return
+        xs, pad = sub_input(self.x, bs, rs, self.axes, self.out_sp, self.live, strides, dilation, padding)
+        depthwise_accumulate(xs, self.w, strides=strides, padding=pad, dilation=dilation,
+                             channels_last=channels_last, out=out)
+
+
 def depthwise_conv(x, kernel, bias, *, strides, padding, dilation, channels_last, activation):
-    y = depthwise_accumulate(x, kernel, strides=strides, padding=padding, dilation=dilation,
-                             channels_last=channels_last)
-    return finish(y, bias, activation, x.dtype, channel_bias_shape(y.ndim, channels_last))
+    dw = _Depthwise(x, kernel, strides, padding, dilation, channels_last)
+    return _pieces.compute(dw.out_shape, x.dtype, dw.ctype, channels_last, dw.run, row_bytes=dw.row_bytes,
+                           item_bytes=dw.item_bytes, bias=bias,
+                           bias_shape=channel_bias_shape(len(dw.out_shape), channels_last), activation=activation)
 
 
 def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padding, dilation,
                    channels_last, activation):
-    """Depthwise, then a 1x1 GEMM on the compute-dtype intermediate (never rounded in between)."""
-    mid = depthwise_accumulate(x, depthwise_kernel, strides=strides, padding=padding, dilation=dilation,
-                               channels_last=channels_last)
+    """Depthwise, then a 1x1 GEMM on the compute-dtype intermediate (never rounded in between),
+    piece by piece: the intermediate is a piece array, never the whole ``C*dm``-channel map."""
+    dw = _Depthwise(x, depthwise_kernel, strides, padding, dilation, channels_last)
     c_mid, filters = pointwise_kernel.shape[-2:]
-    pw = pointwise_kernel.reshape(c_mid, filters).astype(mid.dtype, copy=False)
-    if channels_last:  # (N*P, C*dm) @ (C*dm, F)
-        y = np.matmul(mid.reshape(-1, c_mid), pw).reshape(mid.shape[:-1] + (filters,))
-    else:  # per image (F, C*dm) @ (C*dm, P): the layout stays channels_first
-        y = np.matmul(pw.T, mid.reshape(mid.shape[0], c_mid, -1)).reshape((mid.shape[0], filters) + mid.shape[2:])
-    return finish(y, bias, activation, x.dtype, channel_bias_shape(y.ndim, channels_last))
+    pw = pointwise_kernel.reshape(c_mid, filters).astype(dw.ctype, copy=False)
+    n = x.shape[0]
+    out_shape = (n,) + dw.out_sp + (filters,) if channels_last else (n, filters) + dw.out_sp
+    mids = memory.Scratch(dw.ctype)
+
+    def fill(bs, rs, acc):
+        nb, rows = bs.stop - bs.start, rs.stop - rs.start
+        sp = (rows,) + dw.out_sp[1:]
+        mid = mids.take((nb,) + sp + (c_mid,) if channels_last else (nb, c_mid) + sp)
+        dw.run(bs, rs, mid)
+        if channels_last:  # (N*P, C*dm) @ (C*dm, F)
+            np.matmul(mid.reshape(-1, c_mid), pw, out=acc.reshape(-1, filters))
+        else:  # per image (F, C*dm) @ (C*dm, P): the layout stays channels_first
+            np.matmul(pw.T, mid.reshape(nb, c_mid, -1), out=acc.reshape(nb, filters, -1))
+
+    mid_row_bytes = math.prod(dw.out_sp[1:]) * c_mid * dw.ctype.itemsize
+    return _pieces.compute(out_shape, x.dtype, dw.ctype, channels_last, fill, row_bytes=dw.row_bytes + mid_row_bytes,
+                           item_bytes=dw.item_bytes, bias=bias,
+                           bias_shape=channel_bias_shape(len(out_shape), channels_last), activation=activation)
 
 
-def depthwise_accumulate(x, kernel, *, strides, padding, dilation, channels_last):
-    """Depthwise conv without epilogue, in the compute dtype and the input's layout, C-contiguous.
-    Kernel ``(*k, C, dm)``."""
+def depthwise_accumulate(x, kernel, *, strides, padding, dilation, channels_last, out=None):
+    """Depthwise conv without epilogue, in the compute dtype and the input's layout, into ``out``
+    (C-contiguous; allocated when None). Kernel ``(*k, C, dm)``."""
     rank = kernel.ndim - 2
     ctype = compute_dtype(x.dtype)
     kernel = kernel.astype(ctype, copy=False)
     spatial = x.shape[1:-1] if channels_last else x.shape[2:]
+    if out is None:
+        out_sp = padded_output_spatial(spatial, kernel.shape[:rank], strides, padding, dilation)
+        c = kernel.shape[-2] * kernel.shape[-1]
+        out = np.empty((x.shape[0],) + out_sp + (c,) if channels_last else (x.shape[0], c) + out_sp, ctype)
     if not channels_last and planes_pay(spatial, kernel.shape[:rank], strides, padding, dilation):
-        return depthwise_planes(x, kernel, strides, padding, dilation, ctype)
+        return depthwise_planes(x, kernel, strides, padding, dilation, ctype, out)
     if (strides[-1] != 1 and dilation[-1] != 1) or (rank == 1 and not channels_last):
-        return _tap_loop(x, kernel, strides, padding, dilation, channels_last, ctype)
-    return _blocked(x, kernel, strides, padding, dilation, channels_last, ctype)
+        return _tap_loop(x, kernel, strides, padding, dilation, channels_last, ctype, out)
+    return _blocked(x, kernel, strides, padding, dilation, channels_last, ctype, out)
 
 
-def _blocked(x, w, strides, padding, dilation, channels_last, ctype):
+def _blocked(x, w, strides, padding, dilation, channels_last, ctype, out):
     """The einsum path, one block of output rows (first spatial axis) at a time; see the module
     docstring. Each thread reuses one scratch buffer for its blocks' padded input (a fresh
     allocation per block would page-fault), or reads the input itself when it needs no padding,
@@ -92,16 +146,14 @@ def _blocked(x, w, strides, padding, dilation, channels_last, ctype):
     n, lengths = xl.shape[0], xl.shape[1:-1]
     padded_sp = tuple(length + b + a for length, (b, a) in zip(lengths, padding))
     out_sp = padded_output_spatial(lengths, ksize, strides, padding, dilation)
-    if channels_last:
-        out = np.empty((n,) + out_sp + (c * dm,), ctype)
-    else:
-        out = np.empty((n, c * dm) + out_sp, ctype)
-    # Output rows per block: the input rows they read fit ``_ROWS_BLOCK_BYTES``, but at least
-    # 4x the halo, so re-reading the halo rows costs under 25% of the copy.
+    # Output rows per block: the input rows they read fit ``_ROWS_BLOCK_BYTES`` (and every
+    # thread's block the working-buffer budget), but at least 4x the halo, so re-reading the
+    # halo rows costs under 25% of the copy.
     row_bytes = math.prod(padded_sp[1:]) * c * ctype.itemsize * strides[0]
     halo = (ksize[0] - 1) * dilation[0]
-    step = max(1, _ROWS_BLOCK_BYTES // max(row_bytes, 1) - halo // strides[0], -(-4 * halo // strides[0]))
     threads = _parallel.threads_for(n * math.prod(out_sp) * c * dm * ctype.itemsize * math.prod(ksize))
+    block_bytes = min(_ROWS_BLOCK_BYTES, memory.chunk_limit() // (2 * threads))
+    step = max(1, block_bytes // max(row_bytes, 1) - halo // strides[0], -(-4 * halo // strides[0]))
     step = max(1, min(step, -(-out_sp[0] * n // threads)))  # every thread gets a block
     blocks = [(b, r0, min(r0 + step, out_sp[0])) for b in range(n) for r0 in range(0, out_sp[0], step)]
     max_rows_in = (step - 1) * strides[0] + halo + 1
@@ -243,7 +295,7 @@ def _flat_rows(src, ksize, lead_sp, rows, width, strides, dilation):
     return as_strided(src, shape, st, writeable=False)
 
 
-def _tap_loop(x, kernel, strides, padding, dilation, channels_last, ctype):
+def _tap_loop(x, kernel, strides, padding, dilation, channels_last, ctype, out):
     """Depthwise as a loop over taps of ``acc += x_tap * w_tap`` on cache-sized blocks, in the
     input's layout. Blocks are disjoint, so they run on the ``_parallel`` threads."""
     rank = kernel.ndim - 2
@@ -259,12 +311,12 @@ def _tap_loop(x, kernel, strides, padding, dilation, channels_last, ctype):
     # A size-1 dm axis is left out: NumPy's inner loop would otherwise run over it.
     dm_axis = (dm,) if dm > 1 else ()
     if channels_last:
-        acc = np.empty((n,) + out_sp + (c,) + dm_axis, ctype)
+        acc = out.reshape((n,) + out_sp + (c,) + dm_axis)
         blocks = list(_row_blocks(acc, n, out_sp[0], strides[0]))
         weights = [wt.reshape((c,) + dm_axis) for wt in w]
         add_dm = (Ellipsis, None) if dm > 1 else Ellipsis
     else:
-        acc = np.empty((n, c) + dm_axis + out_sp, ctype)
+        acc = out.reshape((n, c) + dm_axis + out_sp)
         blocks = list(_channel_blocks(acc, n, c))
         weights = [wt.reshape((c,) + dm_axis + (1,) * rank) for wt in w]
         add_dm = (slice(None), None) if dm > 1 else Ellipsis
@@ -287,16 +339,14 @@ def _tap_loop(x, kernel, strides, padding, dilation, channels_last, ctype):
             run_block(block)
     else:
         _parallel.run(run_block, blocks)
-    if channels_last:
-        return acc.reshape((n,) + out_sp + (c * dm,))
-    return acc.reshape((n, c * dm) + out_sp)
+    return out
 
 
 def _row_blocks(acc, n, rows, stride):
     """channels_last blocks: one batch item, a run of rows of the first output axis, all channels.
     Yields (b, accumulator view, tap-index transform, weight index)."""
     row_bytes = acc[0, 0].nbytes
-    step = max(1, _BLOCK_BYTES // max(row_bytes, 1))
+    step = max(1, _block_bytes() // max(row_bytes, 1))
     for b in range(n):
         for r0 in range(0, rows, step):
             r1 = min(r0 + step, rows)
@@ -312,8 +362,13 @@ def _row_blocks(acc, n, rows, stride):
 def _channel_blocks(acc, n, channels):
     """channels_first blocks: one batch item, a run of whole channel planes (contiguous)."""
     plane_bytes = acc[0, 0].nbytes
-    step = max(1, _BLOCK_BYTES // max(plane_bytes, 1))
+    step = max(1, _block_bytes() // max(plane_bytes, 1))
     for b in range(n):
         for c0 in range(0, channels, step):
             sl = slice(c0, min(c0 + step, channels))
             yield b, acc[b, sl], (lambda idx, sl=sl: (sl,) + idx[1:]), sl
+
+
+def _block_bytes():
+    """The tap loop's cache block: an accumulator and a product scratch per thread."""
+    return min(_BLOCK_BYTES, memory.chunk_limit() // (2 * _parallel.num_threads()))

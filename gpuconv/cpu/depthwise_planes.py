@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import _parallel
+from . import _parallel, memory
 from ..geometry import padded_output_spatial
 from ._windows import reshape_view, zero_outside
 
@@ -43,22 +43,23 @@ def _flat_run(out_sp, strides):
     return out_sp[-1] * (out_sp[-2] if len(out_sp) >= 2 and strides[-2] == 1 else 1)
 
 
-def depthwise_planes(x, w, strides, padding, dilation, ctype):
+def depthwise_planes(x, w, strides, padding, dilation, ctype, out):
     """Depthwise conv of channels_first ``x`` ``(N, C, *spatial)`` with ``w`` ``(*k, C, dm)``
-    (already in ``ctype``), zero padding ``padding``; returns ``(N, C*dm, *O)`` in ``ctype``."""
+    (already in ``ctype``), zero padding ``padding``, into ``out`` ``(N, C*dm, *O)`` in ``ctype``
+    (C-contiguous)."""
     rank = w.ndim - 2
     ksize = w.shape[:rank]
     c, dm = w.shape[-2:]
     n, lengths = x.shape[0], x.shape[2:]
     padded_sp = tuple(length + b + a for length, (b, a) in zip(lengths, padding))
     out_sp = padded_output_spatial(lengths, ksize, strides, padding, dilation)
-    out = np.empty((n, c * dm) + out_sp, ctype)
     kw = ksize[-1]
     # S[j] for one channel: the padded leading axes, the output width.
     plane = math.prod(padded_sp[:-1]) * out_sp[-1]
     per_channel = kw * plane * ctype.itemsize
     threads = _parallel.threads_for(n * c * dm * math.prod(out_sp) * math.prod(ksize) * ctype.itemsize)
-    step = max(1, min(BLOCK_BYTES // max(per_channel, 1), -(-c * n // threads)))
+    block_bytes = min(BLOCK_BYTES, memory.chunk_limit() // threads)  # every thread's block in the budget
+    step = max(1, min(block_bytes // max(per_channel, 1), -(-c * n // threads)))
     blocks = [(b, c0, min(c0 + step, c)) for b in range(n) for c0 in range(0, c, step)]
     columns = [_tap_columns(lengths[-1], out_sp[-1], strides[-1], dilation[-1], padding[-1][0], j) for j in range(kw)]
     weights = np.moveaxis(w, (rank, rank + 1), (0, 1))  # (C, dm, *k)

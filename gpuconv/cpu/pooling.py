@@ -1,44 +1,65 @@
-"""Max and average pooling as a loop over window taps of whole-tensor reductions on strided views.
+"""Max and average pooling as a loop over window taps of whole-piece reductions on strided views.
 
 Max pads with -inf, which no real cell loses to (NaN still propagates through ``np.maximum``), so
 padded cells are ignored; every window holds at least one real cell. Average pads with zeros,
 sums in the compute dtype and divides by the number of real cells in each window (the
 separable product of per-axis counts).
+
+Taps that read only padding at every output change nothing (max ignores them, average neither
+adds nor counts them), so they are left out first (``_windows.live_window``): a 10**7-cell window
+'same' over 8 cells loops over 15 taps, not 10**7, and pads by 7, not 5*10**6. The output is
+filled in pieces (``_pieces``), each from its own padded input rows.
 """
 import numpy as np
 
-from ._windows import compute_dtype, output_length, padded, spatial_axes, tap_slices, taps
+from . import _pieces, memory
+from ._windows import (compute_dtype, live_window, output_length, padded, piece_input_bytes, spatial_axes, sub_input,
+                       tap_slices, taps, trimmed_sizes)
+
+_MODES = ("max", "average")
 
 
 def pool(x, *, mode, pool_size, strides, padding, channels_last):
+    if mode not in _MODES:
+        raise ValueError(f"Invalid value for argument `mode`. Expected 'max' or 'average'. Received: mode={mode!r}")
     rank = len(pool_size)
     axes = spatial_axes(rank, channels_last)
     ones = (1,) * rank
-    if mode == "max":
-        ctype = x.dtype  # max is exact in any dtype
-        xp = padded(x, padding, axes, ctype, fill=-np.inf)
-    elif mode == "average":
-        ctype = compute_dtype(x.dtype)
-        xp = padded(x, padding, axes, ctype)
-    else:
-        raise ValueError(f"Invalid value for argument `mode`. Expected 'max' or 'average'. Received: mode={mode!r}")
+    ctype = x.dtype if mode == "max" else compute_dtype(x.dtype)  # max is exact in any dtype
+    lengths = tuple(x.shape[ax] for ax in axes)
+    out_sp, live = live_window(lengths, pool_size, strides, ones, padding)
+    window = trimmed_sizes(live)
+    channels = x.shape[-1] if channels_last else x.shape[1]
+    out_shape = (x.shape[0],) + out_sp + (channels,) if channels_last else (x.shape[0], channels) + out_sp
+    row_bytes, item_bytes = piece_input_bytes(out_sp, live, strides, ones, channels, np.dtype(ctype).itemsize)
+    blocks = memory.Scratch(ctype)
+
+    def fill(bs, rs, acc):
+        xs, pad = sub_input(x, bs, rs, axes, out_sp, live, strides, ones, padding)
+        _pool_into(acc, xs, mode, window, strides, pad, axes, ctype, blocks)
+
+    return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=row_bytes, item_bytes=item_bytes)
+
+
+def _pool_into(out, x, mode, pool_size, strides, padding, axes, ctype, scratch):
+    """Pooling of ``x`` zero/-inf padded by ``padding`` ('valid' over the padded input) into ``out``."""
+    xp = padded(x, padding, axes, ctype, fill=-np.inf if mode == "max" else 0, scratch=scratch)
     out_sp = tuple(output_length(xp.shape[ax], p, s, 1) for ax, p, s in zip(axes, pool_size, strides))
     if tuple(strides) == tuple(pool_size) and all(b == 0 and a == 0 for b, a in padding):
-        return _tiled(xp, mode, pool_size, axes, out_sp, ctype).astype(x.dtype, copy=False)
+        _tiled(out, xp, mode, pool_size, axes, out_sp, ctype)
+        return
     reduce = np.maximum if mode == "max" else np.add
-    out = None
-    for tap in taps(pool_size):
-        src = xp[tap_slices(tap, axes, xp.ndim, out_sp, strides, ones)]
-        if out is None:
-            out = np.array(src, dtype=ctype, order="C")
+    for i, tap in enumerate(taps(pool_size)):
+        src = xp[tap_slices(tap, axes, xp.ndim, out_sp, strides, (1,) * len(axes))]
+        if i == 0:
+            np.copyto(out, src, casting="unsafe")
         else:
             reduce(out, src, out=out)
     if mode == "average":
         out /= _real_cell_counts(x, axes, pool_size, strides, padding, out_sp, ctype)
-    return out.astype(x.dtype, copy=False)
 
 
-def _tiled(xp, mode, pool_size, axes, out_sp, ctype):
+def _tiled(out, xp, mode, pool_size, axes, out_sp, ctype):
     """Non-overlapping windows without padding tile the first O*p cells of each axis: split each
     spatial axis into (O, p) and reduce the p axes in one call (every window is all real cells)."""
     index = [slice(None)] * xp.ndim
@@ -53,8 +74,9 @@ def _tiled(xp, mode, pool_size, axes, out_sp, ctype):
             shape.append(n)
     tiles = xp[tuple(index)].reshape(shape)
     if mode == "max":
-        return tiles.max(axis=tuple(reduce_axes))
-    return tiles.mean(axis=tuple(reduce_axes), dtype=ctype)
+        tiles.max(axis=tuple(reduce_axes), out=out)
+    else:
+        tiles.mean(axis=tuple(reduce_axes), dtype=ctype, out=out)
 
 
 def _real_cell_counts(x, axes, pool_size, strides, padding, out_sp, dtype):

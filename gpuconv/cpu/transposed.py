@@ -6,48 +6,82 @@ For every input position the GEMM computes all taps at once, ``cols[i, t] = W[t]
 rule: the full result has length ``(I-1)*s + k_eff``, ``y[o] = full[o + crop]`` where that index
 exists, else 0, then the bias. No inserted zeros, no Python loop over positions; cells no tap
 reaches stay 0.
+
+Taps that land only on cropped cells are left out before the GEMM (``geometry.
+transpose_live_taps``): a 10**6-tap kernel under 'same' over 4 inputs computes 7 taps. Their
+products never reach the output, so leaving them out is exact, NaN and Inf included. The output
+is filled in pieces of output rows (``_pieces``), each from the input rows that reach it.
 """
 import math
 
 import numpy as np
 
-from ..geometry import effective_kernel
-from . import _parallel, memory
-from ._epilogue import channel_bias_shape, finish
+from ..geometry import effective_kernel, transpose_input_rows, transpose_live_taps
+from . import _parallel, _pieces, memory
+from ._epilogue import channel_bias_shape
 from ._windows import compute_dtype, taps
 
 
 def conv_transpose(x, kernel, bias, *, strides, dilation, groups, out_spatial, crop, channels_last, activation):
+    rank = kernel.ndim - 2
+    in_sp = x.shape[1:rank + 1] if channels_last else x.shape[2:]
+    out_sp = tuple(out_spatial)
+    live = tuple(transpose_live_taps(i, k, s, d, c, o)
+                 for i, k, s, d, c, o in zip(in_sp, kernel.shape[:rank], strides, dilation, crop, out_sp))
+    f_group = kernel.shape[-2]
+    filters = f_group * groups
+    n = x.shape[0]
+    out_shape = (n,) + out_sp + (filters,) if channels_last else (n, filters) + out_sp
+    ctype = compute_dtype(x.dtype)
+    w = kernel[tuple(slice(lo, hi) for lo, hi in live)]
+    # With the taps before ``lo`` gone, tap t' is tap t' + lo: its cells lie lo*d further left.
+    crop_rest = tuple(c - lo * d for c, (lo, _), d in zip(crop[1:], live[1:], dilation[1:]))
+
+    def fill(bs, rs, acc):
+        (i0, i1), crop0 = transpose_input_rows(in_sp[0], strides[0], dilation[0], crop[0], (rs.start, rs.stop), live[0])
+        if w.size == 0 or i1 == i0:  # no tap reaches these outputs
+            acc.fill(0)
+            return
+        xs = x[bs, i0:i1] if channels_last else x[bs, :, i0:i1]
+        _scatter_into(acc, xs, w, strides, dilation, groups, (crop0,) + crop_rest, channels_last)
+
+    return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, bias=bias,
+                           bias_shape=channel_bias_shape(len(out_shape), channels_last), activation=activation)
+
+
+def _scatter_into(out, x, kernel, strides, dilation, groups, crop, channels_last):
+    """The transposed conv of ``x`` with ``kernel`` ``(*k, Fg, C_in)`` into ``out`` (compute dtype,
+    C-contiguous, any contents): cell ``o`` of ``out`` is cell ``o + crop`` of the full result
+    (``crop`` may be negative: cells before the full result stay 0)."""
     rank = kernel.ndim - 2
     ksize = kernel.shape[:rank]
     n_taps = math.prod(ksize)
     f_group, c_in = kernel.shape[-2:]
     c_group = c_in // groups
     filters = f_group * groups
-    ctype = compute_dtype(x.dtype)
+    ctype = out.dtype
     n = x.shape[0]
     in_sp = x.shape[1:rank + 1] if channels_last else x.shape[2:]
-    out_sp = tuple(out_spatial)
+    out_sp = out.shape[1:rank + 1] if channels_last else out.shape[2:]
     # With k_eff <= s no two taps reach the same output cell, so each tap is assigned, not added;
-    # with k == s (d == 1) and O + crop inside the full length every cell is reached once, so
-    # the output needs no zero fill either.
+    # with k == s (d == 1) and [crop, O + crop) inside the full length every cell is reached once,
+    # so the output needs no zero fill either.
     disjoint = all(effective_kernel(k, d) <= s for k, s, d in zip(ksize, strides, dilation))
-    covered = all(k == s and d == 1 and o + c <= (i - 1) * s + k
+    covered = all(k == s and d == 1 and 0 <= c and o + c <= (i - 1) * s + k
                   for k, s, d, o, c, i in zip(ksize, strides, dilation, out_sp, crop, in_sp))
-    alloc = np.empty if covered else np.zeros
+    if not covered:
+        out.fill(0)
     # Per-group GEMM operands as strided views of the kernel (*k, Fg, G*Cg) seen as (K*Fg, G, Cg):
     # BLAS reads them directly, so a large kernel is never copied.
     w = kernel.astype(ctype, copy=False).reshape(n_taps * f_group, groups, c_group)
     if channels_last:
         wk = w.transpose(1, 2, 0)  # (G, Cg, K*Fg)
-        out = alloc((n,) + out_sp + (filters,), ctype)
         # (N, *O, G, Fg) -> (G, N, *O, Fg): the per-group view every tap adds into
         out_g = out.reshape((n,) + out_sp + (groups, f_group))
         out_g = np.moveaxis(out_g, rank + 1, 0)
         sp_out = tuple(range(2, rank + 2))
     else:
         wk = w.transpose(1, 0, 2)  # (G, K*Fg, Cg)
-        out = alloc((n, filters) + out_sp, ctype)
         out_g = out.reshape((n, groups, f_group) + out_sp)
         sp_out = tuple(range(3, rank + 3))
     tap_list = list(taps(ksize))
@@ -82,7 +116,6 @@ def conv_transpose(x, kernel, bias, *, strides, dilation, groups, out_spatial, c
         # rows (loop-bound).
         threads = memory.threads_near_gemm(cols.nbytes, memory_bound=channels_last)
         _parallel.run(scatter, _parallel.split(target.shape[len(lead)], threads))
-    return finish(out, bias, activation, x.dtype, channel_bias_shape(out.ndim, channels_last))
 
 
 def _add_tap(out, src, axes, tap, strides, dilation, crop, first_in, assign=False):

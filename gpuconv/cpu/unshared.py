@@ -2,47 +2,72 @@
 
 Every output position has its own kernel, so after im2col the work is a batch of small GEMMs,
 one per position: ``(P, N, K*C) @ (P, K*C, F)`` with ``np.matmul``. Patches are flattened
-``(*k, C)`` for channels_last and ``(C, *k)`` for channels_first (the kernel's row order).
+``(*k, C)`` for channels_last and ``(C, *k)`` for channels_first (the kernel's row order). The
+output is filled in pieces (``_pieces``), each from its own padded input rows; channels_last
+GEMMs write straight into the output, channels_first ones (whose positions are the output's
+innermost axis) through one position-major chunk buffer.
 """
 import math
 
 import numpy as np
 
-from . import memory
-from ._epilogue import finish
-from ._windows import compute_dtype, padded, spatial_axes, windows
+from . import _pieces, memory
+from ._windows import compute_dtype, padded, piece_input_bytes, spatial_axes, sub_input, windows
 
 
 def locally_connected(x, kernel, bias, *, kernel_size, strides, padding, out_spatial, channels_last, activation):
     rank = len(kernel_size)
     ctype = compute_dtype(x.dtype)
     axes = spatial_axes(rank, channels_last)
-    xp = padded(x, padding, axes, ctype)
-    # Keras 2's 'valid' length ceil((L-k+1)/s) is the window count; 'same' was padded to it. So
-    # the window view has exactly ``out_spatial`` positions.
-    view = windows(xp, axes, kernel_size, strides, (1,) * rank)
+    ones = (1,) * rank
     out_sp = tuple(out_spatial)
+    c_in = x.shape[-1] if channels_last else x.shape[1]
+    filters = kernel.shape[-1]
     n = x.shape[0]
-    positions = math.prod(out_sp)
-    taps = math.prod(kernel_size)
+    out_shape = (n,) + out_sp + (filters,) if channels_last else (n, filters) + out_sp
+    # Keras 2's 'valid' length ceil((L-k+1)/s) is the window count; 'same' was padded to it. So
+    # every tap is kept and the window view has exactly ``out_spatial`` positions.
+    every_tap = tuple((0, k) for k in kernel_size)
+    row_bytes, item_bytes = piece_input_bytes(out_sp, every_tap, strides, ones, c_in, ctype.itemsize)
+    w = kernel.astype(ctype, copy=False)
+    blocks, results = memory.Scratch(ctype), memory.Scratch(ctype)
+    row_positions = math.prod(out_sp[1:])
+
+    def fill(bs, rs, acc):
+        xs, pad = sub_input(x, bs, rs, axes, out_sp, every_tap, strides, ones, padding)
+        xp = padded(xs, pad, axes, ctype, scratch=blocks)
+        positions = slice(rs.start * row_positions, rs.stop * row_positions)
+        _unshared_into(acc, windows(xp, axes, kernel_size, strides, ones), w[positions], channels_last, results)
+
+    bias_b = None if bias is None else (bias if channels_last else np.moveaxis(np.asarray(bias), -1, 0))
+    return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=row_bytes, item_bytes=item_bytes,
+                           bias=bias_b, activation=activation)
+
+
+def _unshared_into(out, view, w, channels_last, results):
+    """``out`` ``(nb, *O, F)`` / ``(nb, F, *O)`` := per-position GEMMs of the window ``view``
+    ``(nb, *O, C, *k)`` / ``(nb, C, *O, *k)`` with ``w`` ``(P, K*C, F)``, in chunks of rows."""
+    rank = view.ndim // 2 - 1
     if channels_last:  # (N, *O, C, *k) -> (N, *O, *k, C)
         view = np.moveaxis(view, rank + 1, -1)
     else:  # (N, C, *O, *k) -> (N, *O, C, *k)
         view = np.moveaxis(view, 1, rank + 1)
-    c_in = view.shape[-1] if channels_last else view.shape[rank + 1]
-    patch = taps * c_in
-    filters = kernel.shape[-1]
-    w = kernel.astype(ctype, copy=False)
-    out = np.empty((positions, n, filters), ctype)  # position-major: what the batched GEMM writes
+    n, out_sp = view.shape[0], view.shape[1:rank + 1]
+    patch = math.prod(view.shape[rank + 1:])
+    filters = w.shape[-1]
+    positions = math.prod(out_sp)
+    if channels_last:  # position-major views of the output
+        target = out.reshape(n, positions, filters).transpose(1, 0, 2)
+    else:
+        target = out.reshape(n, filters, positions).transpose(2, 0, 1)
     row_positions = positions // out_sp[0]
-    row_bytes = row_positions * patch * np.dtype(ctype).itemsize
-    for bs, rs in memory.chunks(n, out_sp[0], row_bytes):
+    for bs, rs in memory.chunks(n, out_sp[0], row_positions * patch * view.itemsize):
         piece = view[bs, rs]
         ps = slice(rs.start * row_positions, rs.stop * row_positions)
         cols = piece.reshape(piece.shape[0], -1, patch).transpose(1, 0, 2)  # (P_chunk, nb, K*C)
-        np.matmul(cols, w[ps], out=out[ps, bs])
-    # (P, N, F) viewed as (*O, N, F), put in the output layout in one copy
-    out = out.reshape(out_sp + (n, filters))
-    out = np.ascontiguousarray(np.moveaxis(out, (rank, rank + 1), (0, -1) if channels_last else (0, 1)))
-    bias_b = None if bias is None else (bias if channels_last else np.moveaxis(np.asarray(bias), -1, 0))
-    return finish(out, bias_b, activation, x.dtype)
+        if channels_last:
+            np.matmul(cols, w[ps], out=target[ps, bs])
+        else:
+            part = results.take((cols.shape[0], cols.shape[1], filters))
+            np.matmul(cols, w[ps], out=part)
+            target[ps, bs] = part

@@ -41,16 +41,15 @@ and loaded with ``cupy.RawModule(path=...)``, whose ``get_function`` returns a `
 """
 import dataclasses
 import hashlib
-import json
 import os
 import pathlib
 import struct
-import tempfile
 import threading
 
 import numpy as np
 
 from ..errors import KernelCompileError, KernelSourceNotFoundError
+from . import disk_cache
 
 KERNEL_PACKAGE = "gpuconv.kernels"
 CACHE_ENV = "GPUCONV_CACHE_DIR"
@@ -79,14 +78,21 @@ _BASE_OPTIONS = (
 
 
 def arch_option(arch):
-    """``-arch=sm_XX`` from 80, '80', 'sm_80' or 'compute_80' (cubin output always)."""
+    """``-arch=sm_XX`` (a cubin) from 80, '80' or 'sm_80'; ``-arch=compute_XX`` (PTX) from 'compute_80'."""
     text = str(arch)
+    kind = "sm"
     for prefix in ("sm_", "compute_"):
         if text.startswith(prefix):
+            kind = prefix[:-1]
             text = text[len(prefix):]
     if not text.isdigit():
-        raise ValueError(f"Invalid value for argument `arch`. Expected e.g. 80 or 'sm_90'. Received: arch={arch!r}")
-    return f"-arch=sm_{text}"
+        raise ValueError(f"Invalid value for argument `arch`. Expected e.g. 80, 'sm_90' or 'compute_90'. Received: arch={arch!r}")
+    return f"-arch={kind}_{text}"
+
+
+def emits_ptx(options):
+    """Whether ``options`` ask NVRTC for PTX (a ``compute_XX`` target) instead of a cubin."""
+    return any(o.startswith("-arch=compute_") for o in options)
 
 
 def compile_options(arch=None):
@@ -265,7 +271,8 @@ def nvrtc_compile(filename, name_expressions, options):
             raise _compile_error(filename, names, options, log, e) from e
         log = nvrtc.getProgramLog(prog)
         lowered = {ne: nvrtc.getLoweredName(prog, ne) for ne in names}
-        cubin = complete_cubin(nvrtc.getCUBIN(prog))
+        # PTX (text) for a device newer than NVRTC knows: the driver JIT-compiles it at load.
+        cubin = bytes(nvrtc.getPTX(prog)) if emits_ptx(options) else complete_cubin(nvrtc.getCUBIN(prog))
     finally:
         nvrtc.destroyProgram(prog)
     _count("nvrtc_compiles", filename)
@@ -301,28 +308,11 @@ def complete_cubin(cubin):
 
 
 # ---------------------------------------------------------------------------------------------
-# Disk cache of cubins (content-addressed)
+# Disk cache of cubins (content-addressed, verified on load: disk_cache.py)
 # ---------------------------------------------------------------------------------------------
-_tmp_cache_dir = None
-_tmp_lock = threading.Lock()
-
-
-def _temporary_dir():
-    global _tmp_cache_dir
-    with _tmp_lock:
-        if _tmp_cache_dir is None:
-            _tmp_cache_dir = tempfile.mkdtemp(prefix="gpuconv-kernels-")
-        return pathlib.Path(_tmp_cache_dir)
-
-
 def cache_dir():
     """Where cubins are kept: GPUCONV_CACHE_DIR, '~/.cache/gpuconv/kernels', or a temporary folder ('off')."""
-    setting = os.environ.get(CACHE_ENV)
-    if setting is None or setting == "":
-        return pathlib.Path.home() / ".cache" / "gpuconv" / "kernels"
-    if setting.lower() in ("off", "0", "none"):
-        return _temporary_dir()
-    return pathlib.Path(setting)
+    return disk_cache.root_from_env(CACHE_ENV, "kernels")
 
 
 def _cache_key(filename, names, options):
@@ -337,43 +327,18 @@ def _cache_key(filename, names, options):
     return h.hexdigest()[:32]
 
 
-def _write_atomic(path, data):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def _read_cached(root, stem, names):
-    try:
-        meta = json.loads((root / f"{stem}.json").read_text())
-        cubin_path = root / f"{stem}.cubin"
-        if tuple(meta.get("names", ())) == tuple(names) and cubin_path.is_file():
-            return cubin_path, meta["lowered"]
-    except (OSError, ValueError, KeyError):
-        pass
-    return None
-
-
 def _cubin_on_disk(filename, names, options):
     """(cubin path, lowered names): from the disk cache, else compiled now and stored."""
     stem = f"{filename.replace('.', '_')}-{_cache_key(filename, names, options)}"
+    suffix = ".ptx" if emits_ptx(options) else ".cubin"
     root = cache_dir()
-    hit = _read_cached(root, stem, names)
-    if hit is not None:
+    hit = disk_cache.load(root, stem, suffix)
+    if hit is not None and tuple(hit[1].get("names", ())) == tuple(names) and isinstance(hit[1].get("lowered"), dict):
         _count("disk_hits", filename)
-        return hit
+        return hit[0], hit[1]["lowered"]
     compiled = nvrtc_compile(filename, names, options)
-    meta = json.dumps({"names": list(names), "lowered": compiled.lowered}).encode()
-    for folder in (root, _temporary_dir()):  # an unwritable cache folder must not break the run
-        try:
-            _write_atomic(folder / f"{stem}.cubin", compiled.cubin)
-            _write_atomic(folder / f"{stem}.json", meta)
-            return folder / f"{stem}.cubin", compiled.lowered
-        except OSError:
-            continue
-    raise OSError(f"could not write the compiled kernel {stem}.cubin to {root} or a temporary folder")
+    path = disk_cache.store(root, stem, suffix, compiled.cubin, {"names": list(names), "lowered": compiled.lowered})
+    return path, compiled.lowered
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,15 +386,26 @@ def once(key, build, table=None, lock=None):
 
 
 def device_arch(device=None):
-    """The architecture to build for: the device's compute capability, capped at NVRTC's newest."""
+    """The target to build for: the device's compute capability as a cubin target when NVRTC knows
+    it or an older minor of its generation; PTX of NVRTC's newest architecture (``'compute_XX'``)
+    for a device of a newer major generation than NVRTC knows (no cubin NVRTC can emit would load
+    there, PTX is JIT-compiled by the driver)."""
     import cupy
     from cupy.cuda import nvrtc
 
     dev = device if device is not None else cupy.cuda.Device()
-    cc = int(dev.compute_capability)
-    supported = [int(a) for a in nvrtc.getSupportedArchs()]
+    return target_arch(int(dev.compute_capability), [int(a) for a in nvrtc.getSupportedArchs()])
+
+
+def target_arch(cc, supported):
+    """``device_arch``'s rule on plain numbers (unit-tested without a GPU)."""
     usable = [a for a in supported if a <= cc]
-    return max(usable) if usable else cc
+    if not usable:
+        return cc
+    best = max(usable)
+    if cc // 10 > best // 10:
+        return f"compute_{best}"
+    return best
 
 
 def current_device():
@@ -448,17 +424,19 @@ def kernels_from_cubin(path, lowered, names):
     return {ne: module.get_function(lowered[ne]) for ne in names}
 
 
-def _load_module(filename, names, options):
-    """{name expression: kernel} from the disk cache or a fresh NVRTC run."""
+def load_module(filename, names, options):
+    """{name expression: kernel} from the disk cache or a fresh NVRTC run (the CuPy device's loader)."""
     path, lowered = _cubin_on_disk(filename, names, options)
     return kernels_from_cubin(path, lowered, names)
 
 
 def _kernels_for(filename):
-    dev_id, arch = current_device()
-    options = compile_options(arch)
+    """Every registered kernel of ``filename`` on the active device, built exactly once per module key."""
+    from . import device
+
+    dev = device.active()
     names = registered(filename)
-    return once((dev_id, filename, options, names), lambda: _load_module(filename, names, options))
+    return once(dev.module_key(filename, names), lambda: dev.load_kernels(filename, names))
 
 
 def get_function(filename, name_expression):

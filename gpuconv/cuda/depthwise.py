@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 from .. import geometry as g
-from . import compiler
+from . import compiler, tensors
 from . import memory_bound as mb
 from .tensors import KERNEL_DTYPES
 
@@ -148,17 +148,16 @@ def plan_depthwise(x_shape, kernel_shape, dtype, strides, padding, dilation, cha
 
 def depthwise_conv(x, kernel, bias, *, strides, padding, dilation, channels_last, activation):
     """Engine contract: kernel (*k, C, dm), output channel c*dm + m, bias (C*dm,)."""
-    import cupy
-
+    x, kernel = tensors.contiguous(x), tensors.contiguous(kernel)  # a strided view is never read as dense
     rank = kernel.ndim - 2
     dm = int(kernel.shape[-1])
     n, channels, in3 = mb.view5(x.shape, channels_last)
     out_spatial = g.padded_output_spatial(in3[3 - rank:], kernel.shape[:rank], strides, padding, dilation)
     out_shape = mb.make_shape(n, channels * dm, out_spatial, channels_last)
-    y = cupy.empty(out_shape, dtype=x.dtype)
+    y = tensors.output_array(out_shape, x.dtype)
     # (*k, C, dm) -> (*k, dm, C): one multiplier's channels contiguous.
-    w = cupy.ascontiguousarray(cupy.swapaxes(kernel, -1, -2))
-    bias = None if bias is None else cupy.ascontiguousarray(bias)
+    w = tensors.swapaxes(kernel, -1, -2)
+    bias = None if bias is None else tensors.contiguous(bias)
     ptrs = [mb.pointer(a) for a in (x, w, y) + ((bias,) if bias is not None else ())]
     plan = plan_depthwise(x.shape, kernel.shape, x.dtype, strides, padding, dilation, channels_last, out_shape,
                           pointers=ptrs, index=mb.index_width(x, y, w, dtype=x.dtype))

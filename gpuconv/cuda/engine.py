@@ -1,17 +1,14 @@
 """The CUDA engine: the engine contract of ``gpuconv/cpu/__init__.py`` on CuPy arrays.
 
-Same names and signatures as ``gpuconv.cpu``. Arrays are CuPy arrays on the current device;
-``asarray`` moves NumPy inputs there and refuses CuPy arrays of another device
-(:class:`gpuconv.errors.DeviceMismatchError`). Every kernel runs on CuPy's current stream.
+Same names and signatures as ``gpuconv.cpu``. Arrays live on the active device of the seam
+(``device.py``): CuPy arrays on CuPy's current device, or the cuda-emulator's host-memory device
+arrays. ``asarray`` moves NumPy inputs there and refuses CuPy arrays of another device
+(:class:`gpuconv.errors.DeviceMismatchError`). Every kernel runs on the device's current stream.
 conv and conv_transpose live in this package's conv.py / conv_transpose.py; depthwise, separable,
 pooling, upsampling and locally connected in their own modules. A missing module makes this
 import fail, which ``gpuconv.backend.probe_cuda`` reports as the reason CUDA is unavailable.
 """
-import numpy as np
-
-import cupy
-
-from ..errors import DeviceMismatchError
+from . import device as _device
 from .conv import conv
 from .conv_transpose import conv_transpose
 from .depthwise import depthwise_conv
@@ -30,13 +27,5 @@ __all__ = [
 
 
 def asarray(x):
-    """``x`` as a C-contiguous CuPy array on the current device (copies only when needed)."""
-    if isinstance(x, cupy.ndarray):
-        current = cupy.cuda.Device().id
-        if x.device.id != current:
-            raise DeviceMismatchError(
-                f"Array is on GPU {x.device.id} but the current device is GPU {current}; "
-                f"move it with cupy.asarray under `with cupy.cuda.Device({current}):` first."
-            )
-        return x if x.flags.c_contiguous else cupy.ascontiguousarray(x)
-    return cupy.asarray(np.ascontiguousarray(np.asarray(x)))
+    """``x`` as a C-contiguous array on the active device (copies only when needed)."""
+    return _device.active().contiguous(x)

@@ -3,8 +3,8 @@
 API (the kernel modules of gpuconv.cuda code against exactly this):
 
 ``launch(kernel, grid, block, args, shared_mem=0)``
-    Runs ``kernel`` (a ``cupy.RawKernel`` from ``compiler.get_function``) on CuPy's current
-    stream. A grid with a zero dimension launches nothing (CUDA rejects it; an empty output has
+    Runs ``kernel`` (from ``compiler.get_function``) on the active device of the seam
+    (``gpuconv/cuda/device.py``): CuPy's current stream, or the cuda-emulator. A grid with a zero dimension launches nothing (CUDA rejects it; an empty output has
     nothing to compute). With ``GPUCONV_DEBUG_SYNC=1`` it synchronises the stream after the
     launch and re-raises any CUDA error as :class:`KernelLaunchError` naming the kernel; launch
     errors raised at once (bad configuration) are always re-raised that way.
@@ -64,6 +64,15 @@ _limits_lock = threading.Lock()
 
 
 def device_limits(device=None):
+    """Limits of ``device`` (a ``cupy.cuda.Device``) or, by default, of the active device of the seam."""
+    if device is None:
+        from . import device as _device
+
+        return _device.active().limits()
+    return cupy_device_limits(device)
+
+
+def cupy_device_limits(device=None):
     import cupy
 
     dev = device if device is not None else cupy.cuda.Device()
@@ -165,23 +174,17 @@ def kernel_name(kernel):
 
 
 def launch(kernel, grid, block, args, shared_mem=0):
-    """Launch on the current CuPy stream (see the module docstring)."""
+    """Launch on the active device's current stream (see the module docstring)."""
+    from . import device as _device
+
     grid = tuple(int(g) for g in grid)
     block = tuple(int(b) for b in block)
     if any(g == 0 for g in grid) or any(b == 0 for b in block):
         return
-    import cupy
-
-    try:
-        kernel(grid, block, tuple(args), shared_mem=int(shared_mem))
-    except (cupy.cuda.driver.CUDADriverError, cupy.cuda.runtime.CUDARuntimeError) as e:
-        raise KernelLaunchError(
-            f"launching {kernel_name(kernel)} with grid={grid} block={block} shared_mem={shared_mem} failed: {e}"
-        ) from e
+    dev = _device.active()
+    dev.launch(kernel, grid, block, tuple(args), int(shared_mem))
     if debug_sync_enabled():
         try:
-            cupy.cuda.get_current_stream().synchronize()
-        except (cupy.cuda.driver.CUDADriverError, cupy.cuda.runtime.CUDARuntimeError) as e:
-            raise KernelLaunchError(
-                f"{kernel_name(kernel)} (grid={grid} block={block}) failed while running: {e}"
-            ) from e
+            dev.synchronize()
+        except KernelLaunchError as e:
+            raise KernelLaunchError(f"{kernel_name(kernel)} (grid={grid} block={block}) failed while running: {e}") from e

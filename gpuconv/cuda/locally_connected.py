@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from . import compiler
+from . import compiler, tensors
 from . import memory_bound as mb
 from .tensors import KERNEL_DTYPES
 
@@ -52,14 +52,13 @@ def plan_locally_connected(batch, patch_size, filters, dtype, budget=mb.SMEM_BUD
 
 
 def locally_connected(x, kernel, bias, *, kernel_size, strides, padding, out_spatial, channels_last, activation):
-    import cupy
-
     from . import launch
 
+    x, kernel = tensors.contiguous(x), tensors.contiguous(kernel)  # a strided view is never read as dense
     n, channels, in3 = mb.view5(x.shape, channels_last)
     filters = int(kernel.shape[-1])
-    y = cupy.empty(mb.make_shape(n, filters, out_spatial, channels_last), dtype=x.dtype)
-    bias = None if bias is None else cupy.ascontiguousarray(bias)
+    y = tensors.output_array(mb.make_shape(n, filters, out_spatial, channels_last), x.dtype)
+    bias = None if bias is None else tensors.contiguous(bias)
     plan = plan_locally_connected(n, int(kernel.shape[1]), filters, x.dtype)
     _, _, out3 = mb.view5(y.shape, channels_last)
     width = mb.index_width(x, y, kernel, dtype=x.dtype)

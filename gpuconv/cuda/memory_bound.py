@@ -100,7 +100,9 @@ def persistent_grid(work_items, threads=THREADS, limits=None, blocks_per_sm=None
 
 
 def pointer(a):
-    return int(a.data.ptr)
+    from . import device
+
+    return device.active().pointer(a)
 
 
 def int32(value):

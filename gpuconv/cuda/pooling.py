@@ -6,7 +6,7 @@ for the semantics (padded cells ignored by max, not counted by average; NaN prop
 import numpy as np
 
 from .. import geometry as g
-from . import compiler
+from . import compiler, tensors
 from . import memory_bound as mb
 
 FILE = "pooling.cu"
@@ -35,14 +35,13 @@ def plan_pool(x_shape, out_shape, dtype, mode, channels_last, pointers=(), index
 
 
 def pool(x, *, mode, pool_size, strides, padding, channels_last):
-    import cupy
-
     from . import launch
 
+    x = tensors.contiguous(x)  # a strided view is never read as dense
     n, channels, in3 = mb.view5(x.shape, channels_last)
     rank = len(pool_size)
     out_spatial = g.padded_output_spatial(in3[3 - rank:], pool_size, strides, padding, (1,) * rank)
-    y = cupy.empty(mb.make_shape(n, channels, out_spatial, channels_last), dtype=x.dtype)
+    y = tensors.output_array(mb.make_shape(n, channels, out_spatial, channels_last), x.dtype)
     name, vec, width = plan_pool(x.shape, y.shape, x.dtype, mode, channels_last,
                                  pointers=(mb.pointer(x), mb.pointer(y)), index=mb.index_width(x, y, dtype=x.dtype))
     _, _, out3 = mb.view5(y.shape, channels_last)

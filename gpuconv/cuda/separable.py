@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from .. import geometry as g
-from . import compiler
+from . import compiler, tensors
 from . import memory_bound as mb
 from .tensors import KERNEL_DTYPES
 
@@ -68,21 +68,20 @@ def plan_separable(channels, depth_multiplier, filters, dtype, budget=mb.SMEM_BU
 
 def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padding, dilation, channels_last,
                    activation):
-    import cupy
-
     from . import depthwise
     from . import launch
 
+    x, depthwise_kernel, pointwise_kernel = (tensors.contiguous(a) for a in (x, depthwise_kernel, pointwise_kernel))
     rank = depthwise_kernel.ndim - 2
     dm = int(depthwise_kernel.shape[-1])
     filters = int(pointwise_kernel.shape[-1])
     n, channels, in3 = mb.view5(x.shape, channels_last)
     ksize = depthwise_kernel.shape[:rank]
     out_spatial = g.padded_output_spatial(in3[3 - rank:], ksize, strides, padding, dilation)
-    y = cupy.empty(mb.make_shape(n, filters, out_spatial, channels_last), dtype=x.dtype)
+    y = tensors.output_array(mb.make_shape(n, filters, out_spatial, channels_last), x.dtype)
     mid = channels * dm
-    pw = cupy.ascontiguousarray(pointwise_kernel.reshape(mid, filters))
-    bias = None if bias is None else cupy.ascontiguousarray(bias)
+    pw = tensors.contiguous(pointwise_kernel.reshape(mid, filters))
+    bias = None if bias is None else tensors.contiguous(bias)
     plan = plan_separable(channels, dm, filters, x.dtype)
     _, _, out3 = mb.view5(y.shape, channels_last)
     pixels_total = n * int(np.prod(out3))
@@ -90,7 +89,7 @@ def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padd
     grid = mb.persistent_grid(-(-pixels_total // plan.pixels), blocks_per_sm=max(1, min(8, 200_000 // max(plan.smem, 1))))
     if plan.kind == "fused":
         width = mb.index_width(x, y, dtype=x.dtype)
-        args = (x, cupy.ascontiguousarray(depthwise_kernel), pw, launch.optional_pointer(bias), y,
+        args = (x, tensors.contiguous(depthwise_kernel), pw, launch.optional_pointer(bias), y,
                 i32(n), i32(channels), i32(dm), i32(filters), *[i32(v) for v in (*in3, *out3)],
                 *[i32(v) for v in (*mb.as3d(ksize, 1), *mb.as3d(strides, 1), *mb.as3d(dilation, 1))],
                 *[i32(p) for p in mb.pads3d(padding)], i32(int(channels_last)), i32(plan.fch),
@@ -98,8 +97,8 @@ def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padd
         launch.launch(compiler.get_function(FILE, fused_name(x.dtype, width)), grid, (mb.THREADS, 1, 1), args,
                       shared_mem=plan.smem)
     else:
-        mid_y = cupy.empty(mb.make_shape(n, mid, out_spatial, channels_last), dtype=x.dtype)
-        w = cupy.ascontiguousarray(cupy.swapaxes(depthwise_kernel, -1, -2))
+        mid_y = tensors.output_array(mb.make_shape(n, mid, out_spatial, channels_last), x.dtype)
+        w = tensors.swapaxes(depthwise_kernel, -1, -2)
         ptrs = [mb.pointer(a) for a in (x, w, mid_y)]
         dplan = depthwise.plan_depthwise(x.shape, depthwise_kernel.shape, x.dtype, strides, padding, dilation,
                                          channels_last, mid_y.shape, pointers=ptrs,

@@ -1,6 +1,6 @@
 """Array and geometry helpers shared by the CUDA op modules.
 
-``contiguous(a)``             a C-contiguous CuPy array on the current device (None passes through);
+``contiguous(a)``             a C-contiguous array on the active device (None passes through);
                               views with gaps, negative or zero strides are copied, never handed
                               to a kernel (robustness items 16-19).
 ``spatial_of(shape, channels_last)``, ``channels_of(shape, channels_last)``
@@ -14,7 +14,8 @@
 ``tiled_instantiations(template)``
                               every instantiation of a tile-engine kernel (conv_direct.cu,
                               conv_transpose.cu): dtype x layout x index width x its tiles.
-``output_array(shape, dtype)`` an uninitialised CuPy output.
+``output_array(shape, dtype)`` an uninitialised output on the active device.
+``swapaxes(a, i, j)``         a contiguous device copy with two axes swapped.
 """
 import numpy as np
 
@@ -29,13 +30,9 @@ LAYOUT_CHANNELS_FIRST = 1
 def contiguous(a):
     if a is None:
         return None
-    import cupy
+    from . import device
 
-    if isinstance(a, cupy.ndarray) and a.flags.c_contiguous:
-        return a
-    if isinstance(a, cupy.ndarray):
-        return cupy.ascontiguousarray(a)
-    return cupy.asarray(np.ascontiguousarray(a))
+    return device.active().contiguous(a)
 
 
 def layout_code(channels_last):
@@ -74,6 +71,14 @@ def tiled_instantiations(template):
 
 
 def output_array(shape, dtype):
-    import cupy
+    from . import device
 
-    return cupy.empty(tuple(int(s) for s in shape), dtype=dtype)
+    return device.active().empty(tuple(int(s) for s in shape), dtype)
+
+
+def swapaxes(a, axis1, axis2):
+    """A contiguous copy of ``a`` with two axes swapped (weight re-layouts)."""
+    from . import device
+
+    dev = device.active()
+    return dev.contiguous(dev.swapaxes(a, axis1, axis2))

@@ -2,7 +2,7 @@
 3-D), bilinear (2-D) and trilinear (3-D), half-pixel centres with edge clamping."""
 import numpy as np
 
-from . import compiler
+from . import compiler, tensors
 from . import memory_bound as mb
 
 FILE = "upsample.cu"
@@ -37,12 +37,11 @@ def plan_upsample(x_shape, size, interpolation, dtype, channels_last, pointers=(
 
 
 def upsample(x, *, size, interpolation, channels_last):
-    import cupy
-
     from . import launch
 
+    x = tensors.contiguous(x)  # a strided view is never read as dense
     name, _, _, out_shape = plan_upsample(x.shape, size, interpolation, x.dtype, channels_last)
-    y = cupy.empty(out_shape, dtype=x.dtype)
+    y = tensors.output_array(out_shape, x.dtype)
     name, vec, width, _ = plan_upsample(x.shape, size, interpolation, x.dtype, channels_last,
                                         pointers=(mb.pointer(x), mb.pointer(y)),
                                         index=mb.index_width(x, y, dtype=x.dtype))

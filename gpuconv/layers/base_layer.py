@@ -10,8 +10,9 @@ import numpy as np
 
 from .. import backend as _backend
 from .. import initializers, regularizers, constraints
+from ..serialization import DeserializationError, _Scope
 from ..serialization import to_snake_case  # noqa: F401  (Keras naming: conv2d, max_pooling2d)
-from ..variables import Variable
+from ..variables import Variable, check_numeric
 
 _name_lock = threading.Lock()
 _name_counts = {}
@@ -43,7 +44,8 @@ def _policy_name(dtype):
     if dtype is None:
         return "float32"
     if isinstance(dtype, dict):  # a serialized DTypePolicy
-        dtype = dtype.get("config", {}).get("name", dtype)
+        inner = dtype.get("config")
+        dtype = inner.get("name", dtype) if isinstance(inner, dict) else dtype
     name = getattr(dtype, "name", dtype)
     if not isinstance(name, str):
         name = np.dtype(name).name
@@ -93,6 +95,7 @@ class Layer:
         self.autocast = autocast
         self.activity_regularizer = regularizers.get(activity_regularizer)
         self.built = False
+        self._build_lock = threading.RLock()
         self.input_spec = None
         self._weights = []
         self._activity_losses = []
@@ -119,7 +122,9 @@ class Layer:
     def add_weight(self, name, shape, initializer="glorot_uniform", regularizer=None, constraint=None, trainable=True):
         shape = tuple(int(d) for d in shape)
         init = initializers.get(initializer if initializer is not None else "glorot_uniform")
-        value = np.asarray(init(shape, dtype=self.variable_dtype), dtype=self.variable_dtype)
+        value = init(shape, dtype=self.variable_dtype)
+        check_numeric(value, f"{self.name}/{name}")  # a user initializer returning complex values
+        value = np.asarray(value, dtype=self.variable_dtype)
         var = Variable(
             value, name=name, path=f"{self.name}/{name}", trainable=trainable,
             regularizer=regularizers.get(regularizer), constraint=constraints.get(constraint),
@@ -149,12 +154,13 @@ class Layer:
                 f"You called `set_weights(weights)` on layer '{self.name}' with a weight list of length "
                 f"{len(weights)}, but the layer was expecting {len(self._weights)} weights."
             )
-        for var, value in zip(self._weights, weights):
+        for var, value in zip(self._weights, weights):  # every check before any assignment
             shape = tuple(value.shape)
             if shape != var.shape:
                 raise ValueError(
                     f"Layer {self.name} weight shape {var.shape} is not compatible with provided weight shape {shape}."
                 )
+            check_numeric(value, var.path)
         for var, value in zip(self._weights, weights):
             var.assign(value)
 
@@ -175,6 +181,17 @@ class Layer:
     # ---- build / call ----------------------------------------------------------------------
     def build(self, input_shape=None):
         self.built = True
+
+    def _ensure_built(self, input_shape):
+        """``build(input_shape)`` exactly once, also when several threads make the first call at
+        the same time (each would otherwise add its own weights). ``built`` is read before the
+        lock, so calls after the first never touch it."""
+        if self.built:
+            return
+        with self._build_lock:
+            if not self.built:
+                self.build(tuple(input_shape))
+                self.built = True
 
     def _build_at_init(self):
         """Weightless layers Keras builds in __init__; they record no build shape (no build_config)."""
@@ -214,8 +231,7 @@ class Layer:
         if self.input_spec is not None:
             self.input_spec.check(inputs.shape, self.name)
         if not self.built:
-            self.build(tuple(inputs.shape))
-            self.built = True
+            self._ensure_built(inputs.shape)
             if self.input_spec is not None:
                 self.input_spec.check(inputs.shape, self.name)
         outputs = self.call(inputs) if training is None else self._call_training(inputs, training)
@@ -247,14 +263,29 @@ class Layer:
         }
 
     @classmethod
-    def from_config(cls, config):
-        try:
-            return cls(**config)
-        except Exception as e:  # Keras' wrapping: the class, the config and the cause
-            raise TypeError(
-                f"Error when deserializing class '{cls.__name__}' using config={config}.\n\n"
-                f"Exception encountered: {e}"
-            ) from e
+    def from_config(cls, config, custom_objects=None):
+        """The layer ``config`` describes. Its activation, initializers, regularizers and
+        constraints resolve only to gpuconv's built-ins and to objects the caller supplies
+        (``custom_objects``, ``gpuconv.saving``'s scope and registry), never to a module the
+        config names."""
+        with _Scope(custom_objects):
+            try:
+                return cls(**config)
+            except Exception as e:  # Keras' wrapping: the class, the config and the cause
+                raise DeserializationError(
+                    f"Error when deserializing class '{cls.__name__}' using config={config}.\n\n"
+                    f"Exception encountered: {e}"
+                ) from e
+
+    # A lock can be neither pickled nor deep-copied: a copy gets its own.
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_build_lock", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._build_lock = threading.RLock()
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"

@@ -79,6 +79,9 @@ class BaseConvTranspose(ConvFamilyLayer):
         out, _ = g.conv_transpose_geometry(
             spatial, self.kernel_size, self.strides, self.dilation_rate, self.padding, self.output_padding
         )
+        # Beyond Keras (which returns the 0): an empty output is refused, as for Conv and pooling.
+        kernel_shape = self.kernel_size + (self.filters // self.groups, input_shape[self._channel_axis])
+        g.check_conv_output(out, input_shape, kernel_shape, self.dilation_rate, self.strides, self.padding)
         return list(g.make_shape(input_shape[0], self.filters, out, self.data_format))
 
     def get_config(self):

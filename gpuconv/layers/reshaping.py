@@ -21,15 +21,16 @@ __all__ = [
 _ORDINALS = ("1st", "2nd", "3rd")
 
 
-def _pairs(value, rank, name, symmetric_hint, negative_int_ok):
+def _pairs(value, rank, name, symmetric_hint):
     """Keras' normalisation of a cropping/padding argument to ``rank`` (before, after) pairs.
 
-    An int is symmetric on every axis (a negative one is refused for cropping only, as Keras);
-    a length-``rank`` sequence holds one int or pair per axis; anything else gets Keras' long
-    message, whose wording ``symmetric_hint`` carries.
+    An int is symmetric on every axis; a negative one is refused with Keras' cropping text (Keras
+    accepts a negative int padding and then reports negative output sizes; we refuse it as Keras
+    refuses a negative entry in any other form). A length-``rank`` sequence holds one int or pair
+    per axis; anything else gets Keras' long message, whose wording ``symmetric_hint`` carries.
     """
     if isinstance(value, int):
-        if value < 0 and not negative_int_ok:
+        if value < 0:
             raise ValueError(f"`{name}` cannot be negative. Received: {name}={value}.")
         return ((value, value),) * rank
     if hasattr(value, "__len__"):
@@ -83,7 +84,7 @@ class BaseCropping(Layer):
         if rank == 1:  # Keras stores a flat pair here
             self.cropping = g.standardize_tuple(cropping, 2, "cropping", allow_zero=True)
         else:
-            self.cropping = _pairs(cropping, rank, "cropping", _CROP_HINT[rank], negative_int_ok=False)
+            self.cropping = _pairs(cropping, rank, "cropping", _CROP_HINT[rank])
         self.input_spec = InputSpec(ndim=rank + 2)
 
     @property
@@ -156,8 +157,8 @@ class Cropping3D(BaseCropping):
 # Zero padding
 # --------------------------------------------------------------------------------------------
 class BaseZeroPadding(Layer):
-    """Pads spatial axes with zeros. Keras stores a negative int padding unchecked; we honour the
-    output-shape formula ``dim + before + after`` for it by cropping (what the torch backend does)."""
+    """Pads spatial axes with zeros. Every padding is >= 0 (checked at construction), so the
+    output is never smaller than the input."""
 
     def __init__(self, rank, padding, data_format, **kwargs):
         super().__init__(**kwargs)
@@ -166,7 +167,7 @@ class BaseZeroPadding(Layer):
         if rank == 1:
             self.padding = g.standardize_tuple(padding, 2, "padding", allow_zero=True)
         else:
-            self.padding = _pairs(padding, rank, "padding", _PAD_HINT[rank], negative_int_ok=True)
+            self.padding = _pairs(padding, rank, "padding", _PAD_HINT[rank])
         self.input_spec = InputSpec(ndim=rank + 2)
 
     @property
@@ -177,17 +178,19 @@ class BaseZeroPadding(Layer):
         out = list(input_shape)
         for axis, (before, after) in zip(_spatial_axes(self.rank, self.data_format), self._pairs):
             if out[axis] is not None:
+                if out[axis] < 0:  # so no negative size is ever reported
+                    raise ValueError(
+                        f"Cannot convert '{tuple(input_shape)}' to a shape. Negative dimensions are not allowed."
+                    )
                 out[axis] += before + after
         return tuple(out)
 
     def call(self, inputs):
         xp = _backend.array_module(inputs)
         widths = [(0, 0)] * inputs.ndim
-        index = [slice(None)] * inputs.ndim
-        for axis, (before, after) in zip(_spatial_axes(self.rank, self.data_format), self._pairs):
-            widths[axis] = (max(before, 0), max(after, 0))
-            index[axis] = slice(max(-before, 0), inputs.shape[axis] - max(-after, 0))
-        return xp.pad(inputs[tuple(index)], widths)
+        for axis, pair in zip(_spatial_axes(self.rank, self.data_format), self._pairs):
+            widths[axis] = pair
+        return xp.pad(inputs, widths)
 
     def get_config(self):
         config = super().get_config()
