@@ -10,9 +10,12 @@ puts ``tests/`` on ``sys.path``, since the directory has no ``__init__.py``).
   test order).
 - ``assert_close(actual, expected, dtype)``: relative L2 error against the per-dtype tolerance of
   DESIGN.md, after ``gpuconv.to_numpy``; NaN/Inf must sit at the same places.
-- ``requires_cuda``: a skip marker for tests that need a CUDA device; ``CUDA_MARKS`` adds the
-  ``gpu`` marker to it (the 'cuda' case of ``backend_name`` carries both).
+- ``requires_cuda``: a skip marker for tests of the CUDA engine; they run on a real GPU or, without
+  one, on the cuda-emulator (``GPU_BACKEND``). ``CUDA_MARKS`` adds the ``gpu`` marker to it (the
+  'cuda' case of ``backend_name`` carries both). ``requires_real_gpu``: what only hardware shows.
 """
+import os
+
 import numpy as np
 import pytest
 
@@ -20,11 +23,56 @@ import gpuconv
 from gpuconv import backend as _backend
 
 # The probe runs once per session (it imports CuPy and asks the driver), never at `import gpuconv`.
-CUDA_AVAILABLE, CUDA_REASON = _backend.probe_cuda()
+REAL_CUDA_AVAILABLE, REAL_CUDA_REASON = _backend.probe_cuda()
+
+# Where the GPU tests run: a real GPU when there is one, else the cuda-emulator (the same test
+# bodies, the same kernels, on the CPU). GPUCONV_GPU_TESTS=cuda insists on a real GPU (skips
+# otherwise), =emulator on the emulator, =off skips them.
+_GPU_CHOICE = os.environ.get("GPUCONV_GPU_TESTS", "auto").lower()
+if _GPU_CHOICE not in ("auto", "cuda", "emulator", "off"):
+    raise ValueError(f"Invalid value for GPUCONV_GPU_TESTS: expected auto, cuda, emulator or off. Received: {_GPU_CHOICE!r}")
+EMULATOR_AVAILABLE, EMULATOR_REASON = _backend.probe_emulator()
+if _GPU_CHOICE in ("auto", "cuda") and REAL_CUDA_AVAILABLE:
+    GPU_BACKEND, CUDA_REASON = "cuda", REAL_CUDA_REASON
+elif _GPU_CHOICE in ("auto", "emulator") and EMULATOR_AVAILABLE:
+    GPU_BACKEND, CUDA_REASON = "cuda-emulator", f"on the cuda-emulator ({EMULATOR_REASON})"
+else:
+    GPU_BACKEND = None
+    CUDA_REASON = (f"GPUCONV_GPU_TESTS={_GPU_CHOICE}" if _GPU_CHOICE == "off"
+                   else f"{REAL_CUDA_REASON}; cuda-emulator: {EMULATOR_REASON}")
+# Whether the CUDA engine's tests can run here (on a GPU or the emulator).
+CUDA_AVAILABLE = GPU_BACKEND is not None
+ON_EMULATOR = GPU_BACKEND == "cuda-emulator"
 
 requires_cuda = pytest.mark.skipif(not CUDA_AVAILABLE, reason=f"CUDA backend unavailable: {CUDA_REASON}")
 # For a whole GPU-only module: ``pytestmark = CUDA_MARKS`` (``-m "not gpu"`` then deselects it).
 CUDA_MARKS = [pytest.mark.gpu, requires_cuda]
+# What only a real GPU can show (timing, tensors past 2**31 elements, several devices).
+requires_real_gpu = pytest.mark.skipif(not REAL_CUDA_AVAILABLE,
+                                       reason=f"needs a real GPU (not emulated): {REAL_CUDA_REASON}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """``large`` tests allocate past 2**31 elements: far too big and slow for the emulator."""
+    if not ON_EMULATOR:
+        return
+    skip = pytest.mark.skip(reason="needs a real GPU: past 2**31 elements is too large for the cuda-emulator")
+    for item in items:
+        if item.get_closest_marker("large") is not None:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _gpu_backend_for_gpu_tests(request):
+    """A test marked ``gpu`` runs with the CUDA engine's device seam on GPU_BACKEND."""
+    if GPU_BACKEND is None or request.node.get_closest_marker("gpu") is None:
+        yield
+        return
+    previous = _backend.requested_backend()
+    gpuconv.set_backend(GPU_BACKEND)
+    yield
+    _backend.reset()
+    gpuconv.set_backend(previous)
 
 # Relative L2 error allowed per *input* dtype (DESIGN.md "Numbers we hold ourselves to"). The
 # expected value is the float64 result on the same (already rounded) input values.
@@ -97,8 +145,9 @@ def restore_backend():
 
 @pytest.fixture(params=["numpy", pytest.param("cuda", marks=CUDA_MARKS)])
 def backend_name(request, restore_backend):
-    """Run the test under each backend; the previous selection is restored afterwards."""
-    gpuconv.set_backend(request.param)
+    """Run the test under each backend ('cuda' is the CUDA engine on GPU_BACKEND: a real GPU or
+    the cuda-emulator); the previous selection is restored afterwards."""
+    gpuconv.set_backend(GPU_BACKEND if request.param == "cuda" else request.param)
     return request.param
 
 

@@ -152,9 +152,12 @@ def _blocked(x, w, strides, padding, dilation, channels_last, ctype, out):
     row_bytes = math.prod(padded_sp[1:]) * c * ctype.itemsize * strides[0]
     halo = (ksize[0] - 1) * dilation[0]
     threads = _parallel.threads_for(n * math.prod(out_sp) * c * dm * ctype.itemsize * math.prod(ksize))
-    block_bytes = min(_ROWS_BLOCK_BYTES, memory.chunk_limit() // (2 * threads))
-    step = max(1, block_bytes // max(row_bytes, 1) - halo // strides[0], -(-4 * halo // strides[0]))
-    step = max(1, min(step, -(-out_sp[0] * n // threads)))  # every thread gets a block
+    step = max(1, _ROWS_BLOCK_BYTES // max(row_bytes, 1) - halo // strides[0], -(-4 * halo // strides[0]))
+    # Every thread's block (padded input rows, and for channels_first the result rows) inside
+    # the working-buffer budget, even where that makes the halo large.
+    y_row_bytes = 0 if channels_last else math.prod(out_sp[1:]) * c * dm * ctype.itemsize
+    fits = (memory.chunk_limit() // threads - halo // strides[0] * row_bytes) // max(row_bytes + y_row_bytes, 1)
+    step = max(1, min(step, fits, -(-out_sp[0] * n // threads)))  # every thread gets a block
     blocks = [(b, r0, min(r0 + step, out_sp[0])) for b in range(n) for r0 in range(0, out_sp[0], step)]
     max_rows_in = (step - 1) * strides[0] + halo + 1
     copy_free = channels_last and xl.dtype == ctype and xl.flags.c_contiguous and not any(map(any, padding))
@@ -223,7 +226,9 @@ class _RowPlan:
         c = w.shape[-2]
         self.rank, self.strides, self.dilation = rank, strides[:-1] + (1,), dilation
         self.stride_last = s
-        q = min(out_last, max(1, -(-_TILED_ROW_ELEMENTS // c)))
+        # Tiled kernels (one per depth-multiplier index) within a quarter of the working budget.
+        tiled_cap = memory.chunk_limit() // (4 * w.shape[-1] * math.prod(w.shape[:rank]) * c * w.itemsize)
+        q = min(out_last, max(1, -(-_TILED_ROW_ELEMENTS // c)), max(1, tiled_cap))
         self.phases = []
         for r in range(min(s, k)):
             wr = w[(slice(None),) * (rank - 1) + (slice(r, None, s),)]

@@ -8,10 +8,11 @@ is fixed); tests (and users on small machines) may monkeypatch ``MEMORY_BUDGET_B
 whole, once) a call holds:
 - *piece* arrays, whose size follows the piece of the output being computed (the zero-padded
   input rows it reads, an accumulator when the output dtype is not the compute dtype, an
-  intermediate): ``_pieces`` sizes the pieces so that these stay under ``piece_limit()``;
-- *working* buffers of at most ``chunk_limit()`` (im2col columns, GEMM results before the
-  scatter of a transposed conv, cache blocks, epilogue slabs, all threads together).
-The two limits add up to the budget. At least one output row of one batch item is computed at
+  intermediate): ``_pieces`` sizes the pieces so that these stay under ``piece_limit()``, half
+  the budget;
+- *working* buffers of at most ``chunk_limit()``, a quarter of the budget, each (im2col columns,
+  GEMM results before the scatter of a transposed conv, cache blocks, epilogue slabs, all
+  threads together), at most two of them at a time (the columns and their GEMM result). At least one output row of one batch item is computed at
 a time, so a budget below what that row needs is exceeded by that row (a one-byte budget still
 works, row by row). Within the budget, pieces are kept near ``PIECE_TARGET_BYTES`` and working
 buffers near ``CHUNK_TARGET_BYTES``: a buffer reused for every piece, in the last-level cache,
@@ -74,8 +75,9 @@ def chunk_limit():
 
 
 def piece_limit():
-    """Piece arrays: the rest of the budget, at most PIECE_TARGET_BYTES."""
-    return min(budget_bytes() - chunk_limit(), PIECE_TARGET_BYTES)
+    """Piece arrays: half the budget (the other half holds two working buffers), at most
+    PIECE_TARGET_BYTES."""
+    return min(budget_bytes() // 2, PIECE_TARGET_BYTES)
 
 
 def allocation_limit():
@@ -180,13 +182,15 @@ class Scratch:
         has to grow and ``fill`` is given, ``fill`` everywhere (a fresh zeroed allocation costs
         no more than an empty one)."""
         size = math.prod(shape)
-        if not self.fits(shape):
-            self.buffer = None  # the old buffer is freed before the larger one is allocated
-            if fill is None:
-                self.buffer = np.empty(size, self.dtype)
-            else:
-                self.buffer = np.zeros(size, self.dtype) if fill == 0 else np.full(size, fill, self.dtype)
-        return self.buffer[:size].reshape(shape)
+        if self.fits(shape):
+            return self.buffer[:size].reshape(shape)
+        self.buffer = None  # the old buffer is freed before the larger one is allocated
+        if fill is None:
+            fresh = np.empty(shape, self.dtype)
+        else:
+            fresh = np.zeros(shape, self.dtype) if fill == 0 else np.full(shape, fill, self.dtype)
+        self.buffer = fresh.reshape(-1)
+        return fresh
 
     def gather(self, piece, shape):
         """``piece.reshape(shape)``: a view when the layout allows it, else a copy into the buffer."""

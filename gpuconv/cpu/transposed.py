@@ -86,12 +86,15 @@ def _scatter_into(out, x, kernel, strides, dilation, groups, crop, channels_last
         sp_out = tuple(range(3, rank + 3))
     tap_list = list(taps(ksize))
     row_bytes = math.prod(in_sp[1:]) * n_taps * filters * np.dtype(ctype).itemsize
+    # One buffer for every chunk's GEMM result: a new one per chunk would hold two at once.
+    results = memory.Scratch(ctype)
     for bs, rs in memory.chunks(n, in_sp[0], row_bytes):
         if channels_last:
             xc = np.ascontiguousarray(x[bs, rs], dtype=ctype)
             chunk_sp = xc.shape[1:rank + 1]
             m = math.prod(xc.shape[:rank + 1])
-            cols = np.matmul(xc.reshape(m, groups, c_group).transpose(1, 0, 2), wk)  # (G, M, K*Fg)
+            cols = np.matmul(xc.reshape(m, groups, c_group).transpose(1, 0, 2), wk,
+                             out=results.take((groups, m, n_taps * f_group)))  # (G, M, K*Fg)
             cols = cols.reshape((groups, xc.shape[0]) + chunk_sp + tuple(ksize) + (f_group,))
             target = out_g[:, bs]
             tap_src = lambda t: cols[(slice(None),) * (rank + 2) + t]  # (G, nb, *I, Fg)
@@ -99,7 +102,8 @@ def _scatter_into(out, x, kernel, strides, dilation, groups, crop, channels_last
             xc = np.ascontiguousarray(x[bs, :, rs], dtype=ctype)
             chunk_sp = xc.shape[2:]
             nb = xc.shape[0]
-            cols = np.matmul(wk, xc.reshape(nb, groups, c_group, -1))  # (nb, G, K*Fg, P)
+            cols = np.matmul(wk, xc.reshape(nb, groups, c_group, -1),
+                             out=results.take((nb, groups, n_taps * f_group, math.prod(chunk_sp))))  # (nb, G, K*Fg, P)
             cols = cols.reshape((nb, groups) + tuple(ksize) + (f_group,) + chunk_sp)
             target = out_g[bs]
             tap_src = lambda t: cols[(slice(None),) * 2 + t]  # (nb, G, Fg, *I)

@@ -29,15 +29,19 @@ def locally_connected(x, kernel, bias, *, kernel_size, strides, padding, out_spa
     # every tap is kept and the window view has exactly ``out_spatial`` positions.
     every_tap = tuple((0, k) for k in kernel_size)
     row_bytes, item_bytes = piece_input_bytes(out_sp, every_tap, strides, ones, c_in, ctype.itemsize)
-    w = kernel.astype(ctype, copy=False)
     blocks, results = memory.Scratch(ctype), memory.Scratch(ctype)
     row_positions = math.prod(out_sp[1:])
+    # Each position has its own weights, as large as the input it reads: they are cast to the
+    # compute dtype piece by piece, a piece array like the padded rows.
+    if ctype != kernel.dtype:
+        row_bytes += row_positions * kernel.shape[1] * filters * ctype.itemsize
 
     def fill(bs, rs, acc):
         xs, pad = sub_input(x, bs, rs, axes, out_sp, every_tap, strides, ones, padding)
         xp = padded(xs, pad, axes, ctype, scratch=blocks)
         positions = slice(rs.start * row_positions, rs.stop * row_positions)
-        _unshared_into(acc, windows(xp, axes, kernel_size, strides, ones), w[positions], channels_last, results)
+        w = kernel[positions].astype(ctype, copy=False)
+        _unshared_into(acc, windows(xp, axes, kernel_size, strides, ones), w, channels_last, results)
 
     bias_b = None if bias is None else (bias if channels_last else np.moveaxis(np.asarray(bias), -1, 0))
     return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=row_bytes, item_bytes=item_bytes,

@@ -31,7 +31,9 @@ def upsample(x, *, size, interpolation, channels_last):
     out_shape = tuple(out_shape)
     rows_axis = axes[0]
     if interpolation == "nearest":
-        ctype, row_bytes = x.dtype, 0
+        # A run of rows (channels_first, an item larger than the budget) first takes its source rows.
+        ctype = x.dtype
+        row_bytes = math.prod(out_shape[1:]) // out_shape[rows_axis] // math.prod(size[1:]) * x.itemsize
 
         def fill(bs, rs, acc):
             src = x[bs] if (rs.start, rs.stop) == (0, out_shape[rows_axis]) else None

@@ -32,7 +32,7 @@ from ..errors import KernelCompileError
 
 CACHE_ENV = "GPUCONV_EMULATOR_CACHE_DIR"
 CXX_ENV = "GPUCONV_EMULATOR_CXX"
-FORMAT = 1  # part of every cache key
+FORMAT = 2  # part of every cache key; 2: compiled and linked in two steps
 
 SHIM_DIR = pathlib.Path(__file__).resolve().parent / "shim"
 SHIM_FILES = ("gcemu.h", "gcemu_ptx.h", "gcemu_runtime.cpp")
@@ -128,11 +128,11 @@ def translation_unit(filename, names):
             f"const int gcemu_kernel_total = {len(names)};\n")
 
 
-def _cache_key(filename, names, flags, cxx):
+def _cache_key(filename, names, flags, cxx, source, headers):
     h = hashlib.sha256()
     h.update(repr((FORMAT, filename, tuple(names), tuple(flags), compiler_version(cxx))).encode())
-    h.update(compiler.read_source(filename).encode())
-    for name, text in sorted(compiler.read_headers().items()):
+    h.update(source.encode())
+    for name, text in sorted(headers.items()):
         h.update(name.encode() + text.encode())
     for name, text in shim_sources().items():
         h.update(name.encode() + text.encode())
@@ -161,50 +161,63 @@ def _count(key):
         stats[key] += 1
 
 
-def build(filename, names, mode="plain", fma=False):
-    """The shared object of ``filename``'s instantiations ``names`` (cached on disk)."""
+def build(filename, names, mode="plain", fma=False, source=None, headers=None):
+    """The shared object of ``filename``'s instantiations ``names`` (cached on disk).
+
+    ``source`` / ``headers`` replace the package's text (tests build deliberately broken kernels
+    this way); by default they are exactly what NVRTC compiles."""
     cxx = compiler_path()
     if cxx is None:
         raise KernelCompileError(f"cannot build kernels/{filename} for the cuda-emulator: {available()[1]}",
                                  source_file=filename, name_expression=", ".join(names), options=(), log="")
     names = tuple(names)
     flags = flags_for(mode, fma)
-    source = compiler.read_source(filename)
+    source = compiler.read_source(filename) if source is None else source
+    headers = compiler.read_headers() if headers is None else dict(headers)
     bounds = launch_bounds(source)
-    stem = f"{filename.replace('.', '_')}-{mode}{'-fma' if fma else ''}-{_cache_key(filename, names, flags, cxx)}"
+    key = _cache_key(filename, names, flags, cxx, source, headers)
+    stem = f"{filename.replace('.', '_')}-{mode}{'-fma' if fma else ''}-{key}"
     root = cache_dir()
     hit = disk_cache.load(root, stem, ".so")
     if hit is not None and tuple(hit[1].get("names", ())) == names:
         _count("disk_hits")
         return Built(hit[0], filename, names, mode, bounds)
-    payload = _compile(filename, names, flags, cxx, source)
+    payload = _compile(filename, names, flags, cxx, source, headers)
     path = disk_cache.store(root, stem, ".so", payload, {"names": list(names), "flags": list(flags)})
     _count("builds")
     return Built(path, filename, names, mode, bounds)
 
 
-def _compile(filename, names, flags, cxx, source):
+def _run_compiler(cmd, filename, names, flags):
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise KernelCompileError(f"the cuda-emulator could not run {cmd[0]} for kernels/{filename}: {e}",
+                                 source_file=filename, name_expression=", ".join(names), options=flags, log="") from e
+    if done.returncode != 0:
+        raise KernelCompileError(
+            f"{cmd[0]} failed to build kernels/{filename} for the cuda-emulator (instantiations: "
+            f"{', '.join(names)}) with {' '.join(flags)}\n--- compiler log ---\n{done.stderr[-20000:]}",
+            source_file=filename, name_expression=", ".join(names), options=flags, log=done.stderr,
+        )
+
+
+def _compile(filename, names, flags, cxx, source, headers):
     with tempfile.TemporaryDirectory(prefix="gpuconv-emu-") as tmp:
         folder = pathlib.Path(tmp)
         (folder / filename).write_text(source, encoding="utf-8")
-        for name, text in compiler.read_headers().items():
+        for name, text in headers.items():
             (folder / name).write_text(text, encoding="utf-8")
         for name, text in shim_sources().items():
             (folder / name).write_text(text, encoding="utf-8")
         tu = folder / "gcemu_tu.cpp"
         tu.write_text(translation_unit(filename, names), encoding="utf-8")
-        out = folder / "kernels.so"
-        cmd = [cxx, *flags, "-I", str(folder), str(tu), "-o", str(out)]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-        except (OSError, subprocess.SubprocessError) as e:
-            raise KernelCompileError(f"the cuda-emulator could not run {cxx} for kernels/{filename}: {e}",
-                                     source_file=filename, name_expression=", ".join(names), options=flags,
-                                     log="") from e
-        if done.returncode != 0:
-            raise KernelCompileError(
-                f"{cxx} failed to compile kernels/{filename} for the cuda-emulator (instantiations: "
-                f"{', '.join(names)}) with {' '.join(flags)}\n--- compiler log ---\n{done.stderr[-20000:]}",
-                source_file=filename, name_expression=", ".join(names), options=flags, log=done.stderr,
-            )
+        obj, out = folder / "kernels.o", folder / "kernels.so"
+        # Two steps: the race checker compiles ThreadSanitizer's instrumentation in but must not
+        # link its runtime (the hooks are the runtime's own; libtsan cannot be dlopen'ed).
+        link = [f for f in flags if f in ("-shared", "-fPIC") or (f.startswith("-fsanitize") and "thread" not in f)]
+        compile_flags = [f for f in flags if f != "-shared"]
+        for cmd in ([cxx, *compile_flags, "-c", "-I", str(folder), str(tu), "-o", str(obj)],
+                    [cxx, *link, str(obj), "-o", str(out)]):
+            _run_compiler(cmd, filename, names, flags)
         return out.read_bytes()

@@ -424,6 +424,9 @@ struct Cell {
 };
 static const unsigned short kMany = 0xFFFF;
 static std::vector<Cell> g_cells;
+static size_t g_cell_count = 0;  // g_cells.size(), read without calling (instrumented) library code
+static const char* g_shared_lo = nullptr;  // bounding box of every shared range
+static const char* g_shared_hi = nullptr;
 static std::vector<std::pair<char*, size_t>> g_cell_base;  // per range: (lo, first cell)
 
 GCEMU_NO_TSAN static void reset_cells() {
@@ -433,12 +436,23 @@ GCEMU_NO_TSAN static void reset_cells() {
     for (const SharedRange& r : L.statics) add(r.lo, r.hi);
     if (L.dynamic_bytes) add(reinterpret_cast<char*>(L.dynamic), reinterpret_cast<char*>(L.dynamic) + L.dynamic_bytes);
     g_cells.assign(total, Cell{0, 0, 0, 0, 0, 0, 0, nullptr});
+    g_cell_count = total;
+    g_shared_lo = reinterpret_cast<const char*>(~uintptr_t(0));
+    g_shared_hi = nullptr;
+    for (const auto& b : g_cell_base) g_shared_lo = std::min<const char*>(g_shared_lo, b.first);
+    for (const SharedRange& r : L.statics) g_shared_hi = std::max<const char*>(g_shared_hi, r.hi);
+    if (L.dynamic_bytes) g_shared_hi = std::max<const char*>(g_shared_hi, reinterpret_cast<char*>(L.dynamic) + L.dynamic_bytes);
 }
 
+static size_t g_last_range = 0;  // accesses come in runs on one variable: try the last one first
+
 GCEMU_NO_TSAN static Cell* cell_of(const char* p, const char** range_name, size_t* offset) {
-    for (size_t i = 0; i < L.statics.size(); ++i) {
+    const size_t count = L.statics.size();
+    for (size_t j = 0; j < count; ++j) {
+        const size_t i = (g_last_range + j) % count;
         const SharedRange& r = L.statics[i];
         if (p >= r.lo && p < r.hi) {
+            g_last_range = i;
             *range_name = r.name;
             *offset = size_t(p - r.lo);
             return &g_cells[g_cell_base[i].second + size_t(p - r.lo)];
@@ -471,23 +485,34 @@ GCEMU_NO_TSAN static void race(const char* what, const char* name, size_t offset
     fail("race checker", 0, buf);
 }
 
+// The hooks also see the runtime's own (instrumented) library code, std::vector's included: the
+// guard keeps the checker from recursing into itself.
+static bool g_in_hook = false;
+
+struct HookGuard {
+    bool active;
+    GCEMU_NO_TSAN HookGuard() : active(!g_in_hook) { g_in_hook = true; }
+    GCEMU_NO_TSAN ~HookGuard() { if (active) g_in_hook = false; }
+};
+
 GCEMU_NO_TSAN static void on_access(const void* addr, size_t n, bool write, const void* pc) {
-    if (current_index == nullptr || g_cells.empty()) return;
-    const Fiber& me = self();
+    if (g_in_hook) return;
+    HookGuard guard;
     const char* p = static_cast<const char*>(addr);
+    // Most accesses are to global memory: one bounding-box test rejects them.
+    if (current_index == nullptr || g_cell_count == 0 || p + n <= g_shared_lo || p >= g_shared_hi) return;
+    const char* name;
+    size_t offset;
+    Cell* first = cell_of(p, &name, &offset);
+    if (first == nullptr) return;  // between shared variables: not shared memory
+    const Fiber& me = self();
     for (size_t k = 0; k < n; ++k) {
-        const char* name;
-        size_t offset;
-        Cell* c = cell_of(p + k, &name, &offset);
-        if (c == nullptr) {
-            if (k == 0) return;  // not shared memory
-            continue;
-        }
+        Cell* c = first + k;
+        const size_t at = offset + k;
         if (write) {
-            if (c->w_epoch == L.epoch && !ordered(c->writer, c->w_round, me)) race("write after write", name, offset, c->writer, c->w_pc, pc);
-            if (c->r_epoch == L.epoch && (c->reader == kMany ? true : !ordered(c->reader, c->r_round, me)) &&
-                !(c->reader != kMany && c->reader == unsigned(me.linear)))
-                race("write after read", name, offset, c->reader == kMany ? 0 : c->reader, nullptr, pc);
+            if (c->w_epoch == L.epoch && !ordered(c->writer, c->w_round, me)) race("write after write", name, at, c->writer, c->w_pc, pc);
+            if (c->r_epoch == L.epoch && (c->reader == kMany || !ordered(c->reader, c->r_round, me)))
+                race("write after read", name, at, c->reader == kMany ? 0 : c->reader, nullptr, pc);
             c->w_epoch = L.epoch;
             c->writer = (unsigned short)me.linear;
             c->w_round = me.round;
@@ -497,10 +522,10 @@ GCEMU_NO_TSAN static void on_access(const void* addr, size_t n, bool write, cons
             if (c->written_block != L.block_seq) {
                 char buf[512];
                 snprintf(buf, sizeof(buf), "read of %s + %zu, which no thread of this block has written (a stale or "
-                         "uninitialised shared value) [pc %p]", name, offset, pc);
+                         "uninitialised shared value) [pc %p]", name, at, pc);
                 fail("race checker", 0, buf);
             }
-            if (c->w_epoch == L.epoch && !ordered(c->writer, c->w_round, me)) race("read after write", name, offset, c->writer, c->w_pc, pc);
+            if (c->w_epoch == L.epoch && !ordered(c->writer, c->w_round, me)) race("read after write", name, at, c->writer, c->w_pc, pc);
             if (c->r_epoch != L.epoch) {
                 c->r_epoch = L.epoch;
                 c->reader = (unsigned short)me.linear;
