@@ -13,6 +13,9 @@ PY=${PYTHON:-python3}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 export GPUCONV_CACHE_DIR=${GPUCONV_CACHE_DIR:-/tmp/gpuconv-kernels}
+# The GPU suite on the GPU itself (CI runs the same test bodies on the cuda-emulator; the junit
+# files of both say whether they agree on every test).
+export GPUCONV_GPU_TESTS=cuda
 LOG_DIR=${OUT:-/tmp/gpuconv-check}
 mkdir -p "$LOG_DIR"
 status=0
@@ -38,7 +41,7 @@ echo "== 1. GPU tests"
 GPU_TESTS=$(ls tests/test_cuda_gpu*.py)
 MARK="gpu and not large"
 if [ "${GPUCHECK_LARGE:-1}" != "0" ]; then MARK="gpu"; fi
-$PY -m pytest -q -rs -m "$MARK" $GPU_TESTS -p no:cacheprovider 2>&1 | tee "$LOG_DIR/gpu_tests.log"
+$PY -m pytest -q -rs -m "$MARK" $GPU_TESTS -p no:cacheprovider --junitxml "$LOG_DIR/gpu_tests.xml" 2>&1 | tee "$LOG_DIR/gpu_tests.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "== 2. compute-sanitizer"

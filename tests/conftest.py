@@ -32,6 +32,8 @@ _GPU_CHOICE = os.environ.get("GPUCONV_GPU_TESTS", "auto").lower()
 if _GPU_CHOICE not in ("auto", "cuda", "emulator", "off"):
     raise ValueError(f"Invalid value for GPUCONV_GPU_TESTS: expected auto, cuda, emulator or off. Received: {_GPU_CHOICE!r}")
 EMULATOR_AVAILABLE, EMULATOR_REASON = _backend.probe_emulator()
+if os.environ.get("GPUCONV_REQUIRE_EMULATOR", "") not in ("", "0") and not EMULATOR_AVAILABLE:
+    raise RuntimeError(f"GPUCONV_REQUIRE_EMULATOR is set but the cuda-emulator is unavailable: {EMULATOR_REASON}")
 if _GPU_CHOICE in ("auto", "cuda") and REAL_CUDA_AVAILABLE:
     GPU_BACKEND, CUDA_REASON = "cuda", REAL_CUDA_REASON
 elif _GPU_CHOICE in ("auto", "emulator") and EMULATOR_AVAILABLE:

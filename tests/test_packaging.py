@@ -37,5 +37,14 @@ def test_wheel_declares_the_cli(wheel):
 
 def test_wheel_has_every_subpackage(wheel):
     names = set(wheel.namelist())
-    for pkg in ("gpuconv", "gpuconv/cpu", "gpuconv/cuda", "gpuconv/layers", "gpuconv/bench", "gpuconv/kernels"):
+    for pkg in ("gpuconv", "gpuconv/cpu", "gpuconv/cuda", "gpuconv/layers", "gpuconv/bench", "gpuconv/kernels",
+                "gpuconv/emulator"):
         assert f"{pkg}/__init__.py" in names, pkg
+
+
+def test_wheel_carries_the_emulator_shim(wheel):
+    """The cuda-emulator compiles its shim with the kernels: an installed package needs it."""
+    names = set(wheel.namelist())
+    shim = sorted(p.name for p in (ROOT / "gpuconv" / "emulator" / "shim").iterdir())
+    missing = [s for s in shim if f"gpuconv/emulator/shim/{s}" not in names]
+    assert shim and not missing, f"emulator shim files missing from the wheel: {missing}"
