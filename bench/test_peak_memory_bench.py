@@ -75,7 +75,8 @@ def test_peak_rss_of_a_same_conv(benchmark, workspace_mb):
     benchmark.pedantic(lambda: reports.append(measure(BATCH, workspace_mb)), rounds=1, iterations=1)
     report = reports[-1]
     benchmark.extra_info.update(report, batch=BATCH)
-    print(f"\nbatch {BATCH}, GPUCONV_WORKSPACE_MB={workspace_mb or 'default'}: peak RSS {report['peak'] / 2**20:.0f} MiB "
+    print(f"\nbatch {BATCH}, GPUCONV_WORKSPACE_MB={workspace_mb or 'default'}: "
+          f"peak RSS {report['peak'] / 2**20:.0f} MiB "
           f"= {report['ratio']:.3f}x input + output ({(report['input'] + report['output']) / 2**20:.0f} MiB; "
           f"interpreter and libraries {report['baseline'] / 2**20:.0f} MiB)")
     assert report["ratio"] < GOAL

@@ -126,16 +126,16 @@ def check_positive_int(value, name):
     return int(value)
 
 
-def check_dilated_extent(kernel_size, dilation_rate, kernel_name="kernel_size"):
+def check_dilated_extent(kernel_size, dilation_rate):
     """Refuse a dilated kernel (``(k - 1) * d + 1`` cells) longer than ``MAX_SIZE``: each factor
     may be in range while the product is not (kernel 3, dilation 2**31 - 1)."""
     for i, (k, d) in enumerate(zip(kernel_size, dilation_rate)):
         extent = effective_kernel(k, d)
         if extent > MAX_SIZE:
             raise ValueError(
-                f"The dilated kernel extent `({kernel_name} - 1) * dilation_rate + 1` of spatial dimension {i} "
+                f"The dilated kernel extent `(kernel_size - 1) * dilation_rate + 1` of spatial dimension {i} "
                 f"is {extent}, more than the largest supported size {MAX_SIZE}. "
-                f"Received: {kernel_name}={tuple(kernel_size)}, dilation_rate={tuple(dilation_rate)}"
+                f"Received: kernel_size={tuple(kernel_size)}, dilation_rate={tuple(dilation_rate)}"
             )
 
 

@@ -252,7 +252,6 @@ def pool_core(inputs, mode, pool_size, strides=None, padding="valid", data_forma
     data_format = g.standardize_data_format(data_format)
     pool_size = g.standardize_tuple(pool_size, rank, "pool_size")
     strides = pool_size if strides is None else g.standardize_tuple(strides, rank, "strides", allow_zero=True)
-    g.check_dilated_extent(pool_size, (1,) * rank, "pool_size")
     padding = padding.lower() if isinstance(padding, str) else padding
     out_shape = g.pool_output_shape(x.shape, pool_size, strides, padding, data_format)
     if x.size == 0:
@@ -271,8 +270,18 @@ def locally_connected_core(inputs, kernel, bias=None, *, kernel_size, strides=1,
     eng = _backend.engine()
     x, kernel, bias = _prepare(eng, [("inputs", inputs), ("kernel", kernel), ("bias", bias)])
     rank = x.ndim - 2 if isinstance(kernel_size, int) else len(kernel_size)
+    if rank not in (1, 2, 3):
+        raise ValueError(
+            f"Expected `inputs` of rank 3, 4 or 5 for locally connected; received inputs of shape {tuple(x.shape)} "
+            f"and kernel_size={kernel_size}."
+        )
     data_format = g.standardize_data_format(data_format)
     _check_rank(x, rank, f"{rank}D locally connected", kernel.shape)
+    if kernel.ndim != 3:
+        raise ValueError(
+            "Expected `kernel` of rank 3 (positions, prod(kernel_size) * channels, filters); received kernel of "
+            f"shape {tuple(kernel.shape)}."
+        )
     kernel_size = g.standardize_tuple(kernel_size, rank, "kernel_size")
     strides = g.standardize_tuple(strides, rank, "strides")
     padding = g.standardize_padding(padding)

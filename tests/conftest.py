@@ -10,6 +10,8 @@ puts ``tests/`` on ``sys.path``, since the directory has no ``__init__.py``).
   test order).
 - ``assert_close(actual, expected, dtype)``: relative L2 error against the per-dtype tolerance of
   DESIGN.md, after ``gpuconv.to_numpy``; NaN/Inf must sit at the same places.
+- ``gpu_xp()``: ``cupy`` on a real GPU, ``gpuconv.emulator.xp`` on the cuda-emulator (GPU tests
+  use it where they would ``import cupy``).
 - ``requires_cuda``: a skip marker for tests of the CUDA engine; they run on a real GPU or, without
   one, on the cuda-emulator (``GPU_BACKEND``). ``CUDA_MARKS`` adds the ``gpu`` marker to it (the
   'cuda' case of ``backend_name`` carries both). ``requires_real_gpu``: what only hardware shows.
@@ -52,6 +54,19 @@ CUDA_MARKS = [pytest.mark.gpu, requires_cuda]
 # What only a real GPU can show (timing, tensors past 2**31 elements, several devices).
 requires_real_gpu = pytest.mark.skipif(not REAL_CUDA_AVAILABLE,
                                        reason=f"needs a real GPU (not emulated): {REAL_CUDA_REASON}")
+
+
+def gpu_xp():
+    """The array module of GPU_BACKEND: ``cupy`` on a real GPU, ``gpuconv.emulator.xp`` (a CuPy-like
+    module over the emulator's device arrays) on the cuda-emulator. GPU tests write
+    ``cupy = gpu_xp()`` where they would ``import cupy``, so one test body runs on both."""
+    if GPU_BACKEND == "cuda":
+        import cupy
+
+        return cupy
+    from gpuconv.emulator import xp
+
+    return xp
 
 
 def pytest_collection_modifyitems(config, items):
@@ -167,3 +182,22 @@ def keras_numpy(value):
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
     return np.asarray(value)
+
+
+class HostArrayDevice:
+    """A device seam over plain NumPy arrays that compiles and launches nothing: the dispatch tests
+    replace ``compiler.get_function`` and ``launch.launch`` and read what the host code marshals."""
+
+    name = "test-host"
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype)
+
+    def contiguous(self, array):
+        return np.ascontiguousarray(array)
+
+    def swapaxes(self, array, a, b):
+        return np.swapaxes(array, a, b)
+
+    def pointer(self, array):
+        return int(array.ctypes.data)

@@ -10,7 +10,7 @@ import pytest
 
 from gpuconv import activations
 
-from conftest import requires_cuda
+from conftest import gpu_xp, requires_cuda
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported anywhere in this process
 
@@ -255,7 +255,7 @@ def test_threshold_needs_its_arguments_as_in_keras():
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", sorted(KERAS_NAMES - {"threshold"}))
 def test_cupy_matches_numpy(name):
-    import cupy
+    cupy = gpu_xp()
 
     fn = activations.get(name)
     for dtype in ("float32", "float16", "float64"):

@@ -9,6 +9,8 @@ import threading
 import time
 
 import numpy as np
+
+from conftest import HostArrayDevice
 import pytest
 from numpy.lib.stride_tricks import as_strided
 
@@ -496,6 +498,7 @@ def test_probe_reports_engine_import_failure(monkeypatch, fresh_backend):
     fake_cupy.cuda = type("C", (), {"runtime": type("R", (), {"getDeviceCount": staticmethod(lambda: 1)})})
     monkeypatch.setitem(__import__("sys").modules, "cupy", fake_cupy)
     monkeypatch.setattr(importlib, "import_module", fake_import)
+    monkeypatch.setattr(backend, "nvidia_driver_present", lambda: (True, ""))  # a machine with a driver
     ok, reason = backend.probe_cuda()
     assert not ok and "CUDA engine failed to load" in reason and "depthwise" in reason
 
@@ -521,13 +524,9 @@ def _cu_params(filename, kernel):
 
 @pytest.fixture
 def dense_launches(monkeypatch, limits):
-    import sys
-    import types
+    from gpuconv.cuda import device
 
-    fake = types.ModuleType("cupy")
-    fake.ndarray, fake.empty = np.ndarray, np.empty
-    fake.asarray, fake.ascontiguousarray = np.asarray, np.ascontiguousarray
-    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(device, "_active", HostArrayDevice())
     monkeypatch.setattr(launch, "device_limits", lambda device=None: limits)
     monkeypatch.setattr(compiler, "get_function", lambda f, name: (f, name))
     calls = []

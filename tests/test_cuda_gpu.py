@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import CUDA_MARKS, assert_close
+from conftest import CUDA_MARKS, assert_close, gpu_xp
 from gpuconv import activations as act_ref
 from gpuconv import geometry as g
 
@@ -84,7 +84,7 @@ def _transpose_args(case, channels_last):
 
 
 def _run_both(op, x, w, b, kwargs, activation=None):
-    import cupy
+    cupy = gpu_xp()
 
     cpu, eng = _engines()
     expect = getattr(cpu, op)(x.astype(np.float64), w.astype(np.float64),
@@ -137,7 +137,7 @@ def test_fused_activation_matches_keras_formula(activation):
 
 
 def test_non_contiguous_negative_and_zero_stride_inputs_equal_contiguous():
-    import cupy
+    cupy = gpu_xp()
 
     _, eng = _engines()
     rng = np.random.default_rng(3)
@@ -161,7 +161,7 @@ def test_non_contiguous_negative_and_zero_stride_inputs_equal_contiguous():
 
 
 def test_non_default_stream():
-    import cupy
+    cupy = gpu_xp()
 
     rng = np.random.default_rng(4)
     x_shape, w_shape, kwargs = _transpose_args(TRANSPOSE_CASES[4], True)
@@ -177,7 +177,7 @@ def test_non_default_stream():
 
 
 def test_threads_on_a_cold_cache_compile_each_file_once(tmp_path, monkeypatch):
-    import cupy
+    cupy = gpu_xp()
 
     from gpuconv.cuda import compiler
 
@@ -210,7 +210,7 @@ def test_threads_on_a_cold_cache_compile_each_file_once(tmp_path, monkeypatch):
 
 
 def test_out_of_memory_raises_memory_error_and_process_stays_usable():
-    import cupy
+    cupy = gpu_xp()
 
     _, eng = _engines()
     pool = cupy.get_default_memory_pool()
@@ -229,7 +229,7 @@ def test_out_of_memory_raises_memory_error_and_process_stays_usable():
 
 
 def test_repeated_runs_are_bitwise_identical():
-    import cupy
+    cupy = gpu_xp()
 
     _, eng = _engines()
     rng = np.random.default_rng(6)
@@ -268,7 +268,7 @@ def test_grid_y_past_65535_grid_strides():
 
 
 def test_empty_output_launches_nothing():
-    import cupy
+    cupy = gpu_xp()
 
     _, eng = _engines()
     x = cupy.zeros((0, 5, 5, 3), np.float32)
@@ -279,7 +279,7 @@ def test_empty_output_launches_nothing():
 
 
 def test_device_mismatch_is_refused():
-    import cupy
+    cupy = gpu_xp()
 
     from gpuconv.errors import DeviceMismatchError
 
@@ -294,7 +294,7 @@ def test_device_mismatch_is_refused():
 
 
 def test_debug_sync_mode_and_no_pool_growth(monkeypatch):
-    import cupy
+    cupy = gpu_xp()
 
     _, eng = _engines()
     monkeypatch.setenv("GPUCONV_DEBUG_SYNC", "1")
@@ -313,7 +313,7 @@ def test_debug_sync_mode_and_no_pool_growth(monkeypatch):
 
 @pytest.mark.large
 def test_conv_over_2_pow_31_elements_uses_64_bit_indices():
-    import cupy
+    cupy = gpu_xp()
 
     from gpuconv.cuda import indexing
 
@@ -347,7 +347,7 @@ SPECIAL_VALUES = [np.nan, np.inf, -np.inf, 0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 2.5,
 def _identity_runs(eng, x, dtype):
     """{op: output} of conv, conv_transpose, depthwise, separable and locally connected, each an
     identity on ``x`` of shape (1, n, 1) before its activation."""
-    import cupy
+    cupy = gpu_xp()
 
     def one(*shape):
         return cupy.ones(shape, dtype)
@@ -374,7 +374,7 @@ def _identity_runs(eng, x, dtype):
                                         "mish", "celu", "squareplus", "sparse_plus", "soft_shrink", "hard_shrink",
                                         "tanh_shrink", "hard_tanh", "log_sigmoid", "sparse_sigmoid"])
 def test_fused_activation_special_values_match_reference(activation, dtype):
-    import cupy
+    cupy = gpu_xp()
 
     _, eng = _engines()
     v = np.array(SPECIAL_VALUES, dtype=dtype)

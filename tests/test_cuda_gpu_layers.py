@@ -6,7 +6,7 @@ import pytest
 import gpuconv
 from gpuconv import layers
 
-from conftest import CUDA_MARKS, assert_close
+from conftest import CUDA_MARKS, assert_close, gpu_xp
 
 pytestmark = CUDA_MARKS
 
@@ -59,7 +59,7 @@ def _pair(name, kwargs, shape, rng):
 
 @pytest.mark.parametrize("name,kwargs,shape", LAYER_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(LAYER_CASES)])
 def test_layer_on_cuda_matches_numpy_backend(restore_backend, rng, name, kwargs, shape):
-    import cupy
+    cupy = gpu_xp()
 
     gpu_layer, x, expected = _pair(name, kwargs, shape, rng)
     got = gpu_layer(x)  # a NumPy input: moved to the device by the layer
@@ -70,7 +70,7 @@ def test_layer_on_cuda_matches_numpy_backend(restore_backend, rng, name, kwargs,
 
 
 def test_weights_are_uploaded_once_and_refreshed_by_set_weights(restore_backend, rng):
-    import cupy
+    cupy = gpu_xp()
 
     gpu_layer, x, _ = _pair("Conv2D", dict(filters=4, kernel_size=3), (2, 6, 6, 3), rng)
     gpu_layer(x)

@@ -5,7 +5,7 @@ probe's reason where CUDA is absent."""
 import numpy as np
 import pytest
 
-from conftest import CUDA_AVAILABLE, CUDA_REASON, assert_close, random_array
+from conftest import CUDA_AVAILABLE, CUDA_REASON, assert_close, gpu_xp, random_array
 
 pytestmark = [
     pytest.mark.gpu,
@@ -18,7 +18,7 @@ LAYOUTS = (True, False)  # channels_last
 
 @pytest.fixture(scope="module")
 def engines():
-    import cupy  # noqa: F401  (only reached with CUDA)
+    cupy = gpu_xp()  # noqa: F841  (only reached with CUDA)
 
     from gpuconv import cpu
     from gpuconv.cuda import engine
@@ -28,7 +28,7 @@ def engines():
 
 def _run(engines, op, args, kwargs, dtype):
     """(gpu result as NumPy, float64 oracle) for ``op`` on ``args`` rounded to ``dtype``."""
-    import cupy
+    cupy = gpu_xp()
 
     cpu, gpu = engines
     rounded = [None if a is None else a.astype(dtype) for a in args]
@@ -155,7 +155,7 @@ def test_upsample_matches_oracle(engines, rng, dtype, channels_last, size, inter
 
 
 def test_bilinear_half_pixel_example(engines):
-    import cupy
+    cupy = gpu_xp()
 
     _, gpu = engines
     x = cupy.asarray(np.array([1.0, 2.0], dtype=np.float32).reshape(1, 1, 2, 1))
@@ -209,7 +209,7 @@ def test_nan_poisons_exactly_the_oracle_outputs(engines, rng, op, channels_last)
 
 
 def test_repeated_runs_are_bitwise_identical(engines, rng):
-    import cupy
+    cupy = gpu_xp()
 
     _, gpu = engines
     x = cupy.asarray(_x(rng, 2, 32, (15, 17), True, "float32"))
@@ -242,7 +242,7 @@ def test_batch_times_channels_beyond_65535(engines, rng):
 
 
 def test_runs_on_a_non_default_stream(engines, rng):
-    import cupy
+    cupy = gpu_xp()
 
     with cupy.cuda.Stream():
         x = _x(rng, 2, 8, (6, 6), True)
@@ -319,7 +319,7 @@ ALL_ACTIVATIONS = ["relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu",
                                   "locally_connected"])
 @pytest.mark.parametrize("activation", ALL_ACTIVATIONS)
 def test_fused_activation_matches_reference(engines, rng, dtype, path, activation):
-    import cupy
+    cupy = gpu_xp()
 
     from gpuconv import activations as act_ref
 

@@ -2,6 +2,8 @@
 which instantiation each op chooses, tile and shared-memory sizing, and that every choice is a
 registered (so CI-compiled) instantiation."""
 import numpy as np
+
+from conftest import HostArrayDevice
 import pytest
 
 from gpuconv import geometry as g
@@ -225,8 +227,6 @@ def test_every_memory_bound_file_registers_all_dtypes_and_widths():
 # parameter list (count, pointer / int / Index kind) parsed from the .cu source.
 # ---------------------------------------------------------------------------------------------
 import re
-import sys
-import types
 
 from gpuconv.cuda import launch as _launch
 
@@ -252,11 +252,9 @@ def _check_args(params, args, width):
 
 @pytest.fixture
 def captured(monkeypatch):
-    fake = types.ModuleType("cupy")
-    fake.empty = np.empty
-    fake.ascontiguousarray = np.ascontiguousarray
-    fake.swapaxes = np.swapaxes
-    monkeypatch.setitem(sys.modules, "cupy", fake)
+    from gpuconv.cuda import device
+
+    monkeypatch.setattr(device, "_active", HostArrayDevice())
     monkeypatch.setattr(mb, "pointer", lambda a: 0)
     limits = _launch.DeviceLimits((2**31 - 1, 65535, 65535), 1024, 132, 48 * 1024, 227 * 1024)
     monkeypatch.setattr(_launch, "device_limits", lambda device=None: limits)

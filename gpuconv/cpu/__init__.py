@@ -28,14 +28,17 @@ the geometry to Python ints; inputs are never empty and never mutated; the outpu
     upsample(x, *, size, interpolation, channels_last)
         'nearest' repeats; 'bilinear' (2-D) / 'trilinear' (3-D): half-pixel centres, edge clamp
 
-Implementation map (one idea per module): ``_windows`` (padding, sliding-window views),
-``memory`` (the scratch budget ``MEMORY_BUDGET_BYTES``, batch/row chunking, the reused column
-buffer), ``_parallel`` (disjoint pieces of memory-bound work on ``NUM_THREADS`` pinned worker
+Implementation map (one idea per module): ``_windows`` (padding, sliding-window views, the taps
+that can touch real input and the input a piece of the output reads), ``memory`` (the workspace
+budget ``GPUCONV_WORKSPACE_MB`` / ``MEMORY_BUDGET_BYTES``, the allocation limit, batch/row
+chunking, the reused scratch buffers), ``_pieces`` (every op fills its output piece by piece
+under that budget: sizes checked, output allocated once, epilogue per piece), ``_parallel``
+(disjoint pieces of memory-bound work on ``GPUCONV_NUM_THREADS`` pinned, fork-safe worker
 threads), ``_epilogue`` (bias, fused activation, cast), ``_quiet`` (IEEE results without NumPy
 warnings), ``convolution`` (im2col + GEMM), ``transposed`` (GEMM + per-tap strided scatter-add),
 ``depthwise`` (depthwise and separable: channels_last row blocks), ``depthwise_planes``
 (channels_first depthwise over shifted plane copies), ``pooling``, ``unshared`` (locally
-connected), ``upsampling``.
+connected), ``upsampling``. Every output is a fresh C-contiguous array.
 Module names differ from the function names so ``gpuconv.cpu.conv`` is always the function.
 """
 from ..backend import to_numpy as asarray

@@ -33,7 +33,7 @@ def compute(out_shape, dtype, ctype, channels_last, fill, *, row_bytes=0, item_b
     out_row_bytes = math.prod(out_shape[1:]) // rows * ctype.itemsize
     apart = ctype != dtype or not channels_last  # pieces may need an accumulator of their own
     per_row = row_bytes + (out_row_bytes if apart else 0)
-    memory.check_allocation(out_shape, dtype, "output", item_bytes + per_row + memory.chunk_limit())
+    memory.check_allocation(out_shape, dtype, "output", item_bytes + per_row)  # and one row's piece
     out = np.empty(out_shape, dtype)
     b = None if bias is None else np.asarray(bias, ctype)
     b = None if b is None else np.broadcast_to(b if bias_shape is None else b.reshape(bias_shape), out_shape)

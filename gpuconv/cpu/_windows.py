@@ -5,7 +5,7 @@ A window view is an ``as_strided`` read-only view, so building it costs nothing;
 only when an op reshapes it into a GEMM operand (and then chunk by chunk, see ``memory``).
 
 Taps that read only padding, at every output, are left out before anything is computed
-(``live_window``, ``trim_kernel``): a 10**7-cell pooling window over 8 cells reads 15 taps, a
+(``WindowPlan``, ``trim_kernel``): a 10**7-cell pooling window over 8 cells reads 15 taps, a
 kernel with dilation 2**30 under 'same' its centre. Then no padding longer than the input is
 ever built, and the work is bounded by the taps that can touch real input. Padding is literal
 zeros, so a left-out tap still adds 0 * w: NaN where w is Inf or NaN (``trim_kernel`` keeps that).
@@ -126,20 +126,69 @@ def reshape_view(a, shape):
 # --------------------------------------------------------------------------------------------
 # Taps that can touch real input, and the input one piece of the output reads
 # --------------------------------------------------------------------------------------------
-def live_window(lengths, ksize, strides, dilation, padding):
-    """``(output lengths, live taps)`` of a window op over input ``lengths`` zero-padded by
-    ``padding``: per axis, the taps ``(lo, hi)`` that read the input for some output
-    (``geometry.live_taps``); ``lo >= hi`` on an axis where no tap ever does."""
-    out_sp = padded_output_spatial(lengths, ksize, strides, padding, dilation)
-    if not any(map(any, padding)):  # 'valid': every tap of a window that fits reads the input
-        return out_sp, tuple((0, k) for k in ksize)
-    taps_ = tuple(live_taps(n, k, s, d, before, o)
-                  for n, k, s, d, (before, _), o in zip(lengths, ksize, strides, dilation, padding, out_sp))
-    return out_sp, taps_
+class WindowPlan:
+    """A forward window op (conv, depthwise, pooling, locally connected) over ``x``, resolved once:
+    output lengths, the taps that can read the input, what a piece of the output costs, and the
+    input one piece reads. ``every_tap`` keeps all taps (locally connected: each position has its
+    own weights, laid out by tap)."""
 
+    def __init__(self, x, ksize, strides, dilation, padding, channels_last, itemsize, every_tap=False):
+        self.x, self.strides, self.dilation, self.padding = x, strides, dilation, padding
+        self.channels_last = channels_last
+        self.axes = spatial_axes(len(ksize), channels_last)
+        lengths = tuple(x.shape[ax] for ax in self.axes)
+        self.out_sp = padded_output_spatial(lengths, ksize, strides, padding, dilation)
+        if every_tap or not any(map(any, padding)):  # 'valid': every tap of a window that fits reads input
+            self.live = tuple((0, k) for k in ksize)
+        else:
+            self.live = tuple(live_taps(n, k, s, d, before, o) for n, k, s, d, (before, _), o
+                              in zip(lengths, ksize, strides, dilation, padding, self.out_sp))
+        self.taps = tuple(max(0, hi - lo) for lo, hi in self.live)
+        channels = x.shape[-1] if channels_last else x.shape[1]
+        self.row_bytes, self.item_bytes = self._piece_input_bytes(channels, itemsize)
 
-def no_live_tap(taps_):
-    return any(lo >= hi for lo, hi in taps_)
+    def out_shape(self, channels):
+        n = self.x.shape[0]
+        return (n,) + self.out_sp + (channels,) if self.channels_last else (n, channels) + self.out_sp
+
+    def _piece_input_bytes(self, channels, itemsize):
+        """``(bytes per output row, bytes per batch item)`` of the zero-padded input a piece of
+        output rows reads: ``(r - 1)*s + k_eff`` rows of the padded other axes for ``r`` output
+        rows, i.e. ``s`` per row plus ``k_eff - s`` per item (negative when the stride is longer
+        than the kernel: one row reads only ``k_eff``)."""
+        k_eff = [(t - 1) * d + 1 if t else 1 for t, d in zip(self.taps, self.dilation)]
+        spans = [(o - 1) * s + k for o, s, k in zip(self.out_sp, self.strides, k_eff)]
+        row = math.prod(spans[1:]) * channels * itemsize
+        return self.strides[0] * row, (k_eff[0] - self.strides[0]) * row
+
+    def piece(self, bs, rs):
+        """The input that outputs ``[bs, rs]`` (``rs``: rows of the first spatial axis, every index
+        of the others) read through the live taps: ``(x view, padding pairs)`` such that the same
+        op with ``self.taps`` taps, over the view zero-padded by the pairs, gives exactly those
+        outputs (``geometry.window_slice``). A view: nothing is copied."""
+        index = [bs] + [slice(None)] * (self.x.ndim - 1)
+        pairs = []
+        for i, ax in enumerate(self.axes):
+            outputs = (rs.start, rs.stop) if i == 0 else (0, self.out_sp[i])
+            index[ax], pair = window_slice(self.x.shape[ax], self.strides[i], self.dilation[i], self.padding[i][0],
+                                           outputs, self.live[i])
+            pairs.append(pair)
+        return self.x[tuple(index)], tuple(pairs)
+
+    def kernel_fill(self, kernel, ctype, reduce_channels, accumulate):
+        """The ``fill(bs, rs, acc)`` of a kernel op (``_pieces``): ``accumulate(xs, w, pad, acc)``
+        on each piece with the kernel cut to the live taps (``trim_kernel``), or, where no tap
+        ever reads the input, the per-channel constant that gives (``dead_output``)."""
+        if any(t == 0 for t in self.taps):
+            dead = dead_output(kernel, reduce_channels).astype(ctype)
+            return lambda bs, rs, acc: fill_channels(acc, dead, self.channels_last)
+        w = trim_kernel(kernel, self.live).astype(ctype, copy=False)
+
+        def fill(bs, rs, acc):
+            xs, pad = self.piece(bs, rs)
+            accumulate(xs, w, pad, acc)
+
+        return fill
 
 
 def trim_kernel(w, taps_):
@@ -174,32 +223,3 @@ def fill_channels(acc, values, channels_last):
     """``acc[...] = values`` along the channel axis (one value per output channel)."""
     shape = (-1,) if channels_last else (-1,) + (1,) * (acc.ndim - 2)
     acc[...] = values.reshape(shape)
-
-
-def sub_input(x, bs, rs, axes, out_sp, taps_, strides, dilation, padding):
-    """The input that outputs ``[bs, rs]`` (``rs``: rows of the first spatial axis, every index of
-    the others) read through the taps ``taps_``: ``(x view, padding pairs)`` such that the same
-    window op with ``hi - lo`` taps per axis, over the view zero-padded by the pairs, gives
-    exactly those outputs (``geometry.window_slice``). A view: nothing is copied."""
-    index = [bs] + [slice(None)] * (x.ndim - 1)
-    pairs = []
-    for i, ax in enumerate(axes):
-        outputs = (rs.start, rs.stop) if i == 0 else (0, out_sp[i])
-        index[ax], pair = window_slice(x.shape[ax], strides[i], dilation[i], padding[i][0], outputs, taps_[i])
-        pairs.append(pair)
-    return x[tuple(index)], tuple(pairs)
-
-
-def piece_input_bytes(out_sp, taps_, strides, dilation, channels, itemsize):
-    """``(bytes per output row, bytes per batch item)`` of the zero-padded input a piece of output
-    rows reads (``sub_input``, padded): rows of the padded other axes, ``s`` per output row of the
-    first axis plus a halo of ``k_eff - s`` rows per item."""
-    k_eff = [(hi - lo - 1) * d + 1 if hi > lo else 1 for (lo, hi), d in zip(taps_, dilation)]
-    spans = [(o - 1) * s + k for o, s, k in zip(out_sp, strides, k_eff)]
-    row = math.prod(spans[1:]) * channels * itemsize
-    return strides[0] * row, max(0, k_eff[0] - strides[0]) * row
-
-
-def trimmed_sizes(taps_):
-    """Taps per axis after ``trim_kernel``."""
-    return tuple(max(0, hi - lo) for lo, hi in taps_)

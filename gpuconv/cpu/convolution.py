@@ -24,7 +24,6 @@ Taps that read only padding at *every* output are left out before that, whatever
 holds (``_windows.trim_kernel`` keeps their NaN), and the output is filled in pieces, each from
 its own padded input rows (``_pieces``), so no padded copy of the whole input is ever made.
 """
-import functools
 import itertools
 import math
 
@@ -34,8 +33,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import _parallel, _pieces, memory
 from ._epilogue import channel_bias_shape
-from ._windows import (compute_dtype, dead_output, fill_channels, live_window, no_live_tap, output_length, padded,
-                       piece_input_bytes, reshape_view, spatial_axes, sub_input, trim_kernel, windows)
+from ._windows import WindowPlan, compute_dtype, output_length, padded, reshape_view, spatial_axes, windows
 from .depthwise import depthwise_accumulate
 
 # channels_first GEMMs are per image, (Fg, Cg*K) @ (Cg*K, P); below this many output positions
@@ -58,36 +56,23 @@ _SKIP_MAX_REGIONS = 64
 def conv(x, kernel, bias, *, strides, padding, dilation, groups, channels_last, activation):
     rank = kernel.ndim - 2
     ctype = compute_dtype(x.dtype)
-    axes = spatial_axes(rank, channels_last)
-    lengths = tuple(x.shape[ax] for ax in axes)
-    out_sp, live = live_window(lengths, kernel.shape[:rank], strides, dilation, padding)
+    plan = WindowPlan(x, kernel.shape[:rank], strides, dilation, padding, channels_last, ctype.itemsize)
     filters = kernel.shape[-1]
-    out_shape = (x.shape[0],) + out_sp + (filters,) if channels_last else (x.shape[0], filters) + out_sp
-    row_bytes, item_bytes = piece_input_bytes(out_sp, live, strides, dilation, _channels(x, channels_last),
-                                              ctype.itemsize)
-    # The flat-plane result before compaction, or one padding-free region's result.
-    row_bytes += 2 * (math.prod(out_sp[1:]) * filters * ctype.itemsize)
-    if no_live_tap(live):
-        dead = dead_output(kernel, reduce_channels=True).astype(ctype)
-        fill = lambda bs, rs, acc: fill_channels(acc, dead, channels_last)  # noqa: E731
-    else:
-        w = trim_kernel(kernel, live).astype(ctype, copy=False)
-        # Looked at only where padding-free regions apply, once per call (a pass over the kernel).
-        finite = functools.cache(lambda: bool(np.isfinite(w).all()))
-        blocks = memory.Scratch(ctype)
+    out_shape = plan.out_shape(filters)
+    # Beside the padded rows: the flat-plane result before compaction, or a padding-free region's.
+    row_bytes = plan.row_bytes + 2 * math.prod(plan.out_sp[1:]) * filters * ctype.itemsize
+    blocks = memory.Scratch(ctype)
+    finite = {}  # whether the (cut) kernel is finite: looked at once, where padding-free regions apply
 
-        def fill(bs, rs, acc):
-            xs, pad = sub_input(x, bs, rs, axes, out_sp, live, strides, dilation, padding)
-            conv_accumulate(xs, w, strides=strides, padding=pad, dilation=dilation, groups=groups,
-                            channels_last=channels_last, out=acc, finite=finite, scratch=blocks)
+    def accumulate(xs, w, pad, acc):
+        conv_accumulate(xs, w, strides=strides, padding=pad, dilation=dilation, groups=groups,
+                        channels_last=channels_last, out=acc, scratch=blocks,
+                        finite=lambda: finite.setdefault("w", bool(np.isfinite(w).all())))
 
-    return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=row_bytes, item_bytes=item_bytes,
-                           bias=bias, bias_shape=channel_bias_shape(len(out_shape), channels_last),
-                           activation=activation)
-
-
-def _channels(x, channels_last):
-    return x.shape[-1] if channels_last else x.shape[1]
+    fill = plan.kernel_fill(kernel, ctype, True, accumulate)
+    return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=row_bytes,
+                           item_bytes=plan.item_bytes, bias=bias,
+                           bias_shape=channel_bias_shape(len(out_shape), channels_last), activation=activation)
 
 
 def conv_accumulate(x, kernel, *, strides, padding, dilation, groups, channels_last, out=None, finite=None,

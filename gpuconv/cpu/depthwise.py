@@ -32,8 +32,7 @@ from . import _parallel, _pieces, memory
 from ._epilogue import channel_bias_shape
 from .depthwise_planes import depthwise_planes, planes_pay
 from ..geometry import padded_output_spatial
-from ._windows import (compute_dtype, dead_output, fill_channels, live_window, no_live_tap, output_length, padded,
-                       piece_input_bytes, spatial_axes, sub_input, tap_slices, taps, trim_kernel, zero_outside)
+from ._windows import WindowPlan, compute_dtype, output_length, padded, spatial_axes, tap_slices, taps, zero_outside
 
 # Cache block of the tap loop: the accumulator and the product scratch stay in L2.
 _BLOCK_BYTES = 1 << 19
@@ -49,68 +48,49 @@ _FAR_CHANNEL_BYTES = 32 << 10
 _TILED_ROW_ELEMENTS = 8192
 
 
-class _Depthwise:
-    """The depthwise part of a call, resolved once: output size, live taps, the trimmed kernel,
-    what one piece costs; ``run(bs, rs, out)`` computes outputs ``[bs, rs]`` into ``out``."""
+def _depthwise_fill(x, kernel, strides, padding, dilation, channels_last, ctype):
+    """``(plan, fill)``: the depthwise part of a call, resolved once (``_windows.WindowPlan``)."""
+    plan = WindowPlan(x, kernel.shape[:kernel.ndim - 2], strides, dilation, padding, channels_last, ctype.itemsize)
 
-    def __init__(self, x, kernel, strides, padding, dilation, channels_last):
-        rank = kernel.ndim - 2
-        self.ctype = compute_dtype(x.dtype)
-        self.x, self.args = x, (strides, padding, dilation, channels_last)
-        self.axes = spatial_axes(rank, channels_last)
-        lengths = tuple(x.shape[ax] for ax in self.axes)
-        self.out_sp, self.live = live_window(lengths, kernel.shape[:rank], strides, dilation, padding)
-        self.channels = kernel.shape[-2] * kernel.shape[-1]
-        n = x.shape[0]
-        self.out_shape = (n,) + self.out_sp + (self.channels,) if channels_last else (n, self.channels) + self.out_sp
-        self.row_bytes, self.item_bytes = piece_input_bytes(self.out_sp, self.live, strides, dilation,
-                                                            kernel.shape[-2], self.ctype.itemsize)
-        if no_live_tap(self.live):
-            self.dead, self.w = dead_output(kernel, reduce_channels=False).astype(self.ctype), None
-        else:
-            self.dead, self.w = None, trim_kernel(kernel, self.live).astype(self.ctype, copy=False)
+    def accumulate(xs, w, pad, acc):
+        depthwise_accumulate(xs, w, strides=strides, padding=pad, dilation=dilation, channels_last=channels_last,
+                             out=acc)
 
-    def run(self, bs, rs, out):
-        strides, padding, dilation, channels_last = self.args
-        if self.w is None:
-            fill_channels(out, self.dead, channels_last)
-            return
-        xs, pad = sub_input(self.x, bs, rs, self.axes, self.out_sp, self.live, strides, dilation, padding)
-        depthwise_accumulate(xs, self.w, strides=strides, padding=pad, dilation=dilation,
-                             channels_last=channels_last, out=out)
+    return plan, plan.kernel_fill(kernel, ctype, False, accumulate)
 
 
 def depthwise_conv(x, kernel, bias, *, strides, padding, dilation, channels_last, activation):
-    dw = _Depthwise(x, kernel, strides, padding, dilation, channels_last)
-    return _pieces.compute(dw.out_shape, x.dtype, dw.ctype, channels_last, dw.run, row_bytes=dw.row_bytes,
-                           item_bytes=dw.item_bytes, bias=bias,
-                           bias_shape=channel_bias_shape(len(dw.out_shape), channels_last), activation=activation)
+    ctype = compute_dtype(x.dtype)
+    plan, fill = _depthwise_fill(x, kernel, strides, padding, dilation, channels_last, ctype)
+    out_shape = plan.out_shape(kernel.shape[-2] * kernel.shape[-1])
+    return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=plan.row_bytes,
+                           item_bytes=plan.item_bytes, bias=bias,
+                           bias_shape=channel_bias_shape(len(out_shape), channels_last), activation=activation)
 
 
 def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padding, dilation,
                    channels_last, activation):
     """Depthwise, then a 1x1 GEMM on the compute-dtype intermediate (never rounded in between),
     piece by piece: the intermediate is a piece array, never the whole ``C*dm``-channel map."""
-    dw = _Depthwise(x, depthwise_kernel, strides, padding, dilation, channels_last)
+    ctype = compute_dtype(x.dtype)
+    plan, depthwise_fill = _depthwise_fill(x, depthwise_kernel, strides, padding, dilation, channels_last, ctype)
     c_mid, filters = pointwise_kernel.shape[-2:]
-    pw = pointwise_kernel.reshape(c_mid, filters).astype(dw.ctype, copy=False)
-    n = x.shape[0]
-    out_shape = (n,) + dw.out_sp + (filters,) if channels_last else (n, filters) + dw.out_sp
-    mids = memory.Scratch(dw.ctype)
+    pw = pointwise_kernel.reshape(c_mid, filters).astype(ctype, copy=False)
+    out_shape = plan.out_shape(filters)
+    mids = memory.Scratch(ctype)
 
     def fill(bs, rs, acc):
-        nb, rows = bs.stop - bs.start, rs.stop - rs.start
-        sp = (rows,) + dw.out_sp[1:]
-        mid = mids.take((nb,) + sp + (c_mid,) if channels_last else (nb, c_mid) + sp)
-        dw.run(bs, rs, mid)
+        nb = bs.stop - bs.start
+        mid = mids.take(acc.shape[:-1] + (c_mid,) if channels_last else (nb, c_mid) + acc.shape[2:])
+        depthwise_fill(bs, rs, mid)
         if channels_last:  # (N*P, C*dm) @ (C*dm, F)
             np.matmul(mid.reshape(-1, c_mid), pw, out=acc.reshape(-1, filters))
         else:  # per image (F, C*dm) @ (C*dm, P): the layout stays channels_first
             np.matmul(pw.T, mid.reshape(nb, c_mid, -1), out=acc.reshape(nb, filters, -1))
 
-    mid_row_bytes = math.prod(dw.out_sp[1:]) * c_mid * dw.ctype.itemsize
-    return _pieces.compute(out_shape, x.dtype, dw.ctype, channels_last, fill, row_bytes=dw.row_bytes + mid_row_bytes,
-                           item_bytes=dw.item_bytes, bias=bias,
+    mid_row_bytes = math.prod(plan.out_sp[1:]) * c_mid * ctype.itemsize
+    return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=plan.row_bytes + mid_row_bytes,
+                           item_bytes=plan.item_bytes, bias=bias,
                            bias_shape=channel_bias_shape(len(out_shape), channels_last), activation=activation)
 
 
@@ -171,7 +151,8 @@ def _blocked(x, w, strides, padding, dilation, channels_last, ctype, out):
             if copy_free:
                 xb = xl[b, first:stop]
             else:
-                xb = inbuf[:(stop - first) * math.prod(padded_sp[1:]) * c].reshape((stop - first,) + padded_sp[1:] + (c,))
+                rows_in = stop - first
+                xb = inbuf[:rows_in * math.prod(padded_sp[1:]) * c].reshape((rows_in,) + padded_sp[1:] + (c,))
                 _fill_padded_rows(xb, xl[b], first, padding)
             block_sp = (r1 - r0,) + out_sp[1:]
             if channels_last:  # the einsum writes the output block itself

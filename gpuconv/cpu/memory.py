@@ -12,11 +12,14 @@ whole, once) a call holds:
   the budget;
 - *working* buffers of at most ``chunk_limit()``, a quarter of the budget, each (im2col columns,
   GEMM results before the scatter of a transposed conv, cache blocks, epilogue slabs, all
-  threads together), at most two of them at a time (the columns and their GEMM result). At least one output row of one batch item is computed at
-a time, so a budget below what that row needs is exceeded by that row (a one-byte budget still
-works, row by row). Within the budget, pieces are kept near ``PIECE_TARGET_BYTES`` and working
-buffers near ``CHUNK_TARGET_BYTES``: a buffer reused for every piece, in the last-level cache,
-is faster than one huge buffer that must be paged in.
+  threads together), at most two of them at a time (the columns and their GEMM result).
+At least one output row of one batch item is computed at a time, so a budget below what that
+row needs is exceeded by that row (a one-byte budget still works, row by row). Not counted: a
+compute-dtype copy of the weights of a float16 op (weight-sized; locally connected weights,
+input-sized, are cast piece by piece), and NumPy's and BLAS's own small buffers.
+Within the budget, pieces are kept near ``PIECE_TARGET_BYTES`` and working buffers near
+``CHUNK_TARGET_BYTES``: a buffer reused for every piece, in the last-level cache, is faster than
+one huge buffer that must be paged in.
 
 Independently of the budget, ``check_allocation`` refuses, before anything is allocated, a call
 whose output and smallest workspace together exceed the memory this process can get
@@ -149,10 +152,11 @@ def chunks(batch, rows, bytes_per_row, limit=None, item_bytes=0):
     A *row* is one index of the first spatial output axis (or input axis, for the transposed conv)
     and ``bytes_per_row`` what one row of one batch item needs; ``item_bytes`` is what a piece
     needs once per batch item it holds, however few rows (the halo of input rows a window reads
-    beyond its own). Whole batch items are grouped while they fit; an item that alone exceeds
-    the limit is cut into runs of rows (at least one row per piece, so a single row larger than
-    the limit is still computed). Every piece either spans all rows or exactly one batch item,
-    which keeps each piece of a C-contiguous output a strided view.
+    beyond its own; negative where one row needs less than ``bytes_per_row``). Whole batch items
+    are grouped while they fit; an item that alone exceeds the limit is cut into runs of rows (at
+    least one row per piece, so a single row larger than the limit is still computed). Every
+    piece either spans all rows or exactly one batch item, which keeps each piece of a
+    C-contiguous output a strided view.
     """
     limit = chunk_limit() if limit is None else limit
     per_item = item_bytes + rows * bytes_per_row

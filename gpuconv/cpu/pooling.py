@@ -13,8 +13,7 @@ filled in pieces (``_pieces``), each from its own padded input rows.
 import numpy as np
 
 from . import _pieces, memory
-from ._windows import (compute_dtype, live_window, output_length, padded, piece_input_bytes, spatial_axes, sub_input,
-                       tap_slices, taps, trimmed_sizes)
+from ._windows import WindowPlan, compute_dtype, output_length, padded, tap_slices, taps
 
 _MODES = ("max", "average")
 
@@ -22,23 +21,17 @@ _MODES = ("max", "average")
 def pool(x, *, mode, pool_size, strides, padding, channels_last):
     if mode not in _MODES:
         raise ValueError(f"Invalid value for argument `mode`. Expected 'max' or 'average'. Received: mode={mode!r}")
-    rank = len(pool_size)
-    axes = spatial_axes(rank, channels_last)
-    ones = (1,) * rank
     ctype = x.dtype if mode == "max" else compute_dtype(x.dtype)  # max is exact in any dtype
-    lengths = tuple(x.shape[ax] for ax in axes)
-    out_sp, live = live_window(lengths, pool_size, strides, ones, padding)
-    window = trimmed_sizes(live)
-    channels = x.shape[-1] if channels_last else x.shape[1]
-    out_shape = (x.shape[0],) + out_sp + (channels,) if channels_last else (x.shape[0], channels) + out_sp
-    row_bytes, item_bytes = piece_input_bytes(out_sp, live, strides, ones, channels, np.dtype(ctype).itemsize)
+    plan = WindowPlan(x, pool_size, strides, (1,) * len(pool_size), padding, channels_last, np.dtype(ctype).itemsize)
     blocks = memory.Scratch(ctype)
 
     def fill(bs, rs, acc):
-        xs, pad = sub_input(x, bs, rs, axes, out_sp, live, strides, ones, padding)
-        _pool_into(acc, xs, mode, window, strides, pad, axes, ctype, blocks)
+        xs, pad = plan.piece(bs, rs)
+        _pool_into(acc, xs, mode, plan.taps, strides, pad, plan.axes, ctype, blocks)
 
-    return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=row_bytes, item_bytes=item_bytes)
+    out_shape = plan.out_shape(x.shape[-1] if channels_last else x.shape[1])
+    return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=plan.row_bytes,
+                           item_bytes=plan.item_bytes)
 
 
 def _pool_into(out, x, mode, pool_size, strides, padding, axes, ctype, scratch):

@@ -12,40 +12,35 @@ import math
 import numpy as np
 
 from . import _pieces, memory
-from ._windows import compute_dtype, padded, piece_input_bytes, spatial_axes, sub_input, windows
+from ._windows import WindowPlan, compute_dtype, padded, windows
 
 
 def locally_connected(x, kernel, bias, *, kernel_size, strides, padding, out_spatial, channels_last, activation):
-    rank = len(kernel_size)
+    ones = (1,) * len(kernel_size)
     ctype = compute_dtype(x.dtype)
-    axes = spatial_axes(rank, channels_last)
-    ones = (1,) * rank
-    out_sp = tuple(out_spatial)
-    c_in = x.shape[-1] if channels_last else x.shape[1]
-    filters = kernel.shape[-1]
-    n = x.shape[0]
-    out_shape = (n,) + out_sp + (filters,) if channels_last else (n, filters) + out_sp
     # Keras 2's 'valid' length ceil((L-k+1)/s) is the window count; 'same' was padded to it. So
-    # every tap is kept and the window view has exactly ``out_spatial`` positions.
-    every_tap = tuple((0, k) for k in kernel_size)
-    row_bytes, item_bytes = piece_input_bytes(out_sp, every_tap, strides, ones, c_in, ctype.itemsize)
+    # the window view has exactly ``out_spatial`` positions; every tap has its own weights.
+    plan = WindowPlan(x, kernel_size, strides, ones, padding, channels_last, ctype.itemsize, every_tap=True)
+    filters = kernel.shape[-1]
+    out_shape = plan.out_shape(filters)
+    row_bytes = plan.row_bytes
     blocks, results = memory.Scratch(ctype), memory.Scratch(ctype)
-    row_positions = math.prod(out_sp[1:])
+    row_positions = math.prod(plan.out_sp[1:])
     # Each position has its own weights, as large as the input it reads: they are cast to the
     # compute dtype piece by piece, a piece array like the padded rows.
     if ctype != kernel.dtype:
         row_bytes += row_positions * kernel.shape[1] * filters * ctype.itemsize
 
     def fill(bs, rs, acc):
-        xs, pad = sub_input(x, bs, rs, axes, out_sp, every_tap, strides, ones, padding)
-        xp = padded(xs, pad, axes, ctype, scratch=blocks)
+        xs, pad = plan.piece(bs, rs)
+        xp = padded(xs, pad, plan.axes, ctype, scratch=blocks)
         positions = slice(rs.start * row_positions, rs.stop * row_positions)
         w = kernel[positions].astype(ctype, copy=False)
-        _unshared_into(acc, windows(xp, axes, kernel_size, strides, ones), w, channels_last, results)
+        _unshared_into(acc, windows(xp, plan.axes, kernel_size, strides, ones), w, channels_last, results)
 
     bias_b = None if bias is None else (bias if channels_last else np.moveaxis(np.asarray(bias), -1, 0))
-    return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=row_bytes, item_bytes=item_bytes,
-                           bias=bias_b, activation=activation)
+    return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=row_bytes,
+                           item_bytes=plan.item_bytes, bias=bias_b, activation=activation)
 
 
 def _unshared_into(out, view, w, channels_last, results):
@@ -65,10 +60,12 @@ def _unshared_into(out, view, w, channels_last, results):
     else:
         target = out.reshape(n, filters, positions).transpose(2, 0, 1)
     row_positions = positions // out_sp[0]
+    columns = memory.Scratch(view.dtype)
     for bs, rs in memory.chunks(n, out_sp[0], row_positions * patch * view.itemsize):
         piece = view[bs, rs]
         ps = slice(rs.start * row_positions, rs.stop * row_positions)
-        cols = piece.reshape(piece.shape[0], -1, patch).transpose(1, 0, 2)  # (P_chunk, nb, K*C)
+        # position-major columns (P_chunk, nb, K*C), gathered in one copy into a reused buffer
+        cols = columns.gather(np.moveaxis(piece, 0, rank), (ps.stop - ps.start, piece.shape[0], patch))
         if channels_last:
             np.matmul(cols, w[ps], out=target[ps, bs])
         else:

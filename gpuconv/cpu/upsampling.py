@@ -36,9 +36,8 @@ def upsample(x, *, size, interpolation, channels_last):
         row_bytes = math.prod(out_shape[1:]) // out_shape[rows_axis] // math.prod(size[1:]) * x.itemsize
 
         def fill(bs, rs, acc):
-            src = x[bs] if (rs.start, rs.stop) == (0, out_shape[rows_axis]) else None
-            if src is not None:
-                _repeat(acc, src, axes, size)
+            if rs.stop - rs.start == out_shape[rows_axis]:  # whole items: one broadcast copy
+                _repeat(acc, x[bs], axes, size)
             else:  # a run of output rows: their source rows, each already repeated along this axis
                 rows = np.take(x[bs], np.arange(rs.start, rs.stop) // size[0], axis=rows_axis)
                 _repeat(acc, rows, axes, (1,) + tuple(size[1:]))
@@ -52,9 +51,9 @@ def upsample(x, *, size, interpolation, channels_last):
             index = [bs] + [slice(None)] * (x.ndim - 1)
             index[rows_axis] = slice(first, last + 1)  # the input rows these outputs sample
             y = x[tuple(index)].astype(ctype, copy=False)
-            passes = [(ax, scale, _linear_taps(y.shape[ax], scale, None, ctype)) for ax, scale in zip(axes[1:], size[1:])]
-            passes.insert(0, (rows_axis, size[0], (lo - first, hi - first, frac)))
-            for i, (ax, _, taps_) in enumerate(passes):
+            passes = [(rows_axis, (lo - first, hi - first, frac))]
+            passes += [(ax, _linear_taps(y.shape[ax], scale, None, ctype)) for ax, scale in zip(axes[1:], size[1:])]
+            for i, (ax, taps_) in enumerate(passes):
                 y = _linear_axis(y, ax, *taps_, out=acc if i == len(passes) - 1 else None)
 
     return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=row_bytes)

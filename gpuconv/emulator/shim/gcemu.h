@@ -21,13 +21,16 @@
 #include <stdint.h>
 #include <string.h>
 
-#define __global__
+// Hidden: a template kernel's static __shared__ variables would otherwise be STB_GNU_UNIQUE symbols,
+// which the dynamic linker binds process-wide despite RTLD_LOCAL (a second build of the same
+// kernel, e.g. plain then race, would run on the first one's storage, unpoisoned and unchecked).
+#define __global__ __attribute__((visibility("hidden")))
 #define __device__
 #define __host__
 #define __forceinline__ inline
 #define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))  // as CUDA defines it: valid anywhere in a declaration
 #define __restrict__ __restrict
 // One static per kernel instantiation serves every block: blocks run in turn, and the section's
 // bounds (__start_/__stop_gcemu_shared) let the runtime poison it before each block.
@@ -202,7 +205,7 @@ inline T shfl_from(unsigned mask, T v, int src_of_lane_fn_kind, int arg, int wid
         case 0: src = base + (arg & (width - 1)); break;                    // idx
         case 1: src = (lane - base) >= arg ? lane - arg : lane; break;       // up
         case 2: src = (lane - base) + arg < width ? lane + arg : lane; break;  // down
-        case 3: src = base + (((lane - base) ^ arg) & (width - 1)); break;  // xor
+        case 3: src = (lane ^ arg) < base + width ? (lane ^ arg) : lane; break;  // xor: a later group -> own value
     }
     T r;
     memcpy(&r, s[src].bytes, sizeof(T));

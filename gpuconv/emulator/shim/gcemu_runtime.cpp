@@ -50,6 +50,7 @@ struct Fiber {
     unsigned mask = 0;  // of the warp collective it waits at
     const char* op = nullptr;
     unsigned round = 0;  // warp collectives completed by this lane
+    AsyncQueue async;    // its cp.async copies not landed yet (gcemu_ptx.h), emptied before each block
     char* stack_lo = nullptr;
     size_t stack_size = 0;
 #if defined(__x86_64__)
@@ -301,6 +302,16 @@ void sync_warp(unsigned mask, const char* file, int line) { warp_exchange(mask, 
 
 void* dynamic_shared() { return L.dynamic; }
 
+AsyncQueue& async_queue() { return self().async; }
+
+bool is_shared(const void* p, size_t n) {
+    const char* c = static_cast<const char*>(p);
+    for (const SharedRange& r : L.statics)
+        if (c >= r.lo && c + n <= r.hi) return true;
+    const char* d = reinterpret_cast<const char*>(L.dynamic);
+    return L.dynamic_bytes && c >= d && c + n <= d + L.dynamic_bytes;
+}
+
 // Releases the warps whose collectives are complete; false (with L.failed) on a mismatch.
 GCEMU_NO_TSAN static bool release_warps(bool& released) {
     char a[128], b[128], buf[1024];
@@ -421,7 +432,10 @@ struct Cell {
     unsigned short writer, reader;  // linear thread ids; kMany: several readers
     unsigned w_round, r_round;
     const void* w_pc;
+    unsigned pending_block;         // == L.block_seq: a cp.async into this byte has not landed yet
+    unsigned short pending_thread;  // the thread that issued it
 };
+enum AccessKind { ACCESS_PLAIN, ACCESS_COLLECTIVE_READ, ACCESS_ASYNC_ISSUE, ACCESS_ASYNC_LAND };
 static const unsigned short kMany = 0xFFFF;
 static std::vector<Cell> g_cells;
 static size_t g_cell_count = 0;  // g_cells.size(), read without calling (instrumented) library code
@@ -495,7 +509,19 @@ struct HookGuard {
     GCEMU_NO_TSAN ~HookGuard() { if (active) g_in_hook = false; }
 };
 
-GCEMU_NO_TSAN static void on_access(const void* addr, size_t n, bool write, const void* pc) {
+GCEMU_NO_TSAN static void pending_report(bool write, int how, const char* name, size_t offset, unsigned issuer,
+                                        const void* pc) {
+    char buf[768];
+    const Fiber& o = L.fibers[issuer];
+    snprintf(buf, sizeof(buf),
+             "%s %s + %zu byte(s) while a cp.async into it issued by thread (%u,%u,%u) is still pending (no "
+             "cp.async.wait_group / wait_all of that thread before it) [pc %p]",
+             how == ACCESS_ASYNC_ISSUE ? "cp.async into" : write ? "write to" : "read of", name, offset, o.index.tid.x,
+             o.index.tid.y, o.index.tid.z, pc);
+    fail("race checker", 0, buf);
+}
+
+GCEMU_NO_TSAN static void on_access(const void* addr, size_t n, bool write, const void* pc, int how = ACCESS_PLAIN) {
     if (g_in_hook) return;
     HookGuard guard;
     const char* p = static_cast<const char*>(addr);
@@ -509,6 +535,8 @@ GCEMU_NO_TSAN static void on_access(const void* addr, size_t n, bool write, cons
     for (size_t k = 0; k < n; ++k) {
         Cell* c = first + k;
         const size_t at = offset + k;
+        if (how == ACCESS_ASYNC_LAND) c->pending_block = 0;
+        else if (c->pending_block == L.block_seq) pending_report(write, how, name, at, c->pending_thread, pc);
         if (write) {
             if (c->w_epoch == L.epoch && !ordered(c->writer, c->w_round, me)) race("write after write", name, at, c->writer, c->w_pc, pc);
             if (c->r_epoch == L.epoch && (c->reader == kMany || !ordered(c->reader, c->r_round, me)))
@@ -518,6 +546,10 @@ GCEMU_NO_TSAN static void on_access(const void* addr, size_t n, bool write, cons
             c->w_round = me.round;
             c->w_pc = pc;
             c->written_block = L.block_seq;
+            if (how == ACCESS_ASYNC_ISSUE) {
+                c->pending_block = L.block_seq;
+                c->pending_thread = (unsigned short)me.linear;
+            }
         } else {
             if (c->written_block != L.block_seq) {
                 char buf[512];
@@ -529,7 +561,8 @@ GCEMU_NO_TSAN static void on_access(const void* addr, size_t n, bool write, cons
             if (c->r_epoch != L.epoch) {
                 c->r_epoch = L.epoch;
                 c->reader = (unsigned short)me.linear;
-                c->r_round = me.round;
+                // A collective's read (ldmatrix) is ordered before its lanes' next accesses.
+                c->r_round = how == ACCESS_COLLECTIVE_READ ? me.round - 1 : me.round;
             } else if (c->reader != unsigned(me.linear)) {
                 c->reader = kMany;
             }
@@ -556,6 +589,31 @@ void note_shared_write(const void* p, size_t n) {
 #endif
 }
 
+// Hooks of the tensor-core emulations (gcemu_ptx.h): ldmatrix's rows, cp.async's issue and landing.
+void note_shared_read_collective(const void* p, size_t n) {
+#if defined(GCEMU_RACECHECK)
+    on_access(p, n, false, __builtin_return_address(0), ACCESS_COLLECTIVE_READ);
+#else
+    (void)p; (void)n;
+#endif
+}
+
+void note_async_issue(const void* p, size_t n) {
+#if defined(GCEMU_RACECHECK)
+    on_access(p, n, true, __builtin_return_address(0), ACCESS_ASYNC_ISSUE);
+#else
+    (void)p; (void)n;
+#endif
+}
+
+void note_async_land(const void* p, size_t n) {
+#if defined(GCEMU_RACECHECK)
+    on_access(p, n, true, __builtin_return_address(0), ACCESS_ASYNC_LAND);
+#else
+    (void)p; (void)n;
+#endif
+}
+
 // ------------------------------------------------------------------------------------------
 // Running a block and a launch
 // ------------------------------------------------------------------------------------------
@@ -571,6 +629,7 @@ GCEMU_NO_TSAN static bool run_block(unsigned bx, unsigned by, unsigned bz) {
         f.index.tid = {unsigned(i) % X, (unsigned(i) / X) % Y, unsigned(i) / (X * Y)};
         f.state = READY;
         f.round = 0;
+        f.async.reset();
         reset_stack(f);
     }
     for (;;) {
@@ -702,6 +761,9 @@ int gcemu_launch(int index, const unsigned* grid, const unsigned* block, size_t 
         return 1;
     }
     reset_cells();
+#if defined(GCEMU_RACECHECK)
+    g_in_hook = false;  // a report ends its fiber inside a hook (fail() never returns): re-arm the checker
+#endif
     const unsigned long long blocks = (unsigned long long)grid[0] * grid[1] * grid[2];
     std::vector<unsigned long long> order;
     if (shuffle_seed != 0) {
