@@ -10,6 +10,7 @@ The environment variable ``GPUCONV_BACKEND`` sets the initial choice.
 import importlib
 import logging
 import os
+import sys
 import threading
 
 import numpy as np
@@ -191,12 +192,23 @@ def is_cupy_array(x):
     return mod.startswith("cupy") and hasattr(x, "__cuda_array_interface__")
 
 
+def is_emulator_array(x):
+    """Whether ``x`` is a cuda-emulator device array (never imports the emulator to answer)."""
+    runtime = sys.modules.get("gpuconv.emulator.runtime")
+    return runtime is not None and isinstance(x, runtime.DeviceArray)
+
+
 def array_module(x):
-    """numpy or cupy, whichever owns ``x``."""
+    """numpy or cupy, whichever owns ``x`` (``gpuconv.emulator.xp``, CuPy's stand-in, for an
+    emulator device array, so results stay on the emulated device as CuPy's stay on the GPU)."""
     if is_cupy_array(x):
         import cupy
 
         return cupy
+    if is_emulator_array(x):
+        from .emulator import xp
+
+        return xp
     return np
 
 

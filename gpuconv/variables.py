@@ -62,7 +62,16 @@ class Variable:
             self._device_copies = {}
 
     def array_like(self, x):
-        """The value on the same device as ``x``: NumPy for host inputs, a cached CuPy copy otherwise."""
+        """The value on the same device as ``x``: NumPy for host inputs, a cached CuPy copy otherwise
+        (a cached emulator device array, device 0, for a cuda-emulator array)."""
+        if _backend.is_emulator_array(x):
+            from .emulator import xp
+
+            with self._lock:
+                copy = self._device_copies.get(0)
+                if copy is None:
+                    copy = self._device_copies[0] = xp.asarray(self._value)
+                return copy
         if not _backend.is_cupy_array(x):
             return self._value
         import cupy

@@ -11,6 +11,11 @@
 // GEMM over exactly those taps (no multiply by an inserted zero, no atomics, no scatter), and
 // i = q - e(t) with q = (o + crop - r) / s per output and e(t) = (t*d - r) / s per tap.
 // Outputs no tap reaches (or beyond `full`) see an empty reduction and get bias + activation.
+// A tap of the phase whose input index q - e(t) lies outside the input contributes nothing to that
+// output (scatter semantics: only input pixels that exist reach an output), not a zero times its
+// weight, so a NaN or Inf weight poisons exactly the outputs its input pixels reach
+// (SKIPS_OUTSIDE_TAPS in tile_fma.cuh; the check is per chunk, per thread, from the bounds of the
+// thread's rows, and row by row only for threads on the input's border).
 //
 // Template parameters as conv_direct.cu: T, LAYOUT, Index, SHAPE; the activation is run time.
 #include "common.cuh"
@@ -63,13 +68,73 @@ template <typename T, int LAYOUT, typename Index, class Tile>
 struct TransposeLoader : LoaderBase<T, LAYOUT, Index, Tile> {
     typedef LoaderBase<T, LAYOUT, Index, Tile> Base;
     typedef typename Base::Acc Acc;
-    static constexpr int BK = Tile::BK, NT = Tile::THREADS;
+    static constexpr int BK = Tile::BK, NT = Tile::THREADS, TM = Tile::TM;
+    static constexpr bool SKIPS_OUTSIDE_TAPS = true;
 
     const T* __restrict__ w;
     Index Fg, f0, fcount;
     Index KH, KW, SD, SH, SW, DD, DH, DW;
     PhaseDim<Index> pd, ph, pw;
     Index n_cchunks;
+    unsigned live;  // rows the last fetched chunk reaches (bit i: the thread's tile row i)
+    // Per dim, the tap offsets e for which every live row of this thread reads an existing input
+    // pixel (q - e in [0, extent) for all its q): e in [lo, hi], lo = max(q_max - extent + 1, 0),
+    // hi = q_min, packed as hi << 16 | lo to spare registers (the int32 tiles run at their 128-
+    // register cap). e past 0xFFFE, and a thread without live rows, take the row-by-row test.
+    unsigned win_d, win_h, win_w;
+
+    static __device__ __forceinline__ unsigned pack_window(Index qmin, Index qmax, Index extent) {
+        const Index lo = qmax - extent + 1 > 0 ? qmax - extent + 1 : Index(0);
+        const Index hi = qmin < Index(0xFFFE) ? qmin : Index(0xFFFE);
+        return lo <= hi ? (unsigned(hi) << 16) | unsigned(lo) : 0xFFFFu;  // 0xFFFF: empty
+    }
+
+    static __device__ __forceinline__ bool in_window(unsigned win, Index e) {
+        return e >= Index(win & 0xFFFFu) && e <= Index(win >> 16);
+    }
+
+    __device__ __forceinline__ int row0() const {
+        int tm, tn;
+        tile_coords<Tile, LAYOUT == CHANNELS_FIRST>(this->tid, tm, tn);
+        return tm * TM;
+    }
+
+    // After pix[] is filled (and a barrier): this thread's windows.
+    __device__ __forceinline__ void bound_rows() {
+        const int r0 = row0();
+        bool any = false;
+        Index lo_d = 0, hi_d = 0, lo_h = 0, hi_h = 0, lo_w = 0, hi_w = 0;
+#pragma unroll
+        for (int i = 0; i < TM; ++i) {
+            const PixelRec<Index> p = this->pix[r0 + i];
+            if (p.base < 0) continue;
+            if (!any || p.d < lo_d) lo_d = p.d;
+            if (!any || p.d > hi_d) hi_d = p.d;
+            if (!any || p.h < lo_h) lo_h = p.h;
+            if (!any || p.h > hi_h) hi_h = p.h;
+            if (!any || p.w < lo_w) lo_w = p.w;
+            if (!any || p.w > hi_w) hi_w = p.w;
+            any = true;
+        }
+        win_d = any ? pack_window(lo_d, hi_d, this->D) : 0xFFFFu;
+        win_h = any ? pack_window(lo_h, hi_h, this->H) : 0xFFFFu;
+        win_w = any ? pack_window(lo_w, hi_w, this->W) : 0xFFFFu;
+    }
+
+    // Which of this thread's rows read an input pixel that exists at tap offset e = (ed, eh, ew).
+    __device__ __forceinline__ unsigned reached_rows(Index ed, Index eh, Index ew) const {
+        if (in_window(win_d, ed) && in_window(win_h, eh) && in_window(win_w, ew)) return (1u << TM) - 1u;
+        const int r0 = row0();  // on the input's border: row by row
+        unsigned rows = 0u;
+#pragma unroll
+        for (int i = 0; i < TM; ++i) {
+            const PixelRec<Index> p = this->pix[r0 + i];
+            const Index id = p.d - ed, ih = p.h - eh, iw = p.w - ew;
+            if (p.base >= 0 && id >= 0 && id < this->D && ih >= 0 && ih < this->H && iw >= 0 && iw < this->W)
+                rows |= 1u << i;
+        }
+        return rows;
+    }
 
     // Weights are (t, f, c): coalesced along c, so channel-fastest.
     __device__ __forceinline__ void b_coord(int r, int& kk, int& bn) const {
@@ -87,6 +152,7 @@ struct TransposeLoader : LoaderBase<T, LAYOUT, Index, Tile> {
         const Index td = pd.t0 + ud * pd.step, th = ph.t0 + uh * ph.step, tw = pw.t0 + uw * pw.step;
         const Index ed = (td * DD - pd.r) / SD, eh = (th * DH - ph.r) / SH, ew = (tw * DW - pw.r) / SW;
         const Index t = (td * KH + th) * KW + tw;
+        live = reached_rows(ed, eh, ew);
         this->fetch_input(c0, -ed, -eh, -ew);  // input index q - e(t)
 #pragma unroll
         for (int r = 0; r < Base::B_LOADS; ++r) {
@@ -170,6 +236,7 @@ conv_transpose(const T* __restrict__ x, const T* __restrict__ w, const T* __rest
                 ld.pd = pd; ld.ph = ph; ld.pw = pw;
                 ld.n_cchunks = n_cchunks;
                 ld.tid = tid;
+                ld.bound_rows();
 
                 Tile tile;
                 tile.run(sm, ld, nq, tm, tn);

@@ -9,6 +9,14 @@
 // and this engine runs the double-buffered loop: chunk q+1 is in flight from global memory
 // while chunk q is multiplied out of shared memory, with one barrier per chunk.
 //
+// Taps outside the input. conv_direct's loader zero-fills them: a padded cell is a literal zero
+// times its weight (the np.pad oracle), so a NaN/Inf weight poisons the border as it does there.
+// A transposed convolution scatters: an output gets contributions only from the input pixels that
+// reach it, so such a tap must contribute nothing, not 0 * w (which is NaN for w = NaN or Inf).
+// A loader declaring SKIPS_OUTSIDE_TAPS keeps in `live` a TM-bit mask of the thread's tile rows
+// that its last fetched chunk reaches; the engine multiplies the whole register tile when all are
+// reached (nearly every chunk), skips the chunk when none is, and masks rows otherwise.
+//
 // Each thread owns a TM x TN register tile of contiguous rows and columns, so its per-chunk
 // fragments are read with 16-byte shared loads (float4 / double2): TM/4 + TN/4 loads feed TM*TN
 // FMAs. Row pitches carry a 4-element pad: it keeps rows 16-byte aligned for those loads and
@@ -93,8 +101,26 @@ struct TileFMA {
         }
     }
 
+    // multiply() restricted to the rows i with bit i of `rows` set (the others get nothing).
+    __device__ __forceinline__ void multiply_rows(const Acc* As, const Acc* Bs, int tm, int tn, unsigned rows) {
+#pragma unroll 4
+        for (int kk = 0; kk < BK; ++kk) {
+            Acc a[TM], b[TN];
+            lds<TM>(a, As + kk * LDA + tm * TM);
+            lds<TN>(b, Bs + kk * LDB + tn * TN);
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+                if (rows & (1u << i))
+#pragma unroll
+                    for (int j = 0; j < TN; ++j) acc[i][j] = m_fma(a[i], b[j], acc[i][j]);
+        }
+    }
+
+    static constexpr unsigned ALL_ROWS = (1u << TM) - 1u;
+
     // The double-buffered reduction over chunks [0, nq). Ends with a barrier, so the caller may
-    // reuse shared memory (its own tables included) right after.
+    // reuse shared memory (its own tables included) right after. Every thread reaches every
+    // barrier: a skipped chunk skips only the thread's arithmetic, never its loads or barriers.
     template <class Loader>
     __device__ __forceinline__ void run(Shared& sm, Loader& ld, int nq, int tm, int tn) {
         zero();
@@ -105,8 +131,17 @@ struct TileFMA {
         for (int q = 0; q < nq; ++q) {
             const int cur = q & 1;
             const bool more = q + 1 < nq;
-            if (more) ld.fetch(q + 1);
-            multiply(sm.a[cur], sm.b[cur], tm, tn);
+            if constexpr (Loader::SKIPS_OUTSIDE_TAPS) {
+                const unsigned rows = ld.live;  // chunk q's, read before fetch(q + 1) replaces it
+                if (more) ld.fetch(q + 1);
+                if (rows == ALL_ROWS)
+                    multiply(sm.a[cur], sm.b[cur], tm, tn);
+                else if (rows != 0u)
+                    multiply_rows(sm.a[cur], sm.b[cur], tm, tn, rows);
+            } else {
+                if (more) ld.fetch(q + 1);
+                multiply(sm.a[cur], sm.b[cur], tm, tn);
+            }
             if (more) ld.stash(sm.a[cur ^ 1], sm.b[cur ^ 1]);
             __syncthreads();
         }
@@ -159,6 +194,8 @@ template <typename T, int LAYOUT, typename Index, class Tile>
 struct LoaderBase {
     typedef typename Traits<T>::acc_t Acc;
     static constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, NT = Tile::THREADS;
+    // false: a tap outside the input is a zero-filled load times its weight (see the top of the file).
+    static constexpr bool SKIPS_OUTSIDE_TAPS = false;
     static constexpr int A_LOADS = BM * BK / NT;
     static constexpr int B_LOADS = BN * BK / NT;
 

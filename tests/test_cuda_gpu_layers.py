@@ -6,7 +6,7 @@ import pytest
 import gpuconv
 from gpuconv import layers
 
-from conftest import CUDA_MARKS, assert_close, gpu_xp
+from conftest import CUDA_MARKS, GPU_BACKEND, assert_close, gpu_xp
 
 pytestmark = CUDA_MARKS
 
@@ -50,7 +50,7 @@ def _pair(name, kwargs, shape, rng):
     x = rng.standard_normal(shape).astype("float32")
     expected = cpu_layer(x)
     weights = cpu_layer.get_weights()
-    gpuconv.set_backend("cuda")
+    gpuconv.set_backend(GPU_BACKEND)
     gpu_layer = getattr(layers, name).from_config(cpu_layer.get_config())
     gpu_layer.build(shape)
     gpu_layer.set_weights(weights)
@@ -102,7 +102,7 @@ def test_seed_cnn_predicts_the_same_on_both_backends(restore_backend, rng):
     gpuconv.set_backend("numpy")
     cpu_model = build()
     expected = cpu_model.predict(x)
-    gpuconv.set_backend("cuda")
+    gpuconv.set_backend(GPU_BACKEND)
     gpu_model = build()
     gpu_model.set_weights(cpu_model.get_weights())
     got = gpu_model.predict(x)

@@ -36,7 +36,7 @@ def _run(engines, op, args, kwargs, dtype):
     copies = [None if a is None else a.copy() for a in dev]
     got = getattr(gpu, op)(*dev, **kwargs)
     for a, c in zip(dev, copies):  # inputs are never mutated
-        assert a is None or bool((a == c).all() | (cupy.isnan(a) & cupy.isnan(c)).all())
+        assert a is None or bool(((a == c) | (cupy.isnan(a) & cupy.isnan(c))).all())  # elementwise, then reduce
     assert got.dtype == np.dtype(dtype)
     ref = getattr(cpu, op)(*[None if a is None else a.astype(np.float64) for a in rounded], **kwargs)
     return cupy.asnumpy(got), ref

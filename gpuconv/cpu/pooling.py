@@ -6,7 +6,7 @@ sums in the compute dtype and divides by the number of real cells in each window
 separable product of per-axis counts).
 
 Taps that read only padding at every output change nothing (max ignores them, average neither
-adds nor counts them), so they are left out first (``_windows.live_window``): a 10**7-cell window
+adds nor counts them), so they are left out first (``_windows.WindowPlan``): a 10**7-cell window
 'same' over 8 cells loops over 15 taps, not 10**7, and pads by 7, not 5*10**6. The output is
 filled in pieces (``_pieces``), each from its own padded input rows.
 """

@@ -41,6 +41,10 @@ _COMMON_FLAGS = (
     "-std=c++17", "-fPIC", "-shared", "-g1",
     "-fno-strict-aliasing",  # the kernels read float data through float4 / Vec<T, V> as CUDA allows
     "-fno-fast-math", "-fno-math-errno",
+    # Template statics (the kernels' __shared__ variables) would be STB_GNU_UNIQUE, which the
+    # dynamic linker binds process-wide despite RTLD_LOCAL: a second build of one kernel (another
+    # check mode) would run on the first library's storage.
+    "-fno-gnu-unique",
     "-Wno-unknown-pragmas", "-Wno-attributes",
 )
 

@@ -84,15 +84,23 @@ class Library:
         lib.gcemu_set_stack_bytes(_stack_bytes(built.mode))
         statics, anchor = static_shared_variables(built.path)
         base = lib.gcemu_anchor() - anchor
-        self._static_names = [ctypes.c_char_p(name.encode()) for _, _, name in statics]
-        bounds = (ctypes.c_size_t * (2 * len(statics)))(*[v for off, size, _ in statics for v in (base + off, base + off + size)])
-        names = (ctypes.c_char_p * len(statics))(*self._static_names)
-        lib.gcemu_set_statics(bounds, names, len(statics))
         self.kernels = {}
         for i in range(lib.gcemu_kernel_count()):
             name = lib.gcemu_kernel_name(i).decode()
-            static_bytes = sum(size for _, size, sym in statics if sym.startswith(name + "("))
-            self.kernels[name] = EmulatedKernel(self, i, name, built.bounds.get(_template(name), 1024), static_bytes)
+            own = [(base + off, size, sym) for off, size, sym in statics if sym.startswith(name + "(")]
+            self.kernels[name] = EmulatedKernel(self, i, name, built.bounds.get(_template(name), 1024), own)
+
+
+class _Statics:
+    """A kernel's static __shared__ variables as the runtime takes them (kept alive here)."""
+
+    def __init__(self, variables):
+        self.names = [ctypes.c_char_p(sym.encode()) for _, _, sym in variables]
+        self.bounds = (ctypes.c_size_t * max(2 * len(variables), 1))(
+            *[v for addr, size, _ in variables for v in (addr, addr + size)])
+        self.name_array = (ctypes.c_char_p * max(len(variables), 1))(*self.names)
+        self.count = len(variables)
+        self.total_bytes = sum(size for _, size, _ in variables)
 
 
 def _template(name):
@@ -100,11 +108,12 @@ def _template(name):
 
 
 class EmulatedKernel:
-    def __init__(self, library, index, name, max_threads, static_shared_bytes):
+    def __init__(self, library, index, name, max_threads, statics):
         lib = library.lib
         self.library, self.index, self.name = library, index, name
         self.max_threads_per_block = int(max_threads)
-        self.static_shared_bytes = int(static_shared_bytes)
+        self._statics = _Statics(statics)  # poisoned (and race-checked) for this kernel's launches only
+        self.static_shared_bytes = self._statics.total_bytes
         self.max_dynamic_shared_size_bytes = 0  # the opt-in attribute (CUDA's cudaFuncAttribute)
         n = lib.gcemu_param_count(index)
         self.param_sizes = tuple(lib.gcemu_param_size(index, p) for p in range(n))
@@ -164,7 +173,9 @@ class EmulatedKernel:
         argv, keep = self._marshal(grid, block, args)
         g3, b3 = (ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block)
         err = ctypes.create_string_buffer(4096)
+        st = self._statics
         with _launch_lock:
+            self.library.lib.gcemu_set_statics(st.bounds, st.name_array, st.count)
             rc = self.library.lib.gcemu_launch(self.index, g3, b3, int(shared_mem), argv, _shuffle_seed(), err, len(err))
         del keep
         if rc != 0:

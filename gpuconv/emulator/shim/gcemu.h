@@ -9,8 +9,8 @@
 //
 // Execution model (gcemu_runtime.cpp): blocks run one after another; a block's threads are fibers
 // of one OS thread, each running until it reaches a barrier, a warp collective or its end. Static
-// __shared__ variables live in the `gcemu_shared` section, re-poisoned with 0xFF bytes (NaN in
-// every float format) before every block; dynamic shared memory is a heap buffer of exactly the
+// __shared__ variables are function-local statics, re-poisoned with 0xFF bytes (NaN in every
+// float format) before every block; dynamic shared memory is a heap buffer of exactly the
 // launch's bytes (so AddressSanitizer sees one byte past it).
 #pragma once
 
@@ -32,9 +32,11 @@
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))  // as CUDA defines it: valid anywhere in a declaration
 #define __restrict__ __restrict
-// One static per kernel instantiation serves every block: blocks run in turn, and the section's
-// bounds (__start_/__stop_gcemu_shared) let the runtime poison it before each block.
-#define __shared__ static __attribute__((section("gcemu_shared"), aligned(16)))
+// One static per kernel instantiation serves every block (blocks run in turn). The host finds
+// each variable in the symbol table (a function-local static: CUDA allows no other kind in device
+// code) and has the runtime poison exactly the launched kernel's before every block; as ordinary
+// statics they get AddressSanitizer's redzones.
+#define __shared__ static __attribute__((aligned(16)))
 #define __constant__ static
 
 namespace gcemu {
