@@ -377,7 +377,18 @@ def test_broadcast_zero_stride_arguments(backend_name, rng, op_name):
     build, call, reference_fn = CATALOGUE[op_name]
     arrays = [broadcast(a) for a in build(rng, True)]
     assert all(0 in a.strides for a in arrays if a.shape[0] > 1)
-    np.testing.assert_array_equal(host(call(arrays)), reference_fn([np.ascontiguousarray(a) for a in arrays]))
+    dense = [np.ascontiguousarray(a) for a in arrays]
+    got = host(call(arrays))
+    # Zero strides give exactly what the same values stored densely give, on every engine.
+    np.testing.assert_array_equal(got, host(call(dense)))
+    expected = reference_fn(dense)
+    if backend_name == "cuda" and op_name == "average_pool":
+        # The kernel divides by the cell count as a Newton-refined reciprocal (common.cuh: no
+        # slow-path division call), within an ulp of IEEE division: small integers average to
+        # non-representable values (1/3, 5/6), so equality with NumPy's division is not promised.
+        assert_close(got, expected, got.dtype)
+    else:
+        np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("op_name", OP_NAMES)
