@@ -64,6 +64,56 @@ __device__ __forceinline__ PhaseDim<Index> phase_dim(Index r, Index s, Index dil
     return p;
 }
 
+// The tap offsets e of one row group (the TM tile rows of the threads with one tm) for which every
+// live row reads an existing input pixel: q - e in [0, extent) for each of its q, i.e. e in
+// [lo, hi] with lo = max(q_max - extent + 1, 0) and hi = q_min, per dim, packed as hi << 16 | lo
+// (0xFFFF: empty). Offsets past 0xFFFE and groups without live rows take the row-by-row test.
+// Kept in shared memory, not registers: the 32-bit tiles already run at their 128-register cap.
+struct TapWindow {
+    unsigned d, h, w;
+
+    template <typename Index>
+    static __device__ __forceinline__ unsigned pack(Index qmin, Index qmax, Index extent) {
+        const Index lo = qmax - extent + 1 > 0 ? qmax - extent + 1 : Index(0);
+        const Index hi = qmin < Index(0xFFFE) ? qmin : Index(0xFFFE);
+        return lo <= hi ? (unsigned(hi) << 16) | unsigned(lo) : 0xFFFFu;
+    }
+
+    template <typename Index>
+    static __device__ __forceinline__ bool in(unsigned win, Index e) {
+        return e >= Index(win & 0xFFFFu) && e <= Index(win >> 16);
+    }
+
+    template <typename Index>
+    __device__ __forceinline__ bool holds(Index ed, Index eh, Index ew) const {
+        return in(d, ed) && in(h, eh) && in(w, ew);
+    }
+};
+
+// win[g] for the rows g*TM .. g*TM + TM - 1 of pix[] (after pix[] is filled and a barrier).
+template <int TM, typename Index>
+__device__ __forceinline__ TapWindow tap_window(const PixelRec<Index>* pix, int g, Index D, Index H, Index W) {
+    bool any = false;
+    Index lo_d = 0, hi_d = 0, lo_h = 0, hi_h = 0, lo_w = 0, hi_w = 0;
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        const PixelRec<Index> p = pix[g * TM + i];
+        if (p.base < 0) continue;
+        if (!any || p.d < lo_d) lo_d = p.d;
+        if (!any || p.d > hi_d) hi_d = p.d;
+        if (!any || p.h < lo_h) lo_h = p.h;
+        if (!any || p.h > hi_h) hi_h = p.h;
+        if (!any || p.w < lo_w) lo_w = p.w;
+        if (!any || p.w > hi_w) hi_w = p.w;
+        any = true;
+    }
+    TapWindow t;
+    t.d = any ? TapWindow::pack(lo_d, hi_d, D) : 0xFFFFu;
+    t.h = any ? TapWindow::pack(lo_h, hi_h, H) : 0xFFFFu;
+    t.w = any ? TapWindow::pack(lo_w, hi_w, W) : 0xFFFFu;
+    return t;
+}
+
 template <typename T, int LAYOUT, typename Index, class Tile>
 struct TransposeLoader : LoaderBase<T, LAYOUT, Index, Tile> {
     typedef LoaderBase<T, LAYOUT, Index, Tile> Base;
@@ -76,57 +126,23 @@ struct TransposeLoader : LoaderBase<T, LAYOUT, Index, Tile> {
     Index KH, KW, SD, SH, SW, DD, DH, DW;
     PhaseDim<Index> pd, ph, pw;
     Index n_cchunks;
-    unsigned live;  // rows the last fetched chunk reaches (bit i: the thread's tile row i)
-    // Per dim, the tap offsets e for which every live row of this thread reads an existing input
-    // pixel (q - e in [0, extent) for all its q): e in [lo, hi], lo = max(q_max - extent + 1, 0),
-    // hi = q_min, packed as hi << 16 | lo to spare registers (the int32 tiles run at their 128-
-    // register cap). e past 0xFFFE, and a thread without live rows, take the row-by-row test.
-    unsigned win_d, win_h, win_w;
+    unsigned live;           // rows the last fetched chunk reaches (bit i: the thread's tile row i)
+    const TapWindow* win;    // shared memory, one per row group (tap_window)
 
-    static __device__ __forceinline__ unsigned pack_window(Index qmin, Index qmax, Index extent) {
-        const Index lo = qmax - extent + 1 > 0 ? qmax - extent + 1 : Index(0);
-        const Index hi = qmin < Index(0xFFFE) ? qmin : Index(0xFFFE);
-        return lo <= hi ? (unsigned(hi) << 16) | unsigned(lo) : 0xFFFFu;  // 0xFFFF: empty
-    }
-
-    static __device__ __forceinline__ bool in_window(unsigned win, Index e) {
-        return e >= Index(win & 0xFFFFu) && e <= Index(win >> 16);
-    }
-
-    __device__ __forceinline__ int row0() const {
+    __device__ __forceinline__ int row_group() const {
         int tm, tn;
         tile_coords<Tile, LAYOUT == CHANNELS_FIRST>(this->tid, tm, tn);
-        return tm * TM;
-    }
-
-    // After pix[] is filled (and a barrier): this thread's windows.
-    __device__ __forceinline__ void bound_rows() {
-        const int r0 = row0();
-        bool any = false;
-        Index lo_d = 0, hi_d = 0, lo_h = 0, hi_h = 0, lo_w = 0, hi_w = 0;
-#pragma unroll
-        for (int i = 0; i < TM; ++i) {
-            const PixelRec<Index> p = this->pix[r0 + i];
-            if (p.base < 0) continue;
-            if (!any || p.d < lo_d) lo_d = p.d;
-            if (!any || p.d > hi_d) hi_d = p.d;
-            if (!any || p.h < lo_h) lo_h = p.h;
-            if (!any || p.h > hi_h) hi_h = p.h;
-            if (!any || p.w < lo_w) lo_w = p.w;
-            if (!any || p.w > hi_w) hi_w = p.w;
-            any = true;
-        }
-        win_d = any ? pack_window(lo_d, hi_d, this->D) : 0xFFFFu;
-        win_h = any ? pack_window(lo_h, hi_h, this->H) : 0xFFFFu;
-        win_w = any ? pack_window(lo_w, hi_w, this->W) : 0xFFFFu;
+        return tm;
     }
 
     // Which of this thread's rows read an input pixel that exists at tap offset e = (ed, eh, ew).
     __device__ __forceinline__ unsigned reached_rows(Index ed, Index eh, Index ew) const {
-        if (in_window(win_d, ed) && in_window(win_h, eh) && in_window(win_w, ew)) return (1u << TM) - 1u;
-        const int r0 = row0();  // on the input's border: row by row
+        const int tm = row_group();
+        const TapWindow wnd = win[tm];
+        if (wnd.holds(ed, eh, ew)) return (1u << TM) - 1u;
+        const int r0 = tm * TM;  // on the input's border: row by row
         unsigned rows = 0u;
-#pragma unroll
+#pragma unroll 1
         for (int i = 0; i < TM; ++i) {
             const PixelRec<Index> p = this->pix[r0 + i];
             const Index id = p.d - ed, ih = p.h - eh, iw = p.w - ew;
@@ -183,6 +199,7 @@ conv_transpose(const T* __restrict__ x, const T* __restrict__ w, const T* __rest
 
     __shared__ typename Tile::Shared sm;
     __shared__ PixelRec<Index> pix[BM];
+    __shared__ TapWindow win[BM / Tile::TM];
 
     const int tid = threadIdx.x;
     const Index Cg = C / groups, Fg = F / groups;
@@ -227,6 +244,8 @@ conv_transpose(const T* __restrict__ x, const T* __restrict__ w, const T* __rest
                     return p;
                 });
                 __syncthreads();
+                if (tid < BM / Tile::TM) win[tid] = tap_window<Tile::TM>(pix, tid, D, H, W);
+                __syncthreads();
 
                 TransposeLoader<T, LAYOUT, Index, Tile> ld;
                 ld.x = x; ld.w = w; ld.pix = pix;
@@ -236,7 +255,7 @@ conv_transpose(const T* __restrict__ x, const T* __restrict__ w, const T* __rest
                 ld.pd = pd; ld.ph = ph; ld.pw = pw;
                 ld.n_cchunks = n_cchunks;
                 ld.tid = tid;
-                ld.bound_rows();
+                ld.win = win;
 
                 Tile tile;
                 tile.run(sm, ld, nq, tm, tn);

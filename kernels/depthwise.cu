@@ -6,7 +6,7 @@
 //
 // Two kernels (gpuconv/cuda/depthwise.py chooses):
 //
-// depthwise_tile<T, Index, V, KD, KH, KW, SD, SH, SW, DD, DH, DW>
+// depthwise_tile<T, Index, V, KD, KH, KW, SD, SH, SW, DD, DH, DW[, OutT]>
 //   Kernel size, stride and dilation fixed at compile time (the common shapes): every tap loop is
 //   unrolled and every halo offset is a constant. A CTA owns an output-stationary tile of
 //   TD x TH x TW output pixels x CV channel vectors. It stages the input halo of that tile in
@@ -19,7 +19,7 @@
 //   channels_first: V = 1 and CV = 1; consecutive threads take consecutive output columns of one
 //   channel plane, so halo loads and output stores are coalesced along W.
 //
-// depthwise_direct<T, Index, V>
+// depthwise_direct<T, Index, V[, OutT]>
 //   Everything at run time: the fallback for kernel/stride/dilation combinations without a
 //   specialisation, for halos too large for shared memory (huge dilation) and for 64-bit offsets.
 //   One thread per (output pixel, channel vector), input read straight from global memory
@@ -27,6 +27,11 @@
 //
 // Padding: both kernels treat a padded cell as a literal zero multiplied by its weight (the
 // tile kernel through its zero-filled halo), the semantics of the np.pad-based oracle.
+//
+// OutT (last template parameter, default T): the output's type. The separable two-kernel path
+// (separable.cu pointwise_conv) has its intermediate written in the accumulation type, so for
+// gc::half inputs OutT = float: a depthwise sum past 65504 stays finite there, as it does in the
+// fused kernel (which keeps it in shared memory as float) and in the oracle.
 #include "common.cuh"
 #include "memory_bound.cuh"
 
@@ -57,22 +62,34 @@ __device__ __forceinline__ void dw_epilogue(AccVec<T, V>& acc, const T* __restri
     activate_inline(act, acc.v);
 }
 
-// Stores the V finished outputs (channels (c+i)*dm + m) of the pixel at `pixel_offset`.
-template <typename T, typename Index, int V>
-__device__ __forceinline__ void store_dw_outputs(T* __restrict__ y, Index pixel_offset, Index channel_stride,
+// Stores the V finished outputs (channels (c+i)*dm + m) of the pixel at `pixel_offset`, as OutT.
+template <typename T, typename OutT, typename Index, int V>
+__device__ __forceinline__ void store_dw_outputs(OutT* __restrict__ y, Index pixel_offset, Index channel_stride,
                                                  const AccVec<T, V>& acc, int c, int m, int dm) {
-    const Vec<T, V> out = narrow<T, V>(acc);
+    typedef typename Traits<OutT>::acc_t OutAcc;
+    Vec<OutT, V> out;
+#pragma unroll
+    for (int i = 0; i < V; ++i) out.v[i] = Traits<OutT>::from_acc(OutAcc(acc.v[i]));
     if (V > 1 && dm == 1) {  // channels_last (unit channel stride): V consecutive output channels
-        store_vec<T, V>(y + pixel_offset + Index(c), out);
+        // In 16-byte pieces: one store when OutT is T; two when the V halves are written as float.
+        constexpr int P = sizeof(OutT) * V > 16 ? int(16 / sizeof(OutT)) : V;
+#pragma unroll
+        for (int i0 = 0; i0 < V; i0 += P) {
+            Vec<OutT, P> piece;
+#pragma unroll
+            for (int i = 0; i < P; ++i) piece.v[i] = out.v[i0 + i];
+            store_vec<OutT, P>(y + pixel_offset + Index(c + i0), piece);
+        }
         return;
     }
 #pragma unroll
     for (int i = 0; i < V; ++i) y[pixel_offset + (Index(c + i) * dm + m) * channel_stride] = out.v[i];
 }
 
-template <typename T, typename Index, int V, int KD, int KH, int KW, int SD, int SH, int SW, int DD, int DH, int DW>
+template <typename T, typename Index, int V, int KD, int KH, int KW, int SD, int SH, int SW, int DD, int DH, int DW,
+          typename OutT = T>
 __global__ void __launch_bounds__(256, 1) depthwise_tile(
-    const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y,
+    const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, OutT* __restrict__ y,
     int N, int C, int dm, int ID, int IH, int IW, int OD, int OH, int OW, int pad_d, int pad_h, int pad_w,
     int channels_last, int TD, int TH, int TW, int CV, int act) {
     typedef AccVec<T, V> Acc;
@@ -172,15 +189,15 @@ __global__ void __launch_bounds__(256, 1) depthwise_tile(
                     for (int j = 0; j < PPT; ++j) dw_epilogue<T, V>(acc[j], bias, c, m, dm, act);
 #pragma unroll
                 for (int j = 0; j < PPT; ++j)
-                    if (ok[j]) store_dw_outputs<T, Index, V>(y, yoff[j], yt.sc, acc[j], c, m, dm);
+                    if (ok[j]) store_dw_outputs<T, OutT, Index, V>(y, yoff[j], yt.sc, acc[j], c, m, dm);
             }
         }
     }
 }
 
-template <typename T, typename Index, int V>
+template <typename T, typename Index, int V, typename OutT = T>
 __global__ void __launch_bounds__(256, 2) depthwise_direct(
-    const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y,
+    const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, OutT* __restrict__ y,
     Index N, int C, int dm, int ID, int IH, int IW, int OD, int OH, int OW, int KD, int KH, int KW, int SD, int SH,
     int SW, int DD, int DH, int DW, int pad_d, int pad_h, int pad_w, int channels_last, int act) {
     typedef AccVec<T, V> Acc;
@@ -198,7 +215,7 @@ __global__ void __launch_bounds__(256, 2) depthwise_direct(
             Acc acc = window_sum<T, V>(x, xt, o.n, c, d0, h0, w0, ID, IH, IW, KD, KH, KW, DD, DH, DW,
                                        [&](int tap) { return load_dw_weights<T, V>(w, tap, c, m, C, dm); });
             dw_epilogue<T, V>(acc, bias, c, m, dm, act);
-            store_dw_outputs<T, Index, V>(y, yoff, yt.sc, acc, c, m, dm);
+            store_dw_outputs<T, OutT, Index, V>(y, yoff, yt.sc, acc, c, m, dm);
         }
     }
 }

@@ -12,7 +12,9 @@
 //      broadcasts.
 // pointwise_conv<T, Index>: the second kernel of the two-kernel fallback, taken by the host when
 //   P x M does not fit shared memory (gpuconv/cuda/separable.py): the depthwise result comes from
-//   global memory (written by depthwise.cu), staged through shared memory in chunks of KC.
+//   global memory (written by depthwise.cu), staged through shared memory in chunks of KC. The
+//   intermediate is in the accumulation type (float for gc::half: depthwise.cu's OutT), as in
+//   the fused kernel's shared memory, so a depthwise sum past half's range does not become Inf.
 //
 // Padding: a padded cell is a literal zero times its weight (np.pad semantics), as in depthwise.cu.
 #include "common.cuh"
@@ -148,7 +150,8 @@ __global__ void __launch_bounds__(256, 1) separable_fused(
 }
 
 template <typename T, typename Index>
-__global__ void __launch_bounds__(256, 2) pointwise_conv(const T* __restrict__ mid_g, const T* __restrict__ pw,
+__global__ void __launch_bounds__(256, 2) pointwise_conv(const typename Traits<T>::acc_t* __restrict__ mid_g,
+                                                      const T* __restrict__ pw,
                                                       const T* __restrict__ bias, T* __restrict__ y, Index total_pixels,
                                                       Index S, int M, int F, int channels_last, int FCH,
                                                       int KC, int act) {
@@ -176,7 +179,7 @@ __global__ void __launch_bounds__(256, 2) pointwise_conv(const T* __restrict__ m
                     if (gp < total_pixels) {
                         Index s = gp;
                         const Index n = divmod(s, S);
-                        v = Traits<T>::to_acc(mid_g[cl ? gp * M + (k0 + k) : (n * M + (k0 + k)) * S + s]);
+                        v = mid_g[cl ? gp * M + (k0 + k) : (n * M + (k0 + k)) * S + s];
                     }
                     tile_s[p * kc + k] = v;
                 }

@@ -103,7 +103,7 @@ struct TileFMA {
 
     // multiply() restricted to the rows i with bit i of `rows` set (the others get nothing).
     __device__ __forceinline__ void multiply_rows(const Acc* As, const Acc* Bs, int tm, int tn, unsigned rows) {
-#pragma unroll 4
+#pragma unroll 1
         for (int kk = 0; kk < BK; ++kk) {
             Acc a[TM], b[TN];
             lds<TM>(a, As + kk * LDA + tm * TM);

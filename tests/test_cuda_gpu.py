@@ -264,9 +264,26 @@ def test_nan_placement_matches_oracle(where):
         assert_close(got, expect, "float32")
 
 
-@pytest.mark.skipif(ON_EMULATOR, reason="needs a real GPU: 70,000 CTAs (grid y past 65,535) take over 2 minutes "
-                    "on the cuda-emulator, which runs blocks one after another")
-def test_grid_y_past_65535_grid_strides():
+@pytest.mark.parametrize("channels_last", [True, False], ids=["cl", "cf"])
+@pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("tap", ["first", "last"])
+@pytest.mark.parametrize("case", [0, 2, 3, 4, 6, 8, 9, 10, 12], ids=lambda i: f"convT{i}")
+def test_conv_transpose_non_finite_weight_reaches_only_scattered_outputs(case, tap, value, channels_last):
+    # Scatter semantics: a tap contributes to an output only from an input pixel that exists, so a
+    # NaN/Inf weight poisons exactly the outputs its input pixels reach. A kernel that multiplies
+    # the taps falling outside the input by a loaded zero makes 0 * Inf = NaN everywhere else
+    # (both tile shapes: 4 filters per group is the narrow tile, 70 the wide one).
+    rng = np.random.default_rng(10)
+    x_shape, w_shape, kwargs = _transpose_args(TRANSPOSE_CASES[case], channels_last)
+    x, w = _make(rng, x_shape, "float32"), _make(rng, w_shape, "float32")
+    k = w_shape[:-2]
+    w[(tuple(0 for _ in k) if tap == "first" else tuple(t - 1 for t in k)) + (0, 0)] = value
+    got, expect = _run_both("conv_transpose", x, w, None, kwargs)
+    assert not np.isfinite(expect).all() and np.isfinite(expect).any()
+    assert_close(got, expect, "float32")
+
+
+def test_grid_y_past_65535_grid_strides():  # ~1 minute on the cuda-emulator (70,000 column tiles): the size is the point
     rng = np.random.default_rng(8)
     groups = 70000  # one column tile per group: 70000 > MaxGridDimY
     case = (1, 1, groups, groups, (9,), (3,), (1,), (1,), "same", groups)

@@ -120,6 +120,32 @@ def test_separable_two_kernel_path_matches_oracle(engines, rng, dtype, channels_
     assert_close(got, ref, dtype)
 
 
+@pytest.mark.parametrize("channels_last", LAYOUTS)
+@pytest.mark.parametrize("kernel", [(3,), (2,)], ids=["tile", "direct"])  # k3 is a depthwise specialisation
+def test_separable_two_kernel_float16_intermediate_does_not_overflow(engines, rng, channels_last, kernel):
+    # Depthwise sums near 3 * 128 * 256 = 98304 > 65504 (float16's max) in every mid channel; the
+    # pointwise weights bring the outputs back to ~1e3. The oracle and the fused path stay finite,
+    # so must the two-kernel path (its intermediate in float32, not float16).
+    from gpuconv.cuda import depthwise, separable
+
+    channels, filters = 2048, 8
+    assert separable.plan_separable(channels, 1, filters, np.dtype("float16")).kind == "two_kernel"
+    x = 128 * (1 + 0.1 * rng.random((1, 6, channels) if channels_last else (1, channels, 6)))
+    dwk = 256 * (1 + 0.1 * rng.random((*kernel, channels, 1)))
+    pwk = random_array(rng, (1, channels, filters)) * 2.0**-12
+    kwargs = dict(strides=(1,), padding=((0, 0),), dilation=(1,), channels_last=channels_last, activation=None)
+    mid = engines[0].depthwise_conv(x.astype("float16").astype(np.float64), dwk.astype("float16").astype(np.float64),
+                                    None, strides=(1,), padding=((0, 0),), dilation=(1,), channels_last=channels_last,
+                                    activation=None)
+    assert mid.min() > np.finfo(np.float16).max  # every mid value overflows float16
+    plan = depthwise.plan_depthwise(x.shape, dwk.shape, np.dtype("float16"), (1,), ((0, 0),), (1,), channels_last,
+                                    mid.shape, out_dtype=depthwise.mid_dtype("float16"))
+    assert plan.kernel == ("tile" if kernel == (3,) else "direct") and plan.name.endswith(", float>")
+    got, ref = _run(engines, "separable_conv", (x, dwk, pwk, None), kwargs, "float16")
+    assert np.isfinite(ref).all() and np.abs(ref).max() < 2**14
+    assert_close(got, ref, "float16")
+
+
 POOL_CASES = [
     ((9,), (2,), (2,), "valid"), ((9,), (3,), (1,), "same"),
     ((7, 8), (2, 2), (2, 2), "same"), ((7, 8), (3, 3), (2, 1), "same"),
@@ -206,6 +232,26 @@ def test_nan_poisons_exactly_the_oracle_outputs(engines, rng, op, channels_last)
     got, ref = _run(engines, name, args, kwargs, "float32")
     assert np.isnan(ref).any()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+
+
+def test_input_mutation_check_holds_with_nan_inputs(engines, rng):
+    # _run's check compares elementwise (equal, or NaN in both) and then reduces: an input holding
+    # a NaN passes when untouched and still fails when any other element changed.
+    cpu, gpu = engines
+
+    class Mutating:
+        @staticmethod
+        def pool(x, **kwargs):
+            y = gpu.pool(x, **kwargs)
+            x[0, 0, 0, 1] += 1
+            return y
+
+    x = _x(rng, 1, 8, (4, 4), True)
+    x[0, 1, 1, 0] = np.nan
+    kwargs = dict(mode="max", pool_size=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0)), channels_last=True)
+    _run(engines, "pool", (x,), kwargs, "float32")
+    with pytest.raises(AssertionError):
+        _run((cpu, Mutating), "pool", (x,), kwargs, "float32")
 
 
 def test_repeated_runs_are_bitwise_identical(engines, rng):

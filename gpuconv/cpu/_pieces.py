@@ -26,10 +26,10 @@ from ._epilogue import finish
 def compute(out_shape, dtype, ctype, channels_last, fill, *, row_bytes=0, item_bytes=0, bias=None, bias_shape=None,
             activation=None):
     """The output of ``out_shape`` in ``dtype``, filled piece by piece by ``fill`` (see the module
-    docstring). ``bias`` (compute dtype after casting) reshaped to ``bias_shape`` broadcasts
-    against the output from the right; ``activation`` is one of ``FUSED_ACTIVATIONS`` or None."""
-    dtype, ctype = np.dtype(dtype), np.dtype(ctype)
-    rows = out_shape[1 if channels_last else 2]
+    docstring). ``dtype`` and ``ctype`` are ``np.dtype`` objects. ``bias`` (compute dtype after
+    casting) reshaped to ``bias_shape`` broadcasts against the output from the right;
+    ``activation`` is one of ``FUSED_ACTIVATIONS`` or None."""
+    n, rows = out_shape[0], out_shape[1 if channels_last else 2]
     out_row_bytes = math.prod(out_shape[1:]) // rows * ctype.itemsize
     apart = ctype != dtype or not channels_last  # pieces may need an accumulator of their own
     per_row = row_bytes + (out_row_bytes if apart else 0)
@@ -37,8 +37,12 @@ def compute(out_shape, dtype, ctype, channels_last, fill, *, row_bytes=0, item_b
     out = np.empty(out_shape, dtype)
     b = None if bias is None else np.asarray(bias, ctype)
     b = None if b is None else np.broadcast_to(b if bias_shape is None else b.reshape(bias_shape), out_shape)
+    if n * (item_bytes + rows * per_row) <= memory.piece_limit():  # one piece: the whole output
+        acc = out if ctype == dtype else np.empty(out_shape, ctype)
+        fill(slice(0, n), slice(0, rows), acc)
+        return finish(acc, b, activation, out)
     accumulators = memory.Scratch(ctype)
-    for bs, rs in memory.chunks(out_shape[0], rows, per_row, memory.piece_limit(), item_bytes):
+    for bs, rs in memory.chunks(n, rows, per_row, memory.piece_limit(), item_bytes):
         index = (bs, rs) if channels_last else (bs, slice(None), rs)
         view = out[index]
         acc = view if ctype == dtype and view.flags.c_contiguous else accumulators.take(view.shape)

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..geometry import conv_output_length, live_taps, padded_output_spatial, window_slice
+from ..geometry import conv_output_length, live_taps, window_slice
 from . import _parallel, memory
 
 
@@ -136,14 +136,15 @@ class WindowPlan:
         self.x, self.strides, self.dilation, self.padding = x, strides, dilation, padding
         self.channels_last = channels_last
         self.axes = spatial_axes(len(ksize), channels_last)
-        lengths = tuple(x.shape[ax] for ax in self.axes)
-        self.out_sp = padded_output_spatial(lengths, ksize, strides, padding, dilation)
-        if every_tap or not any(map(any, padding)):  # 'valid': every tap of a window that fits reads input
-            self.live = tuple((0, k) for k in ksize)
-        else:
-            self.live = tuple(live_taps(n, k, s, d, before, o) for n, k, s, d, (before, _), o
-                              in zip(lengths, ksize, strides, dilation, padding, self.out_sp))
-        self.taps = tuple(max(0, hi - lo) for lo, hi in self.live)
+        out_sp, live = [], []
+        for ax, k, s, d, (before, after) in zip(self.axes, ksize, strides, dilation, padding):
+            length = x.shape[ax]
+            out_sp.append(output_length(length + before + after, k, s, d))
+            # 'valid' (no padding): every tap of a window that fits reads the input
+            live.append((0, k) if every_tap or before == after == 0 else live_taps(length, k, s, d, before, out_sp[-1]))
+        self.out_sp, self.live = tuple(out_sp), tuple(live)
+        self.every_tap = all(lo == 0 and hi == k for (lo, hi), k in zip(live, ksize))
+        self.taps = tuple(hi - lo if hi > lo else 0 for lo, hi in live)
         channels = x.shape[-1] if channels_last else x.shape[1]
         self.row_bytes, self.item_bytes = self._piece_input_bytes(channels, itemsize)
 
@@ -166,6 +167,8 @@ class WindowPlan:
         of the others) read through the live taps: ``(x view, padding pairs)`` such that the same
         op with ``self.taps`` taps, over the view zero-padded by the pairs, gives exactly those
         outputs (``geometry.window_slice``). A view: nothing is copied."""
+        if self.every_tap and bs.stop - bs.start == self.x.shape[0] and rs.stop - rs.start == self.out_sp[0]:
+            return self.x, self.padding  # the whole output through every tap: the input itself
         index = [bs] + [slice(None)] * (self.x.ndim - 1)
         pairs = []
         for i, ax in enumerate(self.axes):
@@ -182,7 +185,7 @@ class WindowPlan:
         if any(t == 0 for t in self.taps):
             dead = dead_output(kernel, reduce_channels).astype(ctype)
             return lambda bs, rs, acc: fill_channels(acc, dead, self.channels_last)
-        w = trim_kernel(kernel, self.live).astype(ctype, copy=False)
+        w = (kernel if self.every_tap else trim_kernel(kernel, self.live)).astype(ctype, copy=False)
 
         def fill(bs, rs, acc):
             xs, pad = self.piece(bs, rs)

@@ -119,11 +119,11 @@ def _size_text(nbytes):
 def check_allocation(shape, dtype, what, workspace_bytes=0):
     """Refuse an array of ``shape`` and ``dtype`` (plus ``workspace_bytes`` more, beside it)
     larger than ``allocation_limit()``, before allocating anything. Sizes in Python ints."""
-    shape = tuple(int(n) for n in shape)
     nbytes = math.prod(shape) * np.dtype(dtype).itemsize
     limit = allocation_limit()
     if limit is None or nbytes + workspace_bytes <= limit:
         return
+    shape = tuple(int(n) for n in shape)
     extra = f" plus at least {workspace_bytes} bytes of workspace" if workspace_bytes else ""
     raise AllocationTooLargeError(
         f"The {what} of shape {shape} ({np.dtype(dtype).name}) needs {nbytes} bytes ({_size_text(nbytes)}){extra}, "

@@ -8,6 +8,10 @@ Choice of kernel (:func:`plan_depthwise`, pure, unit-tested without CUDA):
   offsets.
 The weights are handed over transposed to (*k, dm, C) so one multiplier's channels are
 contiguous (vector loads for any depth multiplier).
+
+``out_dtype`` (plans and names): the output's dtype when it is not the input's. Only the separable
+two-kernel path asks for one: its intermediate is float32 for float16 inputs (:func:`mid_dtype`),
+so both kernels are also instantiated with ``OutT = float`` for ``gc::half``.
 """
 import dataclasses
 
@@ -39,22 +43,38 @@ def pixels_per_thread(dtype):
     return 2 if np.dtype(dtype) == np.float64 else 4
 
 
-def tile_name(dtype, vec, spec):
+def mid_dtype(dtype):
+    """The dtype of the separable two-kernel path's intermediate: the kernels' accumulation type
+    (float32 for float16, whose range a depthwise sum easily leaves; else the dtype itself)."""
+    dtype = np.dtype(dtype)
+    return np.dtype("float32") if dtype == np.float16 else dtype
+
+
+def _out_suffix(dtype, out_dtype):
+    if out_dtype is None or np.dtype(out_dtype) == np.dtype(dtype):
+        return []
+    return [compiler.cuda_type(out_dtype)]
+
+
+def tile_name(dtype, vec, spec, out_dtype=None):
     k, s, d = spec
     args = [compiler.cuda_type(dtype), "int", str(vec)] + [str(v) for v in (*k, *s, *d)]
-    return f"gc::depthwise_tile<{', '.join(args)}>"
+    return f"gc::depthwise_tile<{', '.join(args + _out_suffix(dtype, out_dtype))}>"
 
 
-def direct_name(dtype, width, vec):
-    return f"gc::depthwise_direct<{compiler.cuda_type(dtype)}, {compiler.index_ctype(width)}, {vec}>"
+def direct_name(dtype, width, vec, out_dtype=None):
+    args = [compiler.cuda_type(dtype), compiler.index_ctype(width), str(vec)] + _out_suffix(dtype, out_dtype)
+    return f"gc::depthwise_direct<{', '.join(args)}>"
 
 
 def instantiations():
     names = []
     for dtype in KERNEL_DTYPES:
-        for vec in mb.vector_widths(dtype):
-            names += [tile_name(dtype, vec, spec) for spec in SPECIALISATIONS]
-            names += [direct_name(dtype, w, vec) for w in ("int32", "int64")]
+        # The output in the input dtype, and (where it differs) in the separable path's mid dtype.
+        for out in dict.fromkeys((dtype, mid_dtype(dtype))):
+            for vec in mb.vector_widths(dtype):
+                names += [tile_name(dtype, vec, spec, out) for spec in SPECIALISATIONS]
+                names += [direct_name(dtype, w, vec, out) for w in ("int32", "int64")]
     return names
 
 
@@ -127,8 +147,9 @@ def choose_tile(out3, channels, vec, channels_last, k, s, d, dtype, budget=mb.SM
 
 
 def plan_depthwise(x_shape, kernel_shape, dtype, strides, padding, dilation, channels_last, out_shape,
-                   pointers=(), index=None):
-    """Which kernel and instantiation runs a depthwise conv (no CUDA needed)."""
+                   pointers=(), index=None, out_dtype=None):
+    """Which kernel and instantiation runs a depthwise conv (no CUDA needed); ``out_dtype``: the
+    output's dtype when it is not ``dtype`` (the separable two-kernel path's intermediate)."""
     rank = len(kernel_shape) - 2
     _, channels, _ = mb.view5(x_shape, channels_last)
     _, _, out3 = mb.view5(out_shape, channels_last)
@@ -142,8 +163,8 @@ def plan_depthwise(x_shape, kernel_shape, dtype, strides, padding, dilation, cha
             tiles = n * np.prod([-(-o // t) for o, t in zip(out3, (tile.td, tile.th, tile.tw))]) \
                 * -(-channels // (tile.cv * vec))
             if tiles < 2**31:
-                return Plan("tile", tile_name(dtype, vec, (k, s, d)), vec, width, tile)
-    return Plan("direct", direct_name(dtype, width, vec), vec, width)
+                return Plan("tile", tile_name(dtype, vec, (k, s, d), out_dtype), vec, width, tile)
+    return Plan("direct", direct_name(dtype, width, vec, out_dtype), vec, width)
 
 
 def depthwise_conv(x, kernel, bias, *, strides, padding, dilation, channels_last, activation):

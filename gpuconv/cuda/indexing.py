@@ -10,10 +10,29 @@ negative strides count by magnitude and an empty array spans nothing. Byte (not 
 keep a margin: every element index, and every intermediate product a kernel forms from sizes of
 these arrays (``(n*C + c)*H*W + p``), is then below 2**31 too. No memory is touched, so tests can
 ask about terabyte views built with ``numpy.lib.stride_tricks.as_strided``.
+
+Debug setting ``GPUCONV_FORCE_INDEX_WIDTH``: ``int64`` makes every launch take its 64-bit
+instantiation, so those can be run (and checked, e.g. on the cuda-emulator) on small tensors;
+``int32`` (or unset) is the normal choice, which still answers 'int64' where 32-bit offsets would
+overflow. Anything else is refused when a width is chosen (ValueError).
 """
+import os
+
 import numpy as np
 
 INT32_LIMIT = 2**31
+FORCE_ENV = "GPUCONV_FORCE_INDEX_WIDTH"
+FORCE_CHOICES = ("int32", "int64")
+
+
+def forced_width():
+    """The value of GPUCONV_FORCE_INDEX_WIDTH ('int32' / 'int64'), None when unset or empty."""
+    text = os.environ.get(FORCE_ENV, "")
+    if text == "":
+        return None
+    if text not in FORCE_CHOICES:
+        raise ValueError(f"Invalid value for {FORCE_ENV}: expected one of {FORCE_CHOICES} or unset. Received: {text!r}")
+    return text
 
 
 def byte_span(shape, strides, itemsize):
@@ -45,11 +64,15 @@ def _span_of(obj, itemsize):
 
 
 def index_type(*arrays_or_shapes, itemsize=8):
-    """'int32' if every byte span is below 2**31, else 'int64'."""
+    """'int32' if every byte span is below 2**31, else 'int64' (always 'int64' with
+    GPUCONV_FORCE_INDEX_WIDTH=int64)."""
     if not arrays_or_shapes:
         raise TypeError("index_type needs at least one array or shape")
+    forced = forced_width()
     span = max(_span_of(a, itemsize) for a in arrays_or_shapes)
-    return "int64" if span >= INT32_LIMIT else "int32"
+    if forced == "int64" or span >= INT32_LIMIT:
+        return "int64"
+    return "int32"
 
 
 def numpy_index_dtype(width):

@@ -5,8 +5,10 @@
   M = C*dm mid channels in shared memory and runs the pointwise GEMM from there: the
   intermediate never reaches global memory. Needs P*M accumulators in the shared-memory budget
   with P >= 8 (so M <= 1536 in float32/float16, 768 in float64).
-- ``'two_kernel'``: beyond that, depthwise.cu writes the intermediate (in the input dtype) and
-  ``pointwise_conv`` reads it back in chunks of KC mid channels.
+- ``'two_kernel'``: beyond that, depthwise.cu writes the intermediate and ``pointwise_conv``
+  reads it back in chunks of KC mid channels. The intermediate is in the accumulation type
+  (``depthwise.mid_dtype``: float32 for float16 inputs), as the fused kernel keeps it, so a
+  depthwise sum past float16's range stays finite where the fused path and the oracle do.
 """
 import dataclasses
 
@@ -97,12 +99,12 @@ def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padd
         launch.launch(compiler.get_function(FILE, fused_name(x.dtype, width)), grid, (mb.THREADS, 1, 1), args,
                       shared_mem=plan.smem)
     else:
-        mid_y = tensors.output_array(mb.make_shape(n, mid, out_spatial, channels_last), x.dtype)
+        mid_y = tensors.output_array(mb.make_shape(n, mid, out_spatial, channels_last), depthwise.mid_dtype(x.dtype))
         w = tensors.swapaxes(depthwise_kernel, -1, -2)
         ptrs = [mb.pointer(a) for a in (x, w, mid_y)]
         dplan = depthwise.plan_depthwise(x.shape, depthwise_kernel.shape, x.dtype, strides, padding, dilation,
                                          channels_last, mid_y.shape, pointers=ptrs,
-                                         index=mb.index_width(x, mid_y, w, dtype=x.dtype))
+                                         index=mb.index_width(x, mid_y, w, dtype=x.dtype), out_dtype=mid_y.dtype)
         depthwise.launch_depthwise(dplan, x, w, None, mid_y, ksize, strides, padding, dilation, channels_last, None)
         width = mb.index_width(mid_y, y, dtype=x.dtype)
         args = (mid_y, pw, launch.optional_pointer(bias), y, launch.index_scalar(pixels_total, width),

@@ -28,6 +28,10 @@ SHUFFLE_ENV = "GPUCONV_EMULATOR_SHUFFLE_BLOCKS"
 
 _launch_lock = threading.Lock()
 
+# Name expressions of every kernel launched successfully in this process (tests check that each
+# registered instantiation has run: tests/test_cuda_gpu_instantiations.py).
+launched = set()
+
 
 class DeviceArray(np.ndarray):
     """An array in the emulated device's memory (host memory the kernels may be handed)."""
@@ -181,3 +185,4 @@ class EmulatedKernel:
         if rc != 0:
             raise KernelLaunchError(f"{self.name} (grid={grid} block={block} shared_mem={shared_mem}) failed on the "
                                     f"cuda-emulator: {err.value.decode(errors='replace')}")
+        launched.add(self.name)

@@ -1,0 +1,282 @@
+"""Every registered kernel instantiation, launched once against the float64 NumPy engine.
+
+One test per name of ``gpuconv.cuda.compiler.registry()``: it builds the smallest problem that makes
+the CUDA engine's host planner pick exactly that instantiation (dtype, layout, index width, tile
+shape, depthwise specialisation (k, s, d), vector width, pool / upsample mode, separable fused or
+two-kernel, the two-kernel path's float32 intermediate for float16), runs it through
+``gpuconv.cuda.engine``, compares with ``gpuconv.cpu`` on float64 copies of the same rounded inputs
+(``conftest.assert_close``) and asserts that the instantiation was launched. 64-bit-index
+instantiations are reached on small tensors with ``GPUCONV_FORCE_INDEX_WIDTH=int64``.
+
+The last test fails if an instantiation is registered but no test of this module launched it, so a
+new instantiation needs a problem here (``_problem``) before CI passes.
+
+Sizes are small on purpose: the module also runs under the cuda-emulator's AddressSanitizer build
+and its race checker (``python -m gpuconv.emulator.sanitized -m pytest <this file>``,
+``GPUCONV_EMULATOR_CHECK=race``). Launches are recorded by the emulator (``runtime.launched``) or,
+on a real GPU, by a spy on ``compiler.get_function``.
+"""
+import zlib
+
+import numpy as np
+import pytest
+
+from conftest import CUDA_MARKS, ON_EMULATOR, assert_close, gpu_xp, random_array
+from gpuconv import geometry as g
+from gpuconv.cuda import compiler, indexing
+from gpuconv.cuda import engine  # noqa: F401  (imports every kernel module: they register their instantiations)
+
+REGISTERED = sorted(name for names in compiler.registry().values() for name in names)
+_DTYPES = {"float": "float32", "gc::half": "float16", "double": "float64"}
+_INDEX = {"int": "int32", "long long": "int64"}
+_seen = set()  # instantiations launched by this module's tests
+
+
+def _gpu(test):
+    """The CUDA_MARKS of conftest on one test (this module's index-width tests need no device)."""
+    for mark in CUDA_MARKS:
+        test = mark(test)
+    return test
+
+
+def _parse(name):
+    """'gc::pool<float, int, 4, 0>' -> ('pool', ['float', 'int', '4', '0'])."""
+    template = name.split("<", 1)[0].split("::")[-1].strip()
+    return template, [a.strip() for a in name[name.index("<") + 1: name.rindex(">")].split(",")]
+
+
+def _shape(n, c, spatial, channels_last):
+    return (n, *spatial, c) if channels_last else (n, c, *spatial)
+
+
+def _same(spatial, k, s, d):
+    return tuple(g.conv_padding_pair(L, kk, ss, dd, "same") for L, kk, ss, dd in zip(spatial, k, s, d))
+
+
+# ---------------------------------------------------------------------------------------------
+# One problem per kernel family: (op, float64 host args, kwargs)
+# ---------------------------------------------------------------------------------------------
+def _conv(rng, dtype, cl, tile, activation="relu"):
+    groups, cpg = 2, 3
+    fpg = 4 if tile == 1 else 20  # the narrow tile takes <= 16 filters per group (algorithms._narrow_fits)
+    spatial, k, s, d = (5, 6), (3, 3), (1, 2), (1, 1)
+    x = random_array(rng, _shape(2, groups * cpg, spatial, cl))
+    w = random_array(rng, (*k, cpg, groups * fpg))
+    b = random_array(rng, (groups * fpg,))
+    return "conv", (x, w, b), dict(strides=s, padding=g.conv_padding(spatial, k, s, d, "same"), dilation=d,
+                                   groups=groups, channels_last=cl, activation=activation)
+
+
+def _conv_transpose(rng, dtype, cl, tile):
+    groups, cpg = 2, 3
+    fpg = 4 if tile == 1 else 20
+    spatial, k, s, d = (4, 5), (3, 3), (2, 2), (1, 1)
+    out_spatial, crop = g.conv_transpose_geometry(spatial, k, s, d, "same", None)
+    x = random_array(rng, _shape(2, groups * cpg, spatial, cl))
+    w = random_array(rng, (*k, fpg, groups * cpg))
+    b = random_array(rng, (groups * fpg,))
+    return "conv_transpose", (x, w, b), dict(strides=s, dilation=d, groups=groups, out_spatial=out_spatial,
+                                             crop=crop, channels_last=cl, activation="tanh")
+
+
+def _spec_rank(spec):
+    k = spec[0]
+    return 3 if k[0] > 1 else 2 if k[1] > 1 else 1
+
+
+def _depthwise(rng, dtype, vec, spec):
+    """A depthwise conv with kernel/stride/dilation ``spec`` (3-D tuples) and vector width ``vec``:
+    V > 1 is channels_last with a multiple of V channels, V = 1 channels_first."""
+    rank = _spec_rank(spec)
+    k, s, d = (t[3 - rank:] for t in spec)
+    spatial = {1: (9,), 2: (5, 6), 3: (4, 4, 5)}[rank]
+    cl = vec > 1
+    c, dm = (2 * vec, 1) if cl else (3, 2)
+    x = random_array(rng, _shape(2, c, spatial, cl))
+    w = random_array(rng, (*k, c, dm))
+    b = random_array(rng, (c * dm,))
+    return "depthwise_conv", (x, w, b), dict(strides=s, padding=_same(spatial, k, s, d), dilation=d,
+                                             channels_last=cl, activation="relu")
+
+
+def _separable_two_kernel(rng, dtype, vec, spec):
+    """A separable conv whose M = C*dm mid channels overflow the fused kernel's shared memory, so the
+    depthwise kernel of ``spec`` writes the intermediate (float32 for float16) and pointwise_conv
+    reads it. V > 1: C = 1600, dm = 1 (vector stores of the intermediate); V = 1: 401 channels
+    (no multiple of the vector) and dm = 4."""
+    from gpuconv.cuda import separable
+
+    rank = _spec_rank(spec)
+    k, s, d = (t[3 - rank:] for t in spec)
+    spatial = {1: (5,), 2: (3, 4), 3: (3, 3, 3)}[rank]
+    double = np.dtype(dtype) == np.float64
+    c, dm = ((800, 1) if double else (1600, 1)) if vec > 1 else ((201, 4) if double else (401, 4))
+    filters = 8
+    assert separable.plan_separable(c, dm, filters, np.dtype(dtype)).kind == "two_kernel"
+    x = random_array(rng, _shape(1, c, spatial, True))
+    dwk = random_array(rng, (*k, c, dm))
+    pwk = random_array(rng, (*(1,) * rank, c * dm, filters)) * 0.05
+    b = random_array(rng, (filters,))
+    return "separable_conv", (x, dwk, pwk, b), dict(strides=s, padding=_same(spatial, k, s, d), dilation=d,
+                                                    channels_last=True, activation=None)
+
+
+def _separable_fused(rng, dtype, cl):
+    spatial, k = (5, 6), (3, 3)
+    x = random_array(rng, _shape(2, 4, spatial, cl))
+    dwk = random_array(rng, (*k, 4, 2))
+    pwk = random_array(rng, (1, 1, 8, 5))
+    b = random_array(rng, (5,))
+    return "separable_conv", (x, dwk, pwk, b), dict(strides=(1, 1), padding=_same(spatial, k, (1, 1), (1, 1)),
+                                                    dilation=(1, 1), channels_last=cl, activation="tanh")
+
+
+def _pool(rng, dtype, vec, mode):
+    spatial, p, s = (6, 7), (3, 3), (2, 2)
+    cl = vec > 1
+    x = random_array(rng, _shape(2, 2 * vec if cl else 3, spatial, cl))
+    return "pool", (x,), dict(mode=mode, pool_size=p, strides=s, padding=g.pool_padding(spatial, p, s, "same"),
+                              channels_last=cl)
+
+
+def _upsample(rng, dtype, vec, mode):
+    size, spatial = {"nearest": ((3,), (4,)), "bilinear": ((2, 3), (3, 4)), "trilinear": ((2, 2, 3), (2, 3, 2))}[mode]
+    cl = vec > 1
+    x = random_array(rng, _shape(2, 2 * vec if cl else 3, spatial, cl))
+    return "upsample", (x,), dict(size=size, interpolation=mode, channels_last=cl)
+
+
+def _locally_connected(rng, dtype, cl):
+    spatial, k, s, c, f = (5, 6), (2, 3), (1, 2), 3, 4
+    out = tuple(g.locally_connected_output_length(L, kk, ss, "valid") for L, kk, ss in zip(spatial, k, s))
+    pads = tuple(g.locally_connected_padding_pair(L, kk, ss, "valid") for L, kk, ss in zip(spatial, k, s))
+    x = random_array(rng, _shape(3, c, spatial, cl))
+    w = random_array(rng, (int(np.prod(out)), int(np.prod(k)) * c, f))
+    b = random_array(rng, (*out, f))
+    return "locally_connected", (x, w, b), dict(kernel_size=k, strides=s, padding=pads, out_spatial=out,
+                                                channels_last=cl, activation="sigmoid")
+
+
+_POOL_MODES = {"0": "max", "1": "average"}
+_UPSAMPLE_MODES = {"0": "nearest", "2": "bilinear", "3": "trilinear"}
+_GENERIC_DEPTHWISE = ((1, 2, 3), (1, 1, 2), (1, 1, 1))  # no specialisation: depthwise_direct
+_GENERIC_DEPTHWISE_1D = ((1, 1, 2), (1, 1, 1), (1, 1, 1))
+
+
+def _problem(name, rng):
+    """(dtype, index width, op, args, kwargs) whose launch plan includes ``name``."""
+    template, a = _parse(name)
+    dtype = _DTYPES[a[0]]
+    if template in ("conv_direct", "conv_transpose"):
+        build = _conv if template == "conv_direct" else _conv_transpose
+        return (dtype, _INDEX[a[2]], *build(rng, dtype, a[1] == "0", int(a[3])))
+    if template == "depthwise_tile":
+        vec, nums = int(a[2]), [int(v) for v in a[3:12]]
+        spec = (tuple(nums[0:3]), tuple(nums[3:6]), tuple(nums[6:9]))
+        if len(a) == 13:  # OutT: only the separable two-kernel path's intermediate
+            return (dtype, "int32", *_separable_two_kernel(rng, dtype, vec, spec))
+        return (dtype, "int32", *_depthwise(rng, dtype, vec, spec))
+    if template == "depthwise_direct":
+        width, vec = _INDEX[a[1]], int(a[2])
+        if len(a) == 4:
+            return (dtype, width, *_separable_two_kernel(rng, dtype, vec, _GENERIC_DEPTHWISE_1D))
+        return (dtype, width, *_depthwise(rng, dtype, vec, _GENERIC_DEPTHWISE))
+    if template == "separable_fused":
+        return (dtype, _INDEX[a[1]], *_separable_fused(rng, dtype, a[1] == "int"))
+    if template == "pointwise_conv":
+        return (dtype, _INDEX[a[1]], *_separable_two_kernel(rng, dtype, 1, _GENERIC_DEPTHWISE_1D))
+    if template == "pool":
+        return (dtype, _INDEX[a[1]], *_pool(rng, dtype, int(a[2]), _POOL_MODES[a[3]]))
+    if template == "upsample":
+        return (dtype, _INDEX[a[1]], *_upsample(rng, dtype, int(a[2]), _UPSAMPLE_MODES[a[3]]))
+    if template == "locally_connected":
+        return (dtype, _INDEX[a[1]], *_locally_connected(rng, dtype, a[1] == "int"))
+    raise AssertionError(f"no problem builds {name!r}: add one to _problem in {__file__}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Which kernels a test launched
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def launches(monkeypatch):
+    """A callable returning the name expressions launched (emulator) or fetched for launch (GPU)
+    since the test began."""
+    if ON_EMULATOR:
+        from gpuconv.emulator import runtime
+
+        before = set(runtime.launched)
+        runtime.launched.clear()
+        yield lambda: set(runtime.launched)
+        runtime.launched.update(before)
+        return
+    requested = set()
+    real = compiler.get_function
+
+    def spy(filename, name_expression):
+        requested.add(name_expression)
+        return real(filename, name_expression)
+
+    monkeypatch.setattr(compiler, "get_function", spy)
+    yield lambda: set(requested)
+
+
+@_gpu
+@pytest.mark.parametrize("name", REGISTERED)
+def test_instantiation_matches_oracle(name, launches, monkeypatch):
+    from gpuconv import cpu
+    from gpuconv.cuda import engine as eng
+
+    cupy = gpu_xp()
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    dtype, width, op, args, kwargs = _problem(name, rng)
+    monkeypatch.setenv(indexing.FORCE_ENV, width)
+    rounded = [None if a is None else a.astype(dtype) for a in args]
+    got = getattr(eng, op)(*[None if a is None else cupy.asarray(a) for a in rounded], **kwargs)
+    ref = getattr(cpu, op)(*[None if a is None else a.astype(np.float64) for a in rounded], **kwargs)
+    assert got.dtype == np.dtype(dtype)
+    assert_close(cupy.asnumpy(got), ref, dtype)
+    ran = launches()
+    assert name in ran, f"{name} was not launched; the problem launched {sorted(ran)}"
+    _seen.add(name)
+
+
+@_gpu
+def test_every_registered_instantiation_was_launched():
+    """Runs last: every instantiation the runtime may request ran in this module."""
+    registered = {name for names in compiler.registry().values() for name in names}
+    missing = sorted(registered - _seen)
+    assert not missing, (f"{len(missing)} of {len(registered)} registered instantiations were never launched by "
+                         f"{__name__} (deselected, failed, or no problem reaches them):\n" + "\n".join(missing))
+
+
+# ---------------------------------------------------------------------------------------------
+# GPUCONV_FORCE_INDEX_WIDTH (no device needed)
+# ---------------------------------------------------------------------------------------------
+def test_force_index_width_int64_on_small_tensors(monkeypatch):
+    monkeypatch.setenv(indexing.FORCE_ENV, "int64")
+    assert indexing.index_type((2, 3, 4)) == "int64"
+    assert indexing.index_type(np.zeros(3, np.float16)) == "int64"
+
+
+def test_force_index_width_int32_keeps_int64_where_int32_overflows(monkeypatch):
+    monkeypatch.setenv(indexing.FORCE_ENV, "int32")
+    assert indexing.index_type((2, 3, 4)) == "int32"
+    assert indexing.index_type((2**31,), itemsize=1) == "int64"
+    monkeypatch.setenv(indexing.FORCE_ENV, "")
+    assert indexing.index_type((2, 3, 4)) == "int32"
+
+
+@pytest.mark.parametrize("value", ["int16", "INT64", "64", " int64"])
+def test_force_index_width_rejects_other_values(monkeypatch, value):
+    monkeypatch.setenv(indexing.FORCE_ENV, value)
+    with pytest.raises(ValueError, match="GPUCONV_FORCE_INDEX_WIDTH"):
+        indexing.index_type((2, 3))
+
+
+def test_problems_exist_for_every_registered_instantiation():
+    """Each registered name parses into a problem (a new kernel family fails here first, without a device)."""
+    rng = np.random.default_rng(0)
+    for name in REGISTERED:
+        dtype, width, op, args, kwargs = _problem(name, rng)
+        assert width in ("int32", "int64") and np.dtype(dtype).kind == "f"
+
