@@ -321,3 +321,14 @@ def test_unknown_sizes_still_give_unknown_transposed_outputs():
 def test_locally_connected_with_an_empty_output_raises():
     with pytest.raises(ValueError, match=ZERO_TEXT):
         ops.locally_connected_core(x1(2), np.ones((1, 6, 2)), kernel_size=3)
+
+
+@pytest.mark.parametrize("layer", ["ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
+                                   "Cropping3D"])
+def test_an_int_padding_or_cropping_past_the_largest_size_is_refused_naming_it(layer):
+    from gpuconv import layers
+
+    name = "padding" if layer.startswith("Zero") else "cropping"
+    with pytest.raises(ValueError, match=f"`{name}`") as e:
+        getattr(layers, layer)(2**40)
+    assert str(2**40) in str(e.value) and str(2**31 - 1) in str(e.value)

@@ -136,31 +136,30 @@ class WindowPlan:
         self.x, self.strides, self.dilation, self.padding = x, strides, dilation, padding
         self.channels_last = channels_last
         self.axes = spatial_axes(len(ksize), channels_last)
-        out_sp, live = [], []
+        # One pass over the axes, in plain ints: this runs once per call of every windowed op.
+        out_sp, live, taps_, spans = [], [], [], []
+        self.every_tap = True
         for ax, k, s, d, (before, after) in zip(self.axes, ksize, strides, dilation, padding):
             length = x.shape[ax]
-            out_sp.append(output_length(length + before + after, k, s, d))
+            o = output_length(length + before + after, k, s, d)
             # 'valid' (no padding): every tap of a window that fits reads the input
-            live.append((0, k) if every_tap or before == after == 0 else live_taps(length, k, s, d, before, out_sp[-1]))
-        self.out_sp, self.live = tuple(out_sp), tuple(live)
-        self.every_tap = all(lo == 0 and hi == k for (lo, hi), k in zip(live, ksize))
-        self.taps = tuple(hi - lo if hi > lo else 0 for lo, hi in live)
-        channels = x.shape[-1] if channels_last else x.shape[1]
-        self.row_bytes, self.item_bytes = self._piece_input_bytes(channels, itemsize)
+            lo, hi = (0, k) if every_tap or before == after == 0 else live_taps(length, k, s, d, before, o)
+            self.every_tap &= lo == 0 and hi == k
+            out_sp.append(o)
+            live.append((lo, hi))
+            taps_.append(max(0, hi - lo))
+            spans.append((o - 1) * s + ((hi - lo - 1) * d + 1 if hi > lo else 1))  # padded cells read
+        self.out_sp, self.live, self.taps = tuple(out_sp), tuple(live), tuple(taps_)
+        # The zero-padded input a piece of r output rows reads: (r - 1)*s + k_eff rows of the
+        # padded other axes, i.e. s per row plus k_eff - s per item (negative when the stride is
+        # longer than the kernel: one row reads only k_eff).
+        row = math.prod(spans[1:]) * (x.shape[-1] if channels_last else x.shape[1]) * itemsize
+        k_eff0 = spans[0] - (out_sp[0] - 1) * strides[0]
+        self.row_bytes, self.item_bytes = strides[0] * row, (k_eff0 - strides[0]) * row
 
     def out_shape(self, channels):
         n = self.x.shape[0]
         return (n,) + self.out_sp + (channels,) if self.channels_last else (n, channels) + self.out_sp
-
-    def _piece_input_bytes(self, channels, itemsize):
-        """``(bytes per output row, bytes per batch item)`` of the zero-padded input a piece of
-        output rows reads: ``(r - 1)*s + k_eff`` rows of the padded other axes for ``r`` output
-        rows, i.e. ``s`` per row plus ``k_eff - s`` per item (negative when the stride is longer
-        than the kernel: one row reads only ``k_eff``)."""
-        k_eff = [(t - 1) * d + 1 if t else 1 for t, d in zip(self.taps, self.dilation)]
-        spans = [(o - 1) * s + k for o, s, k in zip(self.out_sp, self.strides, k_eff)]
-        row = math.prod(spans[1:]) * channels * itemsize
-        return self.strides[0] * row, (k_eff[0] - self.strides[0]) * row
 
     def piece(self, bs, rs):
         """The input that outputs ``[bs, rs]`` (``rs``: rows of the first spatial axis, every index

@@ -32,6 +32,8 @@ def _pairs(value, rank, name, symmetric_hint):
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"`{name}` cannot be negative. Received: {name}={value}.")
+        if value > g.MAX_SIZE:  # sizes are checked before any work (the tuple forms go through standardize_tuple)
+            raise ValueError(f"`{name}` must be at most {g.MAX_SIZE}. Received: {name}={value}.")
         return ((value, value),) * rank
     if hasattr(value, "__len__"):
         if len(value) != rank:
