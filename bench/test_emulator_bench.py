@@ -21,11 +21,7 @@ _OK, _WHY = build.available()
 pytestmark = pytest.mark.skipif(not _OK, reason=f"cuda-emulator unavailable: {_WHY}")
 
 SRC = "runtime_checks.cu"
-NAMES = ("gct::bounded", "gct::unbounded", "gct::dynamic_reverse",
-         "gct::warp_op_mismatch<false>", "gct::warp_op_mismatch<true>",
-         "gct::warp_barrier_deadlock<false>", "gct::warp_barrier_deadlock<true>",
-         "gct::warp_lane_exited<false>", "gct::warp_lane_exited<true>",
-         "gct::mma_partial_warp", "gct::mma_vs_ldmatrix", "gct::cp_async_left_pending", "gct::four_barriers")
+NAMES = harness.RUNTIME_CHECK_NAMES
 BLOCKS, THREADS = 64, 256
 GOAL_S_PER_BLOCK = 1e-3  # plain build
 

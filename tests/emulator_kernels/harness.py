@@ -31,6 +31,16 @@ ASAN_OPTIONS = "detect_leaks=0:halt_on_error=1:abort_on_error=0:alloc_dealloc_mi
 UBSAN_OPTIONS = "halt_on_error=1:print_stacktrace=1"
 
 
+# The instantiations of runtime_checks.cu (one build serves the runtime tests and the benchmark).
+RUNTIME_CHECK_NAMES = (
+    "gct::bounded", "gct::unbounded", "gct::dynamic_reverse",
+    "gct::warp_op_mismatch<false>", "gct::warp_op_mismatch<true>",
+    "gct::warp_barrier_deadlock<false>", "gct::warp_barrier_deadlock<true>",
+    "gct::warp_lane_exited<false>", "gct::warp_lane_exited<true>",
+    "gct::mma_partial_warp", "gct::mma_vs_ldmatrix", "gct::cp_async_left_pending", "gct::four_barriers",
+)
+
+
 def source(filename):
     return (HERE / filename).read_text(encoding="utf-8")
 
