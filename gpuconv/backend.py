@@ -153,8 +153,7 @@ def backend_info():
 
         dev = _device.get("cuda-emulator")
         info.update(device="cuda-emulator (CUDA kernels on the CPU)", emulated=True,
-                    compute_capability=dev.compute_capability, check=dev.check, fma_contraction=dev.fma,
-                    compiler=_reason)
+                    compute_capability=dev.compute_capability, check=dev.check, fma_contraction=dev.fma)
     if active == "cuda":
         import cupy
 

@@ -118,7 +118,7 @@ def launch_bounds(source):
 
 
 def template_of(name_expression):
-    """'gc::conv_direct<float, 0, int, 0>' -> 'conv_direct'."""
+    """'gc::conv_direct<float, 0, int, 0>' -> 'conv_direct' (the key of ``launch_bounds``)."""
     return name_expression.split("<", 1)[0].split("::")[-1].strip()
 
 

@@ -20,6 +20,7 @@ import threading
 import numpy as np
 
 from ..cuda.launch import KernelLaunchError
+from . import build
 
 PARAM_INT, PARAM_FLOAT, PARAM_POINTER, PARAM_OTHER = 0, 1, 2, 3
 STATIC_SHARED_LIMIT = 48 * 1024
@@ -63,9 +64,7 @@ def static_shared_variables(path):
     out = subprocess.run(["nm", "-C", "-S", "--defined-only", str(path)], capture_output=True, text=True, timeout=120)
     found, anchor = [], None
     for line in out.stdout.splitlines():
-        parts = line.split(None, 3)
-        if len(parts) == 3 and parts[2] == "gcemu_anchor":
-            continue
+        parts = line.split(None, 3)  # address, size, type, demangled name
         if len(parts) == 4 and parts[3] == "gcemu_anchor":
             anchor = int(parts[0], 16)
         elif len(parts) == 4 and parts[2] in "bBuVd" and ")::" in parts[3]:
@@ -92,7 +91,7 @@ class Library:
         for i in range(lib.gcemu_kernel_count()):
             name = lib.gcemu_kernel_name(i).decode()
             own = [(base + off, size, sym) for off, size, sym in statics if sym.startswith(name + "(")]
-            self.kernels[name] = EmulatedKernel(self, i, name, built.bounds.get(_template(name), 1024), own)
+            self.kernels[name] = EmulatedKernel(self, i, name, built.bounds.get(build.template_of(name), 1024), own)
 
 
 class _Statics:
@@ -105,10 +104,6 @@ class _Statics:
         self.name_array = (ctypes.c_char_p * max(len(variables), 1))(*self.names)
         self.count = len(variables)
         self.total_bytes = sum(size for _, size, _ in variables)
-
-
-def _template(name):
-    return name.split("<", 1)[0].split("::")[-1].strip()
 
 
 class EmulatedKernel:
