@@ -1,6 +1,10 @@
 """pytest-benchmark over the declared suites: ``pytest bench/ --benchmark-enable``.
 
-Rows come from ``gpuconv.bench.suites``: ``suite`` (bench_suite.md) when the CUDA backend is
+This top-level ``bench/`` directory holds the benchmark *tests* (and ``gpu_check.sh``); it is not
+installed. The benchmark *code* they use (suites, the oracle gate, the timed subjects, the
+``gpuconv-bench`` CLI) is the package ``gpuconv.benchmarking``.
+
+Rows come from ``gpuconv.benchmarking.suites``: ``suite`` (bench_suite.md) when the CUDA backend is
 active, its CPU-sized twin ``cpu`` otherwise; ``GPUCONV_BENCH_SUITE`` (suite | cpu | quick |
 keras) and ``GPUCONV_BENCH_DTYPE`` (float32 | float16) override. Each row gives two benchmarks,
 gpuconv and torch, in one pytest-benchmark group named after the row, so the table shows them
@@ -15,12 +19,12 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv.bench.check import COMPARISON_SLACK, check_indices, compute_oracle, threshold
-from gpuconv.bench.cost import bytes_moved, flops
-from gpuconv.bench.environment import cpu_threads
-from gpuconv.bench.inputs import make_inputs
-from gpuconv.bench.subjects import GpuconvSubject, place
-from gpuconv.bench.suites import SUITES
+from gpuconv.benchmarking.oracle_gate import COMPARISON_SLACK, check_indices, compute_oracle, threshold
+from gpuconv.benchmarking.cost import bytes_moved, flops
+from gpuconv.benchmarking.environment import cpu_threads
+from gpuconv.benchmarking.inputs import make_inputs
+from gpuconv.benchmarking.subjects import GpuconvSubject, place
+from gpuconv.benchmarking.suites import SUITES
 
 BACKEND = gpuconv.get_backend()
 DEVICE = "cuda" if BACKEND == "cuda" else "cpu"
@@ -82,7 +86,7 @@ def case(row, cases):
 
 @pytest.fixture(scope="session")
 def torch_subject():
-    torch_compare = pytest.importorskip("gpuconv.bench.torch_compare")
+    torch_compare = pytest.importorskip("gpuconv.benchmarking.torch_compare")
     pytest.importorskip("torch", reason="PyTorch is the comparison library")
     try:
         return torch_compare.TorchSubject(DEVICE, cpu_threads())

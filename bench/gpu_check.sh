@@ -5,7 +5,7 @@
 # 1. the GPU test suite (tests/test_cuda_gpu*.py; set GPUCHECK_LARGE=0 to skip the >2**31-element tests)
 # 2. compute-sanitizer memcheck and racecheck over a small subset (if the tool is found)
 # 3. a timing table of bench_suite.md's rows against PyTorch/cuDNN (TF32 off for float32):
-#    `python3 -m gpuconv.bench --suite suite --backend cuda`, fp32 then fp16.
+#    `python3 -m gpuconv.benchmarking --suite suite --backend cuda`, fp32 then fp16.
 # Logs go to $OUT (the device tool's folder) or /tmp/gpuconv-check. Exit status 1 if any step failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -61,7 +61,7 @@ fi
 
 echo "== 3. timing against PyTorch/cuDNN (gpuconv-bench, every row checked against the oracle first)"
 for dt in float32 float16; do
-    $PY -m gpuconv.bench --suite suite --backend cuda --dtype "$dt" \
+    $PY -m gpuconv.benchmarking --suite suite --backend cuda --dtype "$dt" \
         --json "$LOG_DIR/bench_$dt.json" 2>&1 | tee "$LOG_DIR/bench_$dt.log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 done

@@ -1,7 +1,7 @@
 """One gpuconv and one torch benchmark per suite row, grouped by row (see conftest.py)."""
 import pytest
 
-from gpuconv import to_numpy
+from gpuconv.arrays import to_numpy
 
 
 def test_gpuconv(benchmark, case, gpuconv_subject, data_format, limits):
@@ -13,7 +13,7 @@ def test_gpuconv(benchmark, case, gpuconv_subject, data_format, limits):
 
 
 def test_torch(benchmark, case, torch_subject, data_format, limits):
-    from gpuconv.bench.torch_compare import Unsupported
+    from gpuconv.benchmarking.torch_compare import Unsupported
 
     try:
         fn = torch_subject.prepare(case.row, case.arrays, data_format)

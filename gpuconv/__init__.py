@@ -6,7 +6,8 @@ Importing gpuconv never touches CUDA; the backend ('auto' | 'cuda' | 'numpy') re
 __version__ = "0.1.0"
 
 from . import activations, backend, constraints, geometry, initializers, layers, ops, regularizers, saving
-from .backend import backend_info, get_backend, set_backend, to_numpy
+from .arrays import to_numpy
+from .backend import backend_info, get_backend, set_backend
 from .errors import DeviceMismatchError, DeviceUnavailableError, KernelCompileError, KernelSourceNotFoundError
 from .geometry import image_data_format, set_image_data_format
 from .layers.base_layer import clear_session

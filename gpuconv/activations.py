@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from . import backend as _backend
+from . import arrays as _arrays
 from .serialization import deserialize_object, lookup_name, registered_name_of, unknown_identifier
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -29,7 +29,7 @@ _SQRT_PI = math.sqrt(math.pi)
 # --------------------------------------------------------------------------------------------
 def _begin(x):
     """(xp, working array, output dtype). float16 works in float32; ints/bools become float32."""
-    xp = _backend.array_module(x)
+    xp = _arrays.array_module(x)
     x = xp.asarray(x)
     out_dtype = x.dtype if x.dtype.kind == "f" else np.dtype("float32")
     work_dtype = np.dtype("float32") if out_dtype == np.float16 else out_dtype
@@ -348,6 +348,17 @@ ELEMENTWISE = frozenset(name for name in ALL_OBJECTS_DICT if name not in _NOT_EL
 
 _CANONICAL = {fn: fn.__name__ for fn in _BUILTINS}
 _KIND = "activation function"
+
+
+def builtin_elementwise_name(fn):
+    """The canonical name of ``fn`` when it is one of the built-in elementwise activations, else
+    None. The very object is looked up, never its name, so a user function that happens to be
+    called "relu" is applied as written rather than replaced by an engine's fused relu."""
+    try:
+        name = _CANONICAL.get(fn)
+    except TypeError:  # an unhashable callable object
+        return None
+    return name if name in ELEMENTWISE else None
 
 
 def deserialize(config, custom_objects=None):

@@ -10,7 +10,6 @@ The environment variable ``GPUCONV_BACKEND`` sets the initial choice.
 import importlib
 import logging
 import os
-import sys
 import threading
 
 import numpy as np
@@ -183,39 +182,28 @@ def engine():
 
         _device.use(active)
         return importlib.import_module("gpuconv.cuda.engine")
-    return importlib.import_module("gpuconv.cpu")
+    return importlib.import_module("gpuconv.cpu.engine")
 
 
-def is_cupy_array(x):
-    mod = type(x).__module__
-    return mod.startswith("cupy") and hasattr(x, "__cuda_array_interface__")
+_named_engines = {}
 
 
-def is_emulator_array(x):
-    """Whether ``x`` is a cuda-emulator device array (never imports the emulator to answer)."""
-    runtime = sys.modules.get("gpuconv.emulator.runtime")
-    return runtime is not None and isinstance(x, runtime.DeviceArray)
+def engine_named(name):
+    """The engine of backend ``name`` for one call, without making it the global choice: the
+    backend is probed once (as ``set_backend`` would, raising :class:`DeviceUnavailableError`
+    with the reason when it cannot run) and the engine kept."""
+    name = _check_name(name)
+    engine = _named_engines.get(name)
+    if engine is not None:
+        return engine
+    resolved, _ = _resolve(name)
+    if resolved in CUDA_ENGINE_BACKENDS:
+        from .cuda.engine import on_device
 
-
-def array_module(x):
-    """numpy or cupy, whichever owns ``x`` (``gpuconv.emulator.xp``, CuPy's stand-in, for an
-    emulator device array, so results stay on the emulated device as CuPy's stay on the GPU)."""
-    if is_cupy_array(x):
-        import cupy
-
-        return cupy
-    if is_emulator_array(x):
-        from .emulator import xp
-
-        return xp
-    return np
-
-
-def to_numpy(x):
-    """Bring any array (NumPy, CuPy, the emulator's device arrays, or array-like) to a NumPy array."""
-    if is_cupy_array(x):
-        return x.get()
-    return np.asarray(x)  # an emulator DeviceArray (an ndarray subclass) becomes a plain ndarray view
+        engine = on_device(resolved)
+    else:
+        engine = importlib.import_module("gpuconv.cpu.engine")
+    return _named_engines.setdefault(name, engine)
 
 
 def reset():
@@ -223,3 +211,4 @@ def reset():
     global _requested, _resolved, _reason
     with _lock:
         _requested, _resolved, _reason = None, None, ""
+        _named_engines.clear()

@@ -7,7 +7,7 @@ Formulas, epsilon, configs and names follow Keras 3.15 (``keras/src/constraints`
 """
 import numpy as np
 
-from . import backend as _backend
+from . import arrays as _arrays
 from .serialization import get_object, registry, serialize_object, deserialize_object
 
 _KIND = "constraint"
@@ -21,7 +21,7 @@ def _axis(axis):
 
 def _prepare(w):
     """(xp, w) with ``w`` an array of a float dtype."""
-    xp = _backend.array_module(w)
+    xp = _arrays.array_module(w)
     w = xp.asarray(w)
     if w.dtype.kind != "f":
         w = w.astype(np.float32)

@@ -8,7 +8,7 @@ then recorded as None). Shapes in ``summary()`` come from chaining ``compute_out
 """
 import numpy as np
 
-from . import backend as _backend
+from . import arrays as _arrays
 from .layers.base_layer import Layer
 from .layers.core import InputLayer, SymbolicTensor
 from .serialization import _Scope, deserialize_object, serialize_object
@@ -148,7 +148,7 @@ class Sequential(Layer):
         x = inputs
         if self._input_layer is not None:
             x = self._input_layer(x)
-        elif not (isinstance(x, np.ndarray) or _backend.is_cupy_array(x)):
+        elif not (isinstance(x, np.ndarray) or _arrays.is_cupy_array(x)):
             if x is None:
                 raise TypeError(f'Model "{self.name}" received inputs=None; expected an array.')
             x = np.asarray(x)
@@ -185,14 +185,14 @@ class Sequential(Layer):
             raise ValueError(f"Argument `batch_size` must be a positive integer. Received: batch_size={batch_size}")
         if x is None:
             raise TypeError(f'Model "{self.name}" received inputs=None; expected an array.')
-        if not (isinstance(x, np.ndarray) or _backend.is_cupy_array(x)):
+        if not (isinstance(x, np.ndarray) or _arrays.is_cupy_array(x)):
             x = np.asarray(x)
         if x.ndim == 0:
             raise ValueError(f"`predict` expects an array with a batch axis. Received: x of shape {x.shape}")
         n = x.shape[0]
         if n == 0:
-            return _backend.to_numpy(self(x))
-        outputs = [_backend.to_numpy(self(x[start:start + batch_size])) for start in range(0, n, batch_size)]
+            return _arrays.to_numpy(self(x))
+        outputs = [_arrays.to_numpy(self(x[start:start + batch_size])) for start in range(0, n, batch_size)]
         return np.concatenate(outputs, axis=0)
 
     # ---- weights ------------------------------------------------------------------------------
@@ -228,7 +228,7 @@ class Sequential(Layer):
                 f"{len(weights)}, but the model was expecting {len(expected)} weights."
             )
         for var, value in zip(expected, weights):
-            shape = tuple(np.shape(_backend.to_numpy(value)))
+            shape = tuple(np.shape(_arrays.to_numpy(value)))
             if shape != var.shape:
                 raise ValueError(
                     f"Weight '{var.path}' of model '{self.name}' has shape {var.shape}, "

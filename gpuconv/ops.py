@@ -2,18 +2,24 @@
 max_pool, average_pool; plus the private cores the layers call (with bias, fused activation,
 groups on transposed convs, causal padding, locally connected, upsampling).
 
-Every function validates once, resolves the geometry to explicit integers (``gpuconv.geometry``),
-handles empty inputs without touching an engine, and dispatches to the engine of the active
-backend. Engines (``gpuconv.cpu`` and ``gpuconv.cuda.engine``) share one contract, documented in
-``gpuconv/cpu/__init__.py``.
+Why this layer exists: it is the one place arguments become a problem. Each function validates
+its arguments (Keras' texts), resolves the geometry to integers once (``gpuconv.geometry``),
+builds the frozen problem (``gpuconv.problems``) every engine takes, answers empty inputs without
+an engine, and hands the problem to the planner (``gpuconv.planning``), which calls the engine.
+The engine is the active backend's unless ``engine=`` names one (a backend name or an object
+implementing ``gpuconv.engines.Engine``): the benchmark and the tests compare engines that way
+without touching the global choice.
 """
 import math
 
 import numpy as np
 
 from . import activations as _activations
-from . import backend as _backend
+from . import arrays as _arrays
+from . import engines as _engines
 from . import geometry as g
+from . import planning as _planning
+from . import problems as _problems
 
 _FLOAT_DTYPES = (np.dtype("float16"), np.dtype("float32"), np.dtype("float64"))
 
@@ -25,7 +31,7 @@ def _check_array(x, name):
     """Refuse None / non-float arrays; convert array-likes (lists) with ``np.asarray``."""
     if x is None:
         raise TypeError(f"Argument `{name}` must be an array. Received: {name}=None")
-    if not (isinstance(x, np.ndarray) or _backend.is_cupy_array(x)):
+    if not (isinstance(x, np.ndarray) or _arrays.is_cupy_array(x)):
         try:
             x = np.asarray(x)
         except Exception as e:
@@ -75,17 +81,24 @@ def _check_bias(bias, filters):
         raise ValueError(f"Expected `bias` of shape ({filters},); received bias of shape {tuple(bias.shape)}.")
 
 
-def _split_activation(eng, activation):
-    """(name passed to the engine to fuse, name applied afterwards)."""
-    if activation is None or activation == "linear":
+def _epilogue(eng, activation):
+    """``(fused, after)``: the name the engine fuses after the bias (None: nothing), and the
+    callable ops applies to the engine's result (None: nothing). Resolved once per call from a
+    name, a callable or None; only a built-in elementwise activation the engine lists in
+    ``FUSED_ACTIVATIONS`` is fused."""
+    if activation is None:
         return None, None
-    if activation in eng.FUSED_ACTIVATIONS:
-        return activation, None
-    return None, activation
+    fn = _activations.get(activation)
+    name = _activations.builtin_elementwise_name(fn)
+    if name == "linear":
+        return None, None
+    if name is not None and name in eng.FUSED_ACTIVATIONS:
+        return name, None
+    return None, fn
 
 
-def _finish(y, post_activation):
-    return y if post_activation is None else _activations.get(post_activation)(y)
+def _finish(y, after):
+    return y if after is None else after(y)
 
 
 def _channel_bias(bias, ndim, data_format):
@@ -100,7 +113,7 @@ def _channel_bias(bias, ndim, data_format):
 def _empty_result(x, out_shape, bias=None, activation=None):
     """Result for an input with no elements: no launch. Zero in-channels still yield bias + act;
     ``bias`` is already shaped to broadcast against the output (or None)."""
-    xp = _backend.array_module(x)
+    xp = _arrays.array_module(x)
     if xp is np:  # the host's limit; CuPy raises its own OutOfMemoryError
         from .cpu import memory
 
@@ -114,7 +127,7 @@ def _empty_result(x, out_shape, bias=None, activation=None):
 
 
 class _Window:
-    """The resolved geometry of one windowed op: what every conv core needs after validation."""
+    """The validated geometry of one windowed op, from its arguments as the caller gave them."""
 
     def __init__(self, x, kernel, what, strides, dilation_rate, padding, data_format, allow_causal):
         rank = kernel.ndim - 2
@@ -139,31 +152,37 @@ class _Window:
             f"{extra}data_format='{self.data_format}'"
         )
 
+    def problem(self, x, kind, out_spatial, pad_before, out_channels, fused, bias, groups=1, depth_multiplier=1):
+        return _problems.ConvProblem(
+            kind=kind, batch=int(x.shape[0]), in_channels=int(self.c_in), out_channels=int(out_channels),
+            in_spatial=tuple(self.spatial), out_spatial=tuple(out_spatial), kernel_size=self.ksize,
+            strides=self.strides, dilation=self.dilation, pad_before=tuple(pad_before), groups=int(groups),
+            depth_multiplier=int(depth_multiplier), channels_last=self.channels_last, dtype=x.dtype,
+            activation=fused, has_bias=bias is not None,
+        )
 
-def _forward(eng, engine_fn, x, weights, bias, win, filters, activation, empty, **engine_kwargs):
-    """Shared tail of conv / depthwise / separable: output size, empty inputs, launch, activation."""
+
+def _forward(eng, kind, x, weights, bias, win, filters, activation, empty, groups=1, depth_multiplier=1):
+    """Shared tail of conv / depthwise / separable: output size, empty inputs, problem, launch."""
     _check_bias(bias, filters)
     out_spatial = g.conv_output_spatial(win.spatial, win.ksize, win.strides, win.dilation, win.padding)
     g.check_conv_output(out_spatial, x.shape, weights[0].shape, win.dilation, win.strides, win.padding)
     if empty:
         out_shape = g.make_shape(x.shape[0], filters, out_spatial, win.data_format)
         return _empty_result(x, out_shape, _channel_bias(bias, x.ndim, win.data_format), activation)
-    fused, post = _split_activation(eng, activation)
-    y = engine_fn(
-        x, *weights, bias,
-        strides=win.strides, padding=g.conv_padding(win.spatial, win.ksize, win.strides, win.dilation, win.padding),
-        dilation=win.dilation, channels_last=win.channels_last, activation=fused, **engine_kwargs,
-    )
-    return _finish(y, post)
+    fused, after = _epilogue(eng, activation)
+    pad_before = [p[0] for p in g.conv_padding(win.spatial, win.ksize, win.strides, win.dilation, win.padding)]
+    problem = win.problem(x, kind, out_spatial, pad_before, filters, fused, bias, groups, depth_multiplier)
+    return _finish(_planning.run(eng, problem, x, weights, bias), after)
 
 
 # --------------------------------------------------------------------------------------------
 # Cores (what the layers call)
 # --------------------------------------------------------------------------------------------
 def conv_core(inputs, kernel, bias=None, *, strides=1, padding="valid", data_format=None,
-              dilation_rate=1, activation=None, allow_causal=True):
+              dilation_rate=1, activation=None, allow_causal=True, engine=None):
     """Grouped/dilated/strided N-d cross-correlation + bias + activation. Groups = C_in // kernel C."""
-    eng = _backend.engine()
+    eng = _engines.resolve(engine)
     x, kernel, bias = _prepare(eng, [("inputs", inputs), ("kernel", kernel), ("bias", bias)])
     win = _Window(x, kernel, "convolution", strides, dilation_rate, padding, data_format, allow_causal)
     c_in, kc, filters = win.c_in, kernel.shape[-2], kernel.shape[-1]
@@ -171,13 +190,13 @@ def conv_core(inputs, kernel, bias=None, *, strides=1, padding="valid", data_for
     if not zero_channels and (kc == 0 or c_in < kc or c_in % kc or filters % (c_in // kc)):
         raise win.channel_mismatch(kc)
     groups = c_in // kc if kc else 1
-    return _forward(eng, eng.conv, x, (kernel,), bias, win, filters, activation, x.size == 0, groups=groups)
+    return _forward(eng, _problems.CONV, x, (kernel,), bias, win, filters, activation, x.size == 0, groups=groups)
 
 
 def conv_transpose_core(inputs, kernel, bias=None, *, strides=1, padding="valid", output_padding=None,
-                        data_format=None, dilation_rate=1, groups=1, activation=None):
+                        data_format=None, dilation_rate=1, groups=1, activation=None, engine=None):
     """Adjoint of conv with Keras' output length and crop rule. Kernel ``(k.., F // groups, C_in)``."""
-    eng = _backend.engine()
+    eng = _engines.resolve(engine)
     x, kernel, bias = _prepare(eng, [("inputs", inputs), ("kernel", kernel), ("bias", bias)])
     win = _Window(x, kernel, "transposed convolution", strides, dilation_rate, padding, data_format, False)
     if output_padding is not None:
@@ -199,32 +218,29 @@ def conv_transpose_core(inputs, kernel, bias=None, *, strides=1, padding="valid"
     if x.size == 0:
         out_shape = g.make_shape(x.shape[0], filters, out_spatial, win.data_format)
         return _empty_result(x, out_shape, _channel_bias(bias, x.ndim, win.data_format), activation)
-    fused, post = _split_activation(eng, activation)
-    y = eng.conv_transpose(
-        x, kernel, bias,
-        strides=win.strides, dilation=win.dilation, groups=groups, out_spatial=out_spatial, crop=crop,
-        channels_last=win.channels_last, activation=fused,
-    )
-    return _finish(y, post)
+    fused, after = _epilogue(eng, activation)
+    problem = win.problem(x, _problems.CONV_TRANSPOSE, out_spatial, crop, filters, fused, bias, groups)
+    return _finish(_planning.run(eng, problem, x, (kernel,), bias), after)
 
 
 def depthwise_conv_core(inputs, kernel, bias=None, *, strides=1, padding="valid", data_format=None,
-                        dilation_rate=1, activation=None, allow_causal=True):
+                        dilation_rate=1, activation=None, allow_causal=True, engine=None):
     """Depthwise conv, kernel ``(k.., C, depth_multiplier)``, output channel ``c*dm + m``."""
-    eng = _backend.engine()
+    eng = _engines.resolve(engine)
     x, kernel, bias = _prepare(eng, [("inputs", inputs), ("kernel", kernel), ("bias", bias)])
     win = _Window(x, kernel, "depthwise convolution", strides, dilation_rate, padding, data_format, allow_causal)
     if kernel.shape[-2] != win.c_in:
         raise win.channel_mismatch(kernel.shape[-2])
     filters = win.c_in * kernel.shape[-1]
     empty = x.size == 0 or kernel.size == 0
-    return _forward(eng, eng.depthwise_conv, x, (kernel,), bias, win, filters, activation, empty)
+    return _forward(eng, _problems.DEPTHWISE, x, (kernel,), bias, win, filters, activation, empty,
+                    depth_multiplier=kernel.shape[-1])
 
 
 def separable_conv_core(inputs, depthwise_kernel, pointwise_kernel, bias=None, *, strides=1, padding="valid",
-                        data_format=None, dilation_rate=1, activation=None, allow_causal=True):
+                        data_format=None, dilation_rate=1, activation=None, allow_causal=True, engine=None):
     """Depthwise (strides, padding, dilation) then pointwise 1x1, bias, activation."""
-    eng = _backend.engine()
+    eng = _engines.resolve(engine)
     x, dk, pk, bias = _prepare(
         eng, [("inputs", inputs), ("depthwise_kernel", depthwise_kernel),
               ("pointwise_kernel", pointwise_kernel), ("bias", bias)]
@@ -239,12 +255,13 @@ def separable_conv_core(inputs, depthwise_kernel, pointwise_kernel, bias=None, *
             f"received pointwise_kernel of shape {tuple(pk.shape)}."
         )
     empty = x.size == 0 or dk.size == 0
-    return _forward(eng, eng.separable_conv, x, (dk, pk), bias, win, pk.shape[-1], activation, empty)
+    return _forward(eng, _problems.SEPARABLE, x, (dk, pk), bias, win, pk.shape[-1], activation, empty,
+                    depth_multiplier=dk.shape[-1])
 
 
-def pool_core(inputs, mode, pool_size, strides=None, padding="valid", data_format=None):
+def pool_core(inputs, mode, pool_size, strides=None, padding="valid", data_format=None, engine=None):
     """Max or average pooling; padded cells are ignored by max and not counted by average."""
-    eng = _backend.engine()
+    eng = _engines.resolve(engine)
     (x,) = _prepare(eng, [("inputs", inputs)])
     rank = x.ndim - 2
     if rank not in (1, 2, 3):
@@ -257,17 +274,19 @@ def pool_core(inputs, mode, pool_size, strides=None, padding="valid", data_forma
     if x.size == 0:
         return _empty_result(x, out_shape)
     spatial = g.spatial_dims(x.shape, data_format)
-    return eng.pool(
-        x, mode=mode, pool_size=pool_size, strides=strides,
-        padding=g.pool_padding(spatial, pool_size, strides, padding),
-        channels_last=data_format == "channels_last",
+    problem = _problems.PoolProblem(
+        mode=mode, batch=int(x.shape[0]), channels=int(_channels(x, data_format)), in_spatial=tuple(spatial),
+        out_spatial=tuple(g.spatial_dims(out_shape, data_format)), pool_size=pool_size, strides=strides,
+        pad_before=tuple(p[0] for p in g.pool_padding(spatial, pool_size, strides, padding)),
+        channels_last=data_format == "channels_last", dtype=x.dtype,
     )
+    return eng.pool(problem, x)
 
 
 def locally_connected_core(inputs, kernel, bias=None, *, kernel_size, strides=1, padding="valid",
-                           data_format=None, activation=None):
+                           data_format=None, activation=None, engine=None):
     """Unshared-weight conv (Keras 2 ``implementation=1`` layout: ``(positions, prod(k)*C, F)``)."""
-    eng = _backend.engine()
+    eng = _engines.resolve(engine)
     x, kernel, bias = _prepare(eng, [("inputs", inputs), ("kernel", kernel), ("bias", bias)])
     rank = x.ndim - 2 if isinstance(kernel_size, int) else len(kernel_size)
     if rank not in (1, 2, 3):
@@ -307,26 +326,28 @@ def locally_connected_core(inputs, kernel, bias=None, *, kernel_size, strides=1,
     out_shape = g.make_shape(x.shape[0], filters, out_spatial, data_format)
     if x.size == 0:  # only zero in-channels leave outputs: per-position bias + activation
         if bias is not None and data_format == "channels_first":
-            bias = _backend.array_module(bias).moveaxis(bias, -1, 0)
+            bias = _arrays.array_module(bias).moveaxis(bias, -1, 0)
         return _empty_result(x, out_shape, bias, activation)
-    pad = tuple(g.locally_connected_padding_pair(L, k, s, padding) for L, k, s in zip(spatial, kernel_size, strides))
-    fused, post = _split_activation(eng, activation)
-    y = eng.locally_connected(
-        x, kernel, bias, kernel_size=tuple(kernel_size), strides=strides, padding=pad,
-        out_spatial=out_spatial, channels_last=data_format == "channels_last", activation=fused,
+    fused, after = _epilogue(eng, activation)
+    problem = _problems.LocalProblem(
+        batch=int(x.shape[0]), in_channels=int(c_in), out_channels=int(filters), in_spatial=tuple(spatial),
+        out_spatial=out_spatial, kernel_size=kernel_size, strides=strides,
+        pad_before=tuple(g.locally_connected_padding_pair(L, k, s, padding)[0]
+                         for L, k, s in zip(spatial, kernel_size, strides)),
+        channels_last=data_format == "channels_last", dtype=x.dtype, activation=fused, has_bias=bias is not None,
     )
-    return _finish(y, post)
+    return _finish(eng.locally_connected(problem, x, kernel, bias), after)
 
 
-def upsampling_core(inputs, size, interpolation="nearest", data_format=None):
+def upsampling_core(inputs, size, interpolation="nearest", data_format=None, engine=None):
     """Nearest (repeat), bilinear (2-D) or trilinear (3-D) with half-pixel centres, edge clamp."""
-    eng = _backend.engine()
+    eng = _engines.resolve(engine)
     (x,) = _prepare(eng, [("inputs", inputs)])
     rank = len(size)
     data_format = g.standardize_data_format(data_format)
     _check_rank(x, rank, f"{rank}D upsampling")
     size = g.standardize_tuple(size, rank, "size")
-    allowed = {1: ("nearest",), 2: ("nearest", "bilinear"), 3: ("nearest", "trilinear")}[rank]
+    allowed = _problems.INTERPOLATIONS[rank]
     if interpolation not in allowed:
         raise ValueError(
             f"Invalid value for argument `interpolation`. Expected of one {allowed}. "
@@ -339,46 +360,50 @@ def upsampling_core(inputs, size, interpolation="nearest", data_format=None):
     out_shape = g.make_shape(x.shape[0], c, out_spatial, data_format)
     if x.size == 0:
         return _empty_result(x, out_shape)
-    return eng.upsample(x, size=tuple(size), interpolation=interpolation,
-                        channels_last=data_format == "channels_last")
+    problem = _problems.ResampleProblem(
+        batch=int(x.shape[0]), channels=int(c), in_spatial=tuple(spatial), out_spatial=out_spatial, size=size,
+        interpolation=interpolation, channels_last=data_format == "channels_last", dtype=x.dtype,
+    )
+    return eng.upsample(problem, x)
 
 
 # --------------------------------------------------------------------------------------------
 # Public, keras.ops signatures
 # --------------------------------------------------------------------------------------------
-def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1, *, engine=None):
     """``keras.ops.conv``: N-d cross-correlation; groups inferred as ``C_in // kernel.shape[-2]``."""
     return conv_core(inputs, kernel, None, strides=strides, padding=padding, data_format=data_format,
-                     dilation_rate=dilation_rate, allow_causal=False)
+                     dilation_rate=dilation_rate, allow_causal=False, engine=engine)
 
 
 def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=None, data_format=None,
-                   dilation_rate=1):
+                   dilation_rate=1, *, engine=None):
     """``keras.ops.conv_transpose``: kernel ``(k.., filters, C_in)``, Keras' output length and crop."""
     return conv_transpose_core(inputs, kernel, None, strides=strides, padding=padding,
                                output_padding=output_padding, data_format=data_format,
-                               dilation_rate=dilation_rate)
+                               dilation_rate=dilation_rate, engine=engine)
 
 
-def depthwise_conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+def depthwise_conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1, *, engine=None):
     """``keras.ops.depthwise_conv``: kernel ``(k.., C, depth_multiplier)`` (3-D allowed too)."""
     return depthwise_conv_core(inputs, kernel, None, strides=strides, padding=padding,
-                               data_format=data_format, dilation_rate=dilation_rate, allow_causal=False)
+                               data_format=data_format, dilation_rate=dilation_rate, allow_causal=False,
+                               engine=engine)
 
 
 def separable_conv(inputs, depthwise_kernel, pointwise_kernel, strides=1, padding="valid", data_format=None,
-                   dilation_rate=1):
+                   dilation_rate=1, *, engine=None):
     """``keras.ops.separable_conv``: depthwise then pointwise 1x1."""
     return separable_conv_core(inputs, depthwise_kernel, pointwise_kernel, None, strides=strides,
                                padding=padding, data_format=data_format, dilation_rate=dilation_rate,
-                               allow_causal=False)
+                               allow_causal=False, engine=engine)
 
 
-def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
+def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None, *, engine=None):
     """``keras.ops.max_pool``."""
-    return pool_core(inputs, "max", pool_size, strides, padding, data_format)
+    return pool_core(inputs, "max", pool_size, strides, padding, data_format, engine=engine)
 
 
-def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
+def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=None, *, engine=None):
     """``keras.ops.average_pool``: 'same' divides by the number of real (non-padded) cells."""
-    return pool_core(inputs, "average", pool_size, strides, padding, data_format)
+    return pool_core(inputs, "average", pool_size, strides, padding, data_format, engine=engine)

@@ -8,7 +8,7 @@ is accepted too (the Keras 2 spelling).
 import numpy as np
 import math
 
-from . import backend as _backend
+from . import arrays as _arrays
 from .serialization import get_object, registry, serialize_object, deserialize_object
 
 _KIND = "regularizer"
@@ -32,7 +32,7 @@ def validate_float_arg(value, name):
 
 
 def _as_array(x):
-    xp = _backend.array_module(x)
+    xp = _arrays.array_module(x)
     return xp, xp.asarray(x)
 
 

@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 
-from . import backend as _backend
+from . import arrays as _arrays
 
 
 def check_numeric(value, path):
@@ -48,7 +48,7 @@ class Variable:
         return self._value.copy()
 
     def assign(self, value):
-        value = _backend.to_numpy(value)
+        value = _arrays.to_numpy(value)
         check_numeric(value, self.path)
         if tuple(value.shape) != self.shape:
             raise ValueError(
@@ -64,7 +64,7 @@ class Variable:
     def array_like(self, x):
         """The value on the same device as ``x``: NumPy for host inputs, a cached CuPy copy otherwise
         (a cached emulator device array, device 0, for a cuda-emulator array)."""
-        if _backend.is_emulator_array(x):
+        if _arrays.is_emulator_array(x):
             from .emulator import xp
 
             with self._lock:
@@ -72,7 +72,7 @@ class Variable:
                 if copy is None:
                     copy = self._device_copies[0] = xp.asarray(self._value)
                 return copy
-        if not _backend.is_cupy_array(x):
+        if not _arrays.is_cupy_array(x):
             return self._value
         import cupy
 

@@ -106,7 +106,7 @@ __device__ __forceinline__ double m_abs(double x) { return fabs(x); }
 // ------------------------------------------------------------------------------------------
 // Division and square root without a subroutine call
 // ------------------------------------------------------------------------------------------
-// With --prec-div/--prec-sqrt (IEEE results, compiler.py) `a / b` and sqrt compile to a fast path
+// With --prec-div/--prec-sqrt (IEEE results, options.py) `a / b` and sqrt compile to a fast path
 // plus a CALL to a slow-path subroutine (so do __frcp_rn / __drcp_rn), and ptxas then caps the
 // registers of the whole calling kernel and spills its register tiles. The activations, average
 // pooling and 64-bit index division use these instead: the hardware approximation refined by

@@ -186,7 +186,7 @@ def keras_numpy(value):
 
 class HostArrayDevice:
     """A device seam over plain NumPy arrays that compiles and launches nothing: the dispatch tests
-    replace ``compiler.get_function`` and ``launch.launch`` and read what the host code marshals."""
+    replace ``module_cache.get_function`` and ``launch.launch`` and read what the host code marshals."""
 
     name = "test-host"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv import backend
+from gpuconv import arrays, backend
 from gpuconv.errors import DeviceUnavailableError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,7 +49,7 @@ def test_auto_falls_back_to_numpy_with_one_log_line(monkeypatch, caplog):
     assert "numpy" in records[0].getMessage() and "no CUDA driver (test)" in records[0].getMessage()
     assert records[0].levelno >= logging.WARNING  # a fallback is worth a warning
     assert len(calls) == 1
-    assert backend.engine().__name__ == "gpuconv.cpu"
+    assert backend.engine().__name__ == "gpuconv.cpu.engine"
     info = gpuconv.backend_info()
     assert info["requested"] == "auto" and info["backend"] == "numpy"
     assert info["reason"] == "no CUDA driver (test)"
@@ -85,7 +85,7 @@ def test_numpy_never_probes(monkeypatch):
     monkeypatch.setattr(backend, "probe_cuda", failing_probe)
     gpuconv.set_backend("NumPy")
     assert gpuconv.get_backend() == "numpy"
-    assert backend.engine().__name__ == "gpuconv.cpu"
+    assert backend.engine().__name__ == "gpuconv.cpu.engine"
 
 
 @pytest.mark.parametrize("name", ["gpu", "tpu", "", None, 3, "numpy "])
@@ -174,5 +174,21 @@ def test_to_numpy():
     assert isinstance(listed, np.ndarray) and listed.shape == (2, 2) and listed.dtype == np.float64
     np.testing.assert_array_equal(listed, [[1.0, 2.0], [3.0, 4.0]])
     assert gpuconv.to_numpy(2.5).shape == ()
-    assert not backend.is_cupy_array(a)
-    assert backend.array_module(a) is np
+    assert not arrays.is_cupy_array(a)
+    assert arrays.array_module(a) is np
+
+
+def test_array_utilities_sit_below_the_backend():
+    """gpuconv.arrays imports no gpuconv module at load time, so backend -> cpu -> arrays is no circle."""
+    import ast
+
+    from gpuconv.cpu import engine as cpu
+
+    with open(arrays.__file__) as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0 and not (node.module or "").startswith("gpuconv"), ast.dump(node)
+        elif isinstance(node, ast.Import):
+            assert not any(a.name.startswith("gpuconv") for a in node.names), ast.dump(node)
+    assert cpu.asarray is arrays.to_numpy and gpuconv.to_numpy is arrays.to_numpy

@@ -1,5 +1,5 @@
 """The benchmark records which OpenBLAS kernels NumPy runs (CPU GEMM speed depends on it)."""
-from gpuconv.bench import blas, environment
+from gpuconv.benchmarking import blas, environment
 
 
 def test_openblas_core_names_a_core_or_none():

@@ -7,9 +7,8 @@ import sys
 
 import pytest
 
-import gpuconv
 from gpuconv import backend as _backend
-from gpuconv.bench.cli import main, parse_op
+from gpuconv.benchmarking.cli import main, parse_op
 
 try:
     import torch  # noqa: F401
@@ -27,8 +26,6 @@ except ImportError:
 
 CUDA_OK, CUDA_REASON = _backend.probe_cuda()
 ONE_ROW = ["--backend", "numpy", "--repeat", "1", "--warmup", "0", "--seed", "3"]
-
-pytestmark = pytest.mark.usefixtures("restore_backend")  # tests here select backends
 
 
 def _error_line(capsys):
@@ -53,6 +50,7 @@ LAYER = ["--op", "conv2d", "--batch", "2", "--in", "8", "--out", "16", "--size",
     (LAYER + ["--size", "abc"], ["--size abc"]),
     (LAYER + ["--batch", "x"], ["--batch", "'x'"]),
     (LAYER + ["--depth-multiplier", "2"], ["--depth-multiplier 2"]),
+    (LAYER + ["--activation", "nope"], ["--activation nope", "activation"]),
     (["--op", "depthwise_conv2d", "--in", "8", "--out", "12", "--size", "8"], ["--out 12", "--in 8"]),
     (["--op", "warp9d", "--in", "8", "--size", "8"], ["--op warp9d", "unknown op"]),
     (["--op", "dense", "--in", "8", "--size", "8"], ["--size 8", "dense"]),
@@ -93,8 +91,8 @@ def test_op_names(name, expected):
 
 
 def test_list_through_python_dash_m():
-    proc = subprocess.run([sys.executable, "-m", "gpuconv.bench", "--backend", "numpy", "--suite", "suite", "--list"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "gpuconv.benchmarking", "--backend", "numpy", "--suite", "suite",
+                           "--list"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 25 and lines[3].split()[0] == "D4" and "7.399 GFLOP" in lines[3]
@@ -116,8 +114,7 @@ def run_two_rows(tmp_path_factory):
                                  "--csv", str(d / "r.csv")])
     finally:
         mp.undo()
-        _backend.reset()
-        gpuconv.set_backend(previous)
+    assert _backend.requested_backend() == previous  # the run named its engine; the selection is untouched
     with open(d / "r.csv", newline="") as f:
         lines = list(csv.DictReader(f))
     return status, "".join(out), json.loads((d / "r.json").read_text()), lines

@@ -1,10 +1,10 @@
 """FLOP and byte counts, roofline bounds and the datasheet table, against hand-computed values."""
 import pytest
 
-from gpuconv.bench.ceilings import DeviceCeilings, datasheet
-from gpuconv.bench.cost import bytes_moved, flops, roofline_seconds
-from gpuconv.bench.row import Row
-from gpuconv.bench.suites import SUITE
+from gpuconv.benchmarking.ceilings import DeviceCeilings, datasheet
+from gpuconv.benchmarking.cost import bytes_moved, flops, roofline_seconds
+from gpuconv.benchmarking.row import Row
+from gpuconv.benchmarking.suites import SUITE
 
 BY_ID = {r.id: r for r in SUITE}
 

@@ -1,43 +1,75 @@
 """The correctness gate: a wrong answer gets a FAIL, no timing, and a non-zero exit status."""
+import inspect
 import json
 import math
 
 import numpy as np
 import pytest
 
-import gpuconv.cpu as cpu_engine
-from gpuconv.bench.ceilings import DeviceCeilings
-from gpuconv.bench.check import check_indices, relative_l2_error
-from gpuconv.bench.cli import main
-from gpuconv.bench.row import Row
-from gpuconv.bench.runner import ERROR, FAIL, PASS, Runner, Settings
-from gpuconv.bench.subjects import GpuconvSubject
+import gpuconv
+from gpuconv import backend as _backend
+from gpuconv import engines
+from gpuconv.benchmarking.calls import validate
+from gpuconv.benchmarking.ceilings import DeviceCeilings
+from gpuconv.benchmarking.oracle_gate import check_indices, relative_l2_error
+from gpuconv.benchmarking.cli import main
+from gpuconv.benchmarking.row import Row
+from gpuconv.benchmarking.runner import ERROR, FAIL, PASS, Runner, Settings
+from gpuconv.benchmarking.subjects import GpuconvSubject
+from gpuconv.cpu import engine as cpu_engine
 
-ENGINE_OPS = ("conv", "conv_transpose", "depthwise_conv", "separable_conv", "pool")
 CEILINGS = DeviceCeilings("test", 1e10, 1e10, 1e10, 1e10, "test")
 TINY = Row("t", "tiny conv", "conv", 2, 4, 6, (9, 9), 3, 2, "same")
 SETTINGS = Settings(warmup=1, repeat=2, seed=7)
 
 
 class CountingEngine:
-    """The NumPy engine, with every op result passed through ``transform`` and counted."""
+    """The NumPy engine behind the ``gpuconv.engines.Engine`` contract, with every op result passed
+    through ``transform`` and counted."""
 
     NAME = "counting"
+    FUSED_ACTIVATIONS = cpu_engine.FUSED_ACTIVATIONS
 
     def __init__(self, transform=lambda y: y):
         self.transform = transform
         self.calls = 0
 
-    def __getattr__(self, name):
-        attr = getattr(cpu_engine, name)
-        if name not in ENGINE_OPS:
-            return attr
+    def _counted(self, y):
+        self.calls += 1
+        return self.transform(y)
 
-        def op(*args, **kwargs):
-            self.calls += 1
-            return self.transform(attr(*args, **kwargs))
+    def asarray(self, x):
+        return cpu_engine.asarray(x)
 
-        return op
+    def conv(self, problem, x, kernel, bias):
+        return self._counted(cpu_engine.conv(problem, x, kernel, bias))
+
+    def conv_transpose(self, problem, x, kernel, bias):
+        return self._counted(cpu_engine.conv_transpose(problem, x, kernel, bias))
+
+    def depthwise_conv(self, problem, x, kernel, bias):
+        return self._counted(cpu_engine.depthwise_conv(problem, x, kernel, bias))
+
+    def separable_conv(self, problem, x, depthwise_kernel, pointwise_kernel, bias):
+        return self._counted(cpu_engine.separable_conv(problem, x, depthwise_kernel, pointwise_kernel, bias))
+
+    def pool(self, problem, x):
+        return self._counted(cpu_engine.pool(problem, x))
+
+    def locally_connected(self, problem, x, kernel, bias):
+        return self._counted(cpu_engine.locally_connected(problem, x, kernel, bias))
+
+    def upsample(self, problem, x):
+        return self._counted(cpu_engine.upsample(problem, x))
+
+
+def test_the_counting_engine_implements_the_engine_protocol():
+    engine = CountingEngine()
+    assert isinstance(engine, engines.Engine) and engines.resolve(engine) is engine
+    for name in engines.OPERATIONS:
+        protocol = inspect.signature(getattr(engines.Engine, name))
+        protocol = protocol.replace(parameters=list(protocol.parameters.values())[1:])  # without self
+        assert inspect.signature(getattr(engine, name)) == protocol, name
 
 
 class RaisingEngine(CountingEngine):
@@ -92,11 +124,11 @@ class MisMappedComparison:
         self.calls = 0
 
     def prepare(self, row, arrays, data_format):
-        from gpuconv.bench.calls import call_op
+        from gpuconv.benchmarking.calls import call_op
 
         def run():
             self.calls += 1
-            y = call_op(row, arrays, data_format)
+            y = call_op(row, arrays, data_format, engine="numpy")
             return y[:, ::-1]  # right values, wrong places
 
         return run
@@ -128,6 +160,23 @@ def test_cli_exit_status_is_nonzero_and_the_table_shows_fail(tmp_path, capsys):
     assert [r["status"] for r in doc["rows"]] == ["FAIL", "FAIL"]
     assert all(r["time"] is None and r["tflops"] is None for r in doc["rows"])
     assert engine.calls == 2
+
+
+def test_the_bench_never_reads_or_changes_the_global_backend(monkeypatch, capsys):
+    """Every call names its engine: the timed one, the oracle (engine='numpy'), the validation."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the global backend was consulted or changed")
+
+    for name in ("engine", "set_backend", "get_backend"):
+        monkeypatch.setattr(_backend, name, refuse)
+        if hasattr(gpuconv, name):
+            monkeypatch.setattr(gpuconv, name, refuse)
+    assert validate(TINY, "channels_last") == TINY.output_shape("channels_last")
+    counting = CountingEngine()
+    assert _run(counting).status == PASS and counting.calls > 0
+    assert _run(None).status == PASS  # GpuconvSubject("numpy"): the NumPy engine, by name
+    assert main(["--backend", "numpy", "--suite", "quick", "--rows", "W1", "--repeat", "1", "--warmup", "0",
+                 "--no-compare", "--seed", "1"]) == 0, capsys.readouterr()
 
 
 def test_check_indices_keep_the_last_item_when_the_batch_is_cut():

@@ -17,7 +17,7 @@ pytestmark = [
 def test_event_timer_and_flush():
     import cupy as cp
 
-    from gpuconv.bench.timing import L2Flusher, capture_cupy_graph, time_gpu
+    from gpuconv.benchmarking.timing import L2Flusher, capture_cupy_graph, time_gpu
 
     flusher = L2Flusher()
     assert flusher.nbytes >= 2 * flusher.l2_bytes and flusher.nbytes >= 64 << 20
@@ -33,7 +33,7 @@ def test_event_timer_and_flush():
 
 @pytest.mark.parametrize("extra", [[], ["--cuda-graph"], ["--dtype", "float16", "--data-format", "channels_first"]])
 def test_cli_on_the_gpu(extra, tmp_path, capsys):
-    from gpuconv.bench.cli import main
+    from gpuconv.benchmarking.cli import main
 
     out = tmp_path / "r.json"
     status = main(["--backend", "cuda", "--suite", "quick", "--rows", "W1,T3", "--warmup", "2", "--repeat", "5",

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from gpuconv import geometry as g
-from gpuconv.bench import suites
-from gpuconv.bench.calls import RowError, call_op, validate
-from gpuconv.bench.ceilings import datasheet
-from gpuconv.bench.check import relative_l2_error
-from gpuconv.bench.cost import bytes_moved, flops, roofline_seconds
-from gpuconv.bench.inputs import make_inputs
-from gpuconv.bench.row import Row
+from gpuconv.benchmarking import suites
+from gpuconv.benchmarking.calls import RowError, call_op, validate
+from gpuconv.benchmarking.ceilings import datasheet
+from gpuconv.benchmarking.oracle_gate import relative_l2_error
+from gpuconv.benchmarking.cost import bytes_moved, flops, roofline_seconds
+from gpuconv.benchmarking.inputs import make_inputs
+from gpuconv.benchmarking.row import Row
 
 # bench_suite.md, transcribed: id, N, C, K, input, k, s, p, d, g, out, GFLOP, MB fp16,
 # roofline us fp16, roofline us fp32 (H100 SXM datasheet).
@@ -128,8 +128,8 @@ def test_quick_rows_compute_what_the_oracle_computes(row, rng):
     """Each quick row through the ops (NumPy engine, float32) against the float64 run (smaller batch)."""
     small = row.with_batch(1)
     arrays = make_inputs(small, "float32", "channels_last", rng)
-    got = call_op(small, arrays, "channels_last")
-    ref = call_op(small, {k: v.astype(np.float64) for k, v in arrays.items()}, "channels_last")
+    got = call_op(small, arrays, "channels_last", engine="numpy")
+    ref = call_op(small, {k: v.astype(np.float64) for k, v in arrays.items()}, "channels_last", engine="numpy")
     assert got.shape == small.output_shape("channels_last") and got.dtype == np.float32
     assert relative_l2_error(got, ref) <= 1e-5
 
@@ -143,6 +143,15 @@ def test_quick_rows_compute_what_the_oracle_computes(row, rng):
     (Row("x", "", "conv", 1, 4, 4, (4, 4), 7, 1, "valid"), ("spatial", "k", "s", "d", "padding")),
     (Row("x", "", "depthwise", 1, 4, 5, (8, 8), 3, 1, "same"), ("K", "C", "dm")),
     (Row("x", "", "conv", 0, 4, 4, (8, 8), 3, 1, "same"), ("N",)),
+    (Row("x", "", "conv", 1, 4, 4.0, (8, 8), 3, 1, "same"), ("K",)),  # a layer would take filters=4.0
+    (Row("x", "", "conv", 1, 4, 4, (8, 8), 3, 1, "same", activation="nope"), ("activation",)),
+    (Row("x", "", "conv_transpose", 1, 6, 8, (5, 5), 3, 2, "same", g=4), ("g", "C")),
+    (Row("x", "", "depthwise", 1, 4, 4, (8, 8), 3, 1, "same", g=2), ("g",)),
+    (Row("x", "", "separable", 1, 4, 6, (6, 6, 6), 3, 1, "same", dm=0), ("dm",)),  # no SeparableConv3D: 2 layers
+    (Row("x", "", "max_pool", 1, 4, 4, (8, 8), 2, 2, "causal"), ("padding",)),
+    (Row("x", "", "max_pool", 1, 4, 6, (8, 8), 2, 2, "valid"), ("K", "C")),
+    (Row("x", "", "avg_pool", 1, 4, 4, (3, 3), 4, 4, "valid"), ("spatial", "k", "s", "padding")),
+    (Row("x", "", "dense", 1, 8, 4, (2,), 1, 1, "valid"), ("spatial", "k")),
 ])
 def test_impossible_rows_are_refused_naming_the_fields(row, fields):
     with pytest.raises(RowError) as e:

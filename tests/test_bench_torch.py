@@ -3,14 +3,14 @@ mappings (symmetric, larger-padding-and-slice, explicit F.pad, transposed crop),
 checked against the float64 oracle by the runner's own gate."""
 import pytest
 
-from gpuconv.bench.ceilings import DeviceCeilings
-from gpuconv.bench.row import Row
-from gpuconv.bench.runner import PASS, UNSUPPORTED, Runner, Settings
-from gpuconv.bench.subjects import GpuconvSubject
+from gpuconv.benchmarking.ceilings import DeviceCeilings
+from gpuconv.benchmarking.row import Row
+from gpuconv.benchmarking.runner import PASS, UNSUPPORTED, Runner, Settings
+from gpuconv.benchmarking.subjects import GpuconvSubject
 
 torch = pytest.importorskip("torch", reason="PyTorch is the comparison library; not installed here")
 
-from gpuconv.bench.torch_compare import TorchSubject, _padding_plan  # noqa: E402
+from gpuconv.benchmarking.torch_compare import TorchSubject, _padding_plan  # noqa: E402
 
 CEILINGS = DeviceCeilings("test", 1e10, 1e10, 1e10, 1e10, "test")
 

@@ -12,10 +12,11 @@ import threading
 import tracemalloc
 import warnings
 
+import engine_calls
 import numpy as np
 import pytest
 
-import gpuconv.cpu as eng
+from gpuconv.cpu import engine as eng
 from gpuconv.cpu import memory
 
 import reference as ref
@@ -45,7 +46,7 @@ def to_last(a):
 
 def conv_call(x, w, strides, padding, dilation, channels_last=True, bias=None, activation=None):
     groups = (x.shape[-1] if channels_last else x.shape[1]) // w.shape[-2]
-    return eng.conv(x, w, bias, strides=strides, padding=padding, dilation=dilation, groups=groups,
+    return engine_calls.conv(eng, x, w, bias, strides=strides, padding=padding, dilation=dilation, groups=groups,
                     channels_last=channels_last, activation=activation)
 
 
@@ -159,7 +160,7 @@ def test_small_padding_copies_of_long_runs_stay_on_the_calling_thread(rng, monke
 def test_small_channels_last_scatters_stay_on_the_calling_thread(rng, monkeypatch, channels_last):
     """Below GATHER_PARALLEL_BYTES the channels_last scatter after the GEMM runs on the calling
     thread (OpenBLAS's workers still spin on the other cores); channels_first uses the threads."""
-    from gpuconv.cpu import _parallel, transposed
+    from gpuconv.cpu import _parallel, conv_transpose as transposed
 
     force_threads(monkeypatch, 2)
     monkeypatch.setattr(memory, "GATHER_PARALLEL_BYTES", 10**9)
@@ -169,7 +170,7 @@ def test_small_channels_last_scatters_stay_on_the_calling_thread(rng, monkeypatc
     x = rng.standard_normal((2, 5, 4, 3))
     w = rng.standard_normal((3, 3, 4, 3))
     want = loop_conv_transpose(x, w, (2, 2), (1, 1), (10, 8), (1, 1), 1)
-    got = eng.conv_transpose(x if channels_last else to_first(x), w, None, strides=(2, 2), dilation=(1, 1), groups=1,
+    got = engine_calls.conv_transpose(eng, x if channels_last else to_first(x), w, None, strides=(2, 2), dilation=(1, 1), groups=1,
                              out_spatial=(10, 8), crop=(1, 1), channels_last=channels_last, activation=None)
     np.testing.assert_allclose(got if channels_last else to_last(got), want, rtol=1e-12, atol=1e-12)
     assert pieces[0] == (1 if channels_last else 2)
@@ -187,7 +188,7 @@ def test_conv_transpose_in_pieces_equals_the_loop_reference(rng, monkeypatch, bu
     out_sp, crop = (13, 9), (1, 0)
     want = loop_conv_transpose(x, w, (2, 2), (1, 1), out_sp, crop, groups)
     xin = x if channels_last else to_first(x)
-    got = eng.conv_transpose(xin, w, None, strides=(2, 2), dilation=(1, 1), groups=groups, out_spatial=out_sp,
+    got = engine_calls.conv_transpose(eng, xin, w, None, strides=(2, 2), dilation=(1, 1), groups=groups, out_spatial=out_sp,
                              crop=crop, channels_last=channels_last, activation=None)
     got = got if channels_last else to_last(got)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
@@ -200,9 +201,9 @@ def test_locally_connected_in_pieces_equals_whole(rng, monkeypatch, channels_las
     bias = rng.standard_normal((5, 4, 3))
     kw = dict(kernel_size=(2, 2), strides=(1, 1), padding=((0, 0), (0, 0)), out_spatial=(5, 4),
               channels_last=channels_last, activation=None)
-    whole = eng.locally_connected(x, kernel, bias, **kw)
+    whole = engine_calls.locally_connected(eng, x, kernel, bias, **kw)
     monkeypatch.setattr(memory, "MEMORY_BUDGET_BYTES", 100)
-    pieces = eng.locally_connected(x, kernel, bias, **kw)
+    pieces = engine_calls.locally_connected(eng, x, kernel, bias, **kw)
     np.testing.assert_allclose(pieces, whole, rtol=1e-13, atol=1e-13)
 
 
@@ -236,7 +237,7 @@ def test_conv_transpose_gemm_results_stay_under_the_budget(rng, monkeypatch):
     monkeypatch.setattr(memory, "MEMORY_BUDGET_BYTES", budget)
     tracemalloc.start()
     try:
-        y = eng.conv_transpose(x, w, None, strides=(2, 2), dilation=(1, 1), groups=1, out_spatial=(64, 64),
+        y = engine_calls.conv_transpose(eng, x, w, None, strides=(2, 2), dilation=(1, 1), groups=1, out_spatial=(64, 64),
                                crop=(1, 1), channels_last=True, activation=None)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -261,7 +262,7 @@ def test_float16_conv_accumulates_in_float32():
 def test_float16_depthwise_accumulates_in_float32():
     x = np.ones((1, 3000, 2), np.float16)
     w = np.ones((3000, 2, 1), np.float16)
-    y = eng.depthwise_conv(x, w, None, strides=(1,), padding=((0, 0),), dilation=(1,), channels_last=True,
+    y = engine_calls.depthwise_conv(eng, x, w, None, strides=(1,), padding=((0, 0),), dilation=(1,), channels_last=True,
                            activation=None)
     assert y.dtype == np.float16
     np.testing.assert_array_equal(y, 3000)
@@ -270,7 +271,7 @@ def test_float16_depthwise_accumulates_in_float32():
 def test_float16_conv_transpose_accumulates_in_float32():
     x = np.ones((1, 1, 3000), np.float16)
     w = np.ones((1, 2, 3000), np.float16)
-    y = eng.conv_transpose(x, w, None, strides=(1,), dilation=(1,), groups=1, out_spatial=(1,), crop=(0,),
+    y = engine_calls.conv_transpose(eng, x, w, None, strides=(1,), dilation=(1,), groups=1, out_spatial=(1,), crop=(0,),
                            channels_last=True, activation=None)
     assert y.dtype == np.float16
     np.testing.assert_array_equal(y, 3000)
@@ -278,7 +279,7 @@ def test_float16_conv_transpose_accumulates_in_float32():
 
 def test_float16_average_pool_accumulates_in_float32():
     x = np.ones((1, 4096, 1), np.float16)
-    y = eng.pool(x, mode="average", pool_size=(4096,), strides=(1,), padding=((0, 0),), channels_last=True)
+    y = engine_calls.pool(eng, x, mode="average", pool_size=(4096,), strides=(1,), padding=((0, 0),), channels_last=True)
     assert y.dtype == np.float16
     np.testing.assert_array_equal(y, 1)
 
@@ -291,16 +292,16 @@ def test_every_op_returns_the_input_dtype(rng, dtype):
     one = ((1, 1), (1, 1))
     results = [
         conv_call(x, k, (1, 1), one, (1, 1), bias=b, activation="sigmoid"),
-        eng.conv_transpose(x, k, b, strides=(2, 2), dilation=(1, 1), groups=1, out_spatial=(10, 10),
+        engine_calls.conv_transpose(eng, x, k, b, strides=(2, 2), dilation=(1, 1), groups=1, out_spatial=(10, 10),
                            crop=(0, 0), channels_last=True, activation="relu"),
-        eng.depthwise_conv(x, k, None, strides=(1, 1), padding=one, dilation=(1, 1), channels_last=True,
+        engine_calls.depthwise_conv(eng, x, k, None, strides=(1, 1), padding=one, dilation=(1, 1), channels_last=True,
                            activation="tanh"),
-        eng.separable_conv(x, k, rng.standard_normal((1, 1, 4, 3)).astype(dtype), None, strides=(1, 1), padding=one,
+        engine_calls.separable_conv(eng, x, k, rng.standard_normal((1, 1, 4, 3)).astype(dtype), None, strides=(1, 1), padding=one,
                            dilation=(1, 1), channels_last=True, activation=None),
-        eng.pool(x, mode="max", pool_size=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0)), channels_last=True),
-        eng.pool(x, mode="average", pool_size=(2, 2), strides=(1, 1), padding=one, channels_last=True),
-        eng.upsample(x, size=(2, 2), interpolation="bilinear", channels_last=True),
-        eng.upsample(x, size=(2, 2), interpolation="nearest", channels_last=True),
+        engine_calls.pool(eng, x, mode="max", pool_size=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0)), channels_last=True),
+        engine_calls.pool(eng, x, mode="average", pool_size=(2, 2), strides=(1, 1), padding=one, channels_last=True),
+        engine_calls.upsample(eng, x, size=(2, 2), interpolation="bilinear", channels_last=True),
+        engine_calls.upsample(eng, x, size=(2, 2), interpolation="nearest", channels_last=True),
     ]
     for y in results:
         assert y.dtype == np.dtype(dtype)
@@ -320,7 +321,7 @@ def test_infinite_weight_on_a_padded_tap_gives_nan():
 def test_infinite_weight_on_a_padded_depthwise_tap_gives_nan():
     x = np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1)
     w = np.array([np.inf, 1.0, 0.0]).reshape(3, 1, 1)
-    y = eng.depthwise_conv(x, w, None, strides=(1,), padding=((1, 1),), dilation=(1,), channels_last=True,
+    y = engine_calls.depthwise_conv(eng, x, w, None, strides=(1,), padding=((1, 1),), dilation=(1,), channels_last=True,
                            activation=None).ravel()
     assert np.isnan(y[0]) and y[1] == np.inf and y[2] == np.inf
 
@@ -331,16 +332,16 @@ def test_nan_input_poisons_only_the_outputs_that_read_it():
     w = np.ones((3, 1, 1))
     y = conv_call(x, w, (1,), ((0, 0),), (1,)).ravel()  # valid: outputs 0..4 read 3 when 1 <= o <= 3
     np.testing.assert_array_equal(np.isnan(y), [False, True, True, True, False])
-    yt = eng.conv_transpose(x, w, None, strides=(2,), dilation=(1,), groups=1, out_spatial=(15,), crop=(0,),
+    yt = engine_calls.conv_transpose(eng, x, w, None, strides=(2,), dilation=(1,), groups=1, out_spatial=(15,), crop=(0,),
                             channels_last=True, activation=None).ravel()
     np.testing.assert_array_equal(np.flatnonzero(np.isnan(yt)), [6, 7, 8])  # i*s + t = 6 + {0, 1, 2}
 
 
 def test_max_pool_ignores_padded_cells_and_average_counts_real_ones():
     x = np.array([-5.0, -3.0, -4.0]).reshape(1, 3, 1)
-    ymax = eng.pool(x, mode="max", pool_size=(2,), strides=(1,), padding=((0, 1),), channels_last=True)
+    ymax = engine_calls.pool(eng, x, mode="max", pool_size=(2,), strides=(1,), padding=((0, 1),), channels_last=True)
     np.testing.assert_array_equal(ymax.ravel(), [-3.0, -3.0, -4.0])  # a zero pad would give 0 last
-    yavg = eng.pool(x, mode="average", pool_size=(3,), strides=(1,), padding=((1, 1),), channels_last=True)
+    yavg = engine_calls.pool(eng, x, mode="average", pool_size=(3,), strides=(1,), padding=((1, 1),), channels_last=True)
     np.testing.assert_allclose(yavg.ravel(), [-4.0, -4.0, -3.5])
 
 
@@ -353,9 +354,9 @@ def test_non_overlapping_pooling_shortcut_equals_the_window_loop(rng, mode, chan
     zero width cannot trigger, so compare against stride == pool_size written as two steps."""
     x = rng.standard_normal((2, 7, 9, 3) if channels_last else (2, 3, 7, 9)).astype(dtype)
     kw = dict(mode=mode, pool_size=(2, 3), padding=((0, 0), (0, 0)), channels_last=channels_last)
-    fast = eng.pool(x, strides=(2, 3), **kw)
+    fast = engine_calls.pool(eng, x, strides=(2, 3), **kw)
     # the same windows taken with stride 1 (tap loop), then every 2nd / 3rd output
-    dense = eng.pool(x, strides=(1, 1), **kw)
+    dense = engine_calls.pool(eng, x, strides=(1, 1), **kw)
     sub = dense[:, ::2, ::3] if channels_last else dense[:, :, ::2, ::3]
     assert fast.dtype == np.dtype(dtype) and fast.shape == sub.shape
     rtol = 1e-3 if dtype == "float16" else 1e-14
@@ -365,7 +366,7 @@ def test_non_overlapping_pooling_shortcut_equals_the_window_loop(rng, mode, chan
 @pytest.mark.parametrize("strides", [(2,), (1,)])  # the tiled shortcut and the tap loop
 def test_max_pool_propagates_nan(strides):
     x = np.array([1.0, np.nan, 3.0, 4.0]).reshape(1, 4, 1)
-    y = eng.pool(x, mode="max", pool_size=(2,), strides=strides, padding=((0, 0),), channels_last=True).ravel()
+    y = engine_calls.pool(eng, x, mode="max", pool_size=(2,), strides=strides, padding=((0, 0),), channels_last=True).ravel()
     assert np.isnan(y[0]) and y[-1] == 4.0
 
 
@@ -390,7 +391,7 @@ def test_conv_transpose_matches_the_scatter_definition(rng, rank, strides, dilat
     b = rng.standard_normal(3 * groups)
     want = loop_conv_transpose(x, w, strides, dilation, out_sp, crop, groups) + b
     xin = x if channels_last else to_first(x)
-    got = eng.conv_transpose(xin, w, b, strides=strides, dilation=dilation, groups=groups, out_spatial=out_sp,
+    got = engine_calls.conv_transpose(eng, xin, w, b, strides=strides, dilation=dilation, groups=groups, out_spatial=out_sp,
                              crop=crop, channels_last=channels_last, activation=None)
     got = got if channels_last else to_last(got)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
@@ -399,7 +400,7 @@ def test_conv_transpose_matches_the_scatter_definition(rng, rank, strides, dilat
 def test_conv_transpose_gap_cells_hold_exactly_the_bias():
     x = np.ones((1, 3, 1))
     w = np.ones((1, 1, 1))
-    y = eng.conv_transpose(x, w, np.array([0.5]), strides=(3,), dilation=(1,), groups=1, out_spatial=(9,),
+    y = engine_calls.conv_transpose(eng, x, w, np.array([0.5]), strides=(3,), dilation=(1,), groups=1, out_spatial=(9,),
                            crop=(0,), channels_last=True, activation=None).ravel()
     np.testing.assert_array_equal(y, [1.5, 0.5, 0.5] * 3)
 
@@ -425,23 +426,6 @@ def test_conv_matches_the_loop_reference(rng, channels_last, rank, ksize, stride
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("channels_last", [True, False])
-def test_conv_with_one_channel_per_group_is_the_depthwise_path(rng, channels_last, monkeypatch):
-    from gpuconv.cpu import convolution
-
-    calls = []
-    real = convolution.depthwise_accumulate
-    monkeypatch.setattr(convolution, "depthwise_accumulate", lambda *a, **k: calls.append(1) or real(*a, **k))
-    x = rng.standard_normal((2, 6, 6, 3))
-    w = rng.standard_normal((3, 3, 1, 6))  # groups = 3, two filters per channel
-    want = loop_conv(x, w, (1, 1), ((1, 1), (1, 1)), (1, 1))
-    xin = x if channels_last else to_first(x)
-    got = conv_call(xin, w, (1, 1), ((1, 1), (1, 1)), (1, 1), channels_last)
-    got = got if channels_last else to_last(got)
-    assert calls, "groups == channels should take the depthwise path"
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
-
-
 @pytest.mark.parametrize("threads", [1, 2, 3, 8])
 @pytest.mark.parametrize("rank,strides", [(1, (1,)), (1, (2,)), (2, (1, 1)), (2, (2, 1)), (2, (1, 2)), (3, (1, 1, 1))])
 def test_depthwise_threaded_pieces_cover_the_whole_output(rng, monkeypatch, threads, rank, strides):
@@ -456,7 +440,7 @@ def test_depthwise_threaded_pieces_cover_the_whole_output(rng, monkeypatch, thre
     for channels_last in (True, False):
         for xin in (x[:1], x):
             xin = xin if channels_last else to_first(xin)
-            got = eng.depthwise_conv(xin, w, None, strides=strides, padding=padding, dilation=dilation,
+            got = engine_calls.depthwise_conv(eng, xin, w, None, strides=strides, padding=padding, dilation=dilation,
                                      channels_last=channels_last, activation=None)
             got = got if channels_last else to_last(got)
             np.testing.assert_allclose(got, want[:got.shape[0]], rtol=1e-12, atol=1e-12)
@@ -495,7 +479,7 @@ def test_depthwise_row_blocks_equal_the_loop_reference(rng, monkeypatch, block_b
         want = loop_conv(xd.astype(np.float64), wd.astype(np.float64).reshape(w.shape[:rank] + (1, 6)), strides,
                          padding, dilation)
         for channels_last in (True, False):
-            got = eng.depthwise_conv(xd if channels_last else to_first(xd), wd, None, strides=strides,
+            got = engine_calls.depthwise_conv(eng, xd if channels_last else to_first(xd), wd, None, strides=strides,
                                      padding=padding, dilation=dilation, channels_last=channels_last,
                                      activation=None)
             got = got if channels_last else to_last(got)
@@ -534,7 +518,7 @@ def test_depthwise_shifted_planes_equal_the_loop_reference(rng, monkeypatch, blo
                          padding, dilation)
         reversed_copy = np.ascontiguousarray(to_first(xd)[..., ::-1])
         for xin in (to_first(xd), reversed_copy[..., ::-1]):  # the second has a negative last stride
-            got = eng.depthwise_conv(xin, wd, None, strides=strides, padding=padding, dilation=dilation,
+            got = engine_calls.depthwise_conv(eng, xin, wd, None, strides=strides, padding=padding, dilation=dilation,
                                      channels_last=False, activation=None)
             assert got.dtype == dtype and got.flags.c_contiguous
             np.testing.assert_allclose(to_last(got).astype(np.float64), want, rtol=tol, atol=tol)
@@ -563,7 +547,7 @@ def test_channels_first_flat_planes_equal_the_loop_reference(rng, monkeypatch, t
     """channels_first with stride 1 on the last two axes may compute each output row over the
     padded width (flat planes, taps as constant shifts) and drop the extra columns; with it
     forced on or off the result equals the loop, for batch 1 and 3 (the batch-folded GEMM)."""
-    from gpuconv.cpu import convolution
+    from gpuconv.cpu import conv as convolution
 
     calls = []
     real = convolution._conv_channels_first_flat
@@ -583,7 +567,7 @@ def test_channels_first_flat_planes_equal_the_loop_reference(rng, monkeypatch, t
 def test_flat_planes_are_not_used_on_a_sliced_region():
     """The padding-free regions slice the padded input; their rows are not one flat run, so the
     flat-plane view must not be built on them (it would read the wrong elements)."""
-    from gpuconv.cpu import convolution
+    from gpuconv.cpu import conv as convolution
 
     xp = np.zeros((1, 2, 12, 12))
     assert convolution._flat_plane_pays(xp, (3, 3), 8, (1, 1), (1, 1))
@@ -605,7 +589,7 @@ def _reads_input(o, t, length, s, d, before):
 ])
 def test_padding_free_regions_tile_the_output_with_exactly_the_taps_that_read_input(
         lengths, ksize, strides, padding, dilation):
-    from gpuconv.cpu.convolution import padding_free_regions
+    from gpuconv.cpu.conv import padding_free_regions
     from gpuconv.cpu._windows import output_length
 
     regions = padding_free_regions(lengths, ksize, strides, padding, dilation)
@@ -629,13 +613,13 @@ def test_padding_free_regions_tile_the_output_with_exactly_the_taps_that_read_in
     ((5,), (3,), (1,), ((0, 0),), (1,)),                            # 'valid': nothing to skip
 ])
 def test_padding_free_regions_are_not_used_where_they_save_little(lengths, ksize, strides, padding, dilation):
-    from gpuconv.cpu.convolution import padding_free_regions
+    from gpuconv.cpu.conv import padding_free_regions
 
     assert padding_free_regions(lengths, ksize, strides, padding, dilation) is None
 
 
 def _count_region_calls(monkeypatch):
-    from gpuconv.cpu import convolution
+    from gpuconv.cpu import conv as convolution
 
     calls = []
     real = convolution._conv_by_regions
@@ -703,18 +687,18 @@ def _run_all_ops(x, k, kt, dk, pk):
     one = ((1, 1), (1, 1))
     return [
         conv_call(x, k, (1, 1), one, (1, 1)),
-        eng.conv_transpose(x, kt, None, strides=(2, 1), dilation=(1, 1), groups=1, out_spatial=(9, 5), crop=(1, 0),
+        engine_calls.conv_transpose(eng, x, kt, None, strides=(2, 1), dilation=(1, 1), groups=1, out_spatial=(9, 5), crop=(1, 0),
                            channels_last=True, activation=None),
-        eng.depthwise_conv(x, dk, None, strides=(1, 1), padding=one, dilation=(1, 1), channels_last=True,
+        engine_calls.depthwise_conv(eng, x, dk, None, strides=(1, 1), padding=one, dilation=(1, 1), channels_last=True,
                            activation=None),
-        eng.separable_conv(x, dk, pk, None, strides=(1, 1), padding=one, dilation=(1, 1), channels_last=True,
+        engine_calls.separable_conv(eng, x, dk, pk, None, strides=(1, 1), padding=one, dilation=(1, 1), channels_last=True,
                            activation=None),
-        eng.pool(x, mode="max", pool_size=(3, 3), strides=(1, 1), padding=one, channels_last=True),
-        eng.pool(x, mode="average", pool_size=(3, 3), strides=(1, 1), padding=one, channels_last=True),
-        eng.locally_connected(x, np.ones((12, 2 * 2 * 4, 2)), None, kernel_size=(2, 2), strides=(1, 1),
+        engine_calls.pool(eng, x, mode="max", pool_size=(3, 3), strides=(1, 1), padding=one, channels_last=True),
+        engine_calls.pool(eng, x, mode="average", pool_size=(3, 3), strides=(1, 1), padding=one, channels_last=True),
+        engine_calls.locally_connected(eng, x, np.ones((12, 2 * 2 * 4, 2)), None, kernel_size=(2, 2), strides=(1, 1),
                               padding=((0, 0), (0, 0)), out_spatial=(3, 4), channels_last=True, activation=None),
-        eng.upsample(x, size=(2, 3), interpolation="bilinear", channels_last=True),
-        eng.upsample(x, size=(2, 3), interpolation="nearest", channels_last=True),
+        engine_calls.upsample(eng, x, size=(2, 3), interpolation="bilinear", channels_last=True),
+        engine_calls.upsample(eng, x, size=(2, 3), interpolation="nearest", channels_last=True),
     ]
 
 
@@ -743,7 +727,7 @@ def test_results_never_alias_the_input(rng):
     y = conv_call(x, np.eye(3).reshape(1, 1, 3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1))  # 1x1: no im2col copy
     np.testing.assert_allclose(y, x)
     assert not np.shares_memory(y, x)
-    up = eng.upsample(x, size=(1, 1), interpolation="nearest", channels_last=True)
+    up = engine_calls.upsample(eng, x, size=(1, 1), interpolation="nearest", channels_last=True)
     assert not np.shares_memory(up, x)
 
 
@@ -756,20 +740,20 @@ def test_results_never_alias_the_input(rng):
 ])
 def test_bilinear_uses_half_pixel_centres_and_clamps_edges(values, want):
     x = np.array(values).reshape(1, 1, -1, 1)
-    y = eng.upsample(x, size=(1, 2), interpolation="bilinear", channels_last=True)
+    y = engine_calls.upsample(eng, x, size=(1, 2), interpolation="bilinear", channels_last=True)
     np.testing.assert_allclose(y.ravel(), want)
-    z = eng.upsample(x.reshape(1, 1, 1, -1, 1), size=(1, 1, 2), interpolation="trilinear", channels_last=True)
+    z = engine_calls.upsample(eng, x.reshape(1, 1, 1, -1, 1), size=(1, 1, 2), interpolation="trilinear", channels_last=True)
     np.testing.assert_allclose(z.ravel(), want)
 
 
 def test_locally_connected_channels_first_flattens_patches_channel_major(rng):
     x = rng.standard_normal((2, 3, 4))  # (N, L, C) channels_last
     kernel = rng.standard_normal((2, 2 * 4, 5))  # 2 positions, k=2, C=4
-    y_last = eng.locally_connected(x, kernel, None, kernel_size=(2,), strides=(2,), padding=((0, 1),),
+    y_last = engine_calls.locally_connected(eng, x, kernel, None, kernel_size=(2,), strides=(2,), padding=((0, 1),),
                                    out_spatial=(2,), channels_last=True, activation=None)
     # the same weights in channels_first order: rows (C, k) instead of (k, C)
     kernel_first = kernel.reshape(2, 2, 4, 5).transpose(0, 2, 1, 3).reshape(2, 8, 5)
-    y_first = eng.locally_connected(to_first(x), kernel_first, None, kernel_size=(2,), strides=(2,),
+    y_first = engine_calls.locally_connected(eng, to_first(x), kernel_first, None, kernel_size=(2,), strides=(2,),
                                     padding=((0, 1),), out_spatial=(2,), channels_last=False, activation=None)
     np.testing.assert_allclose(to_last(y_first), y_last, rtol=1e-13)
     xp = np.pad(x, [(0, 0), (0, 1), (0, 0)])
@@ -867,7 +851,7 @@ def test_epilogue_in_threaded_slabs_equals_one_slab(rng, monkeypatch, batch, cha
     def run_ops():
         return [
             conv_call(x, k, (1, 1), ((1, 1), (1, 1)), (1, 1), channels_last, bias=b, activation="relu"),
-            eng.locally_connected(x, lk, lb, kernel_size=(2, 2), strides=(2, 2), padding=((1, 1), (0, 1)),
+            engine_calls.locally_connected(eng, x, lk, lb, kernel_size=(2, 2), strides=(2, 2), padding=((1, 1), (0, 1)),
                                   out_spatial=(4, 3), channels_last=channels_last, activation="tanh"),
         ]
 

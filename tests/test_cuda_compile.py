@@ -36,12 +36,12 @@ def result():
 
 
 def test_every_registered_instantiation_compiles_for_sm80_and_sm90(result):
-    from gpuconv.cuda import compiler
+    from gpuconv.cuda import registry
 
     assert not result.errors, "\n".join(result.errors)
-    registry = compiler.registry()
-    assert "conv_direct.cu" in registry and "conv_transpose.cu" in registry
-    for filename, names in registry.items():
+    registered = registry.registry()
+    assert "conv_direct.cu" in registered and "conv_transpose.cu" in registered
+    for filename, names in registered.items():
         for arch in ("sm_80", "sm_90"):
             compiled = {r.kernel for r in result.rows if r.entry and r.file == filename and r.arch == arch}
             assert compiled == set(names), f"{filename} {arch}: missing {sorted(set(names) - compiled)}"

@@ -8,6 +8,7 @@ import re
 import threading
 import time
 
+import engine_calls
 import numpy as np
 
 from conftest import HostArrayDevice
@@ -15,11 +16,12 @@ import pytest
 from numpy.lib.stride_tricks import as_strided
 
 from gpuconv import backend
-from gpuconv.cuda import algorithms, compiler, epilogue, indexing, launch
+from gpuconv.cuda import algorithms, cupy_device, epilogue, indexing, launch, module_cache, nvrtc, options, registry
+from gpuconv.cuda import sources, tensors
 from gpuconv.errors import DeviceUnavailableError, KernelCompileError, KernelSourceNotFoundError
 
 try:
-    from cupy.cuda import nvrtc  # noqa: F401
+    from cupy.cuda import nvrtc as _cupy_nvrtc  # noqa: F401
 
     NVRTC_REASON = None
 except Exception as e:  # pragma: no cover - depends on the machine
@@ -168,21 +170,40 @@ def test_optional_pointer():
 
 
 def test_type_names():
-    assert compiler.cuda_type(np.float16) == "gc::half"
-    assert compiler.cuda_type("float32") == "float"
-    assert compiler.cuda_type(np.float64) == "double"
-    assert compiler.index_ctype("int64") == "long long"
+    assert registry.cuda_type(np.float16) == "gc::half"
+    assert registry.cuda_type("float32") == "float"
+    assert registry.cuda_type(np.float64) == "double"
+    assert registry.index_ctype("int64") == "long long"
     with pytest.raises(TypeError, match="int32"):
-        compiler.cuda_type(np.int32)
+        registry.cuda_type(np.int32)
+
+
+def test_template_name_spells_each_argument_in_cpp():
+    assert registry.template_name("gc::pool", np.float32, "int32", 4, 0) == "gc::pool<float, int, 4, 0>"
+    assert (registry.template_name("gc::k", np.dtype("float16"), "int64", True, "gc::half")
+            == "gc::k<gc::half, long long, 1, gc::half>")
+    assert registry.template_name("gc::k", "float64", np.int64(7)) == "gc::k<double, 7>"
+    with pytest.raises(TypeError, match="int32"):
+        registry.template_name("gc::k", np.int32)
+
+
+def test_as3d_pads_in_front_and_refuses_no_or_too_many_dims():
+    assert tensors.as3d((5,), 1) == (1, 1, 5)
+    assert tensors.as3d((2, 3, 4), 0) == (2, 3, 4)
+    for bad in ((), (1, 2, 3, 4)):
+        with pytest.raises(ValueError, match="1 to 3 spatial dims"):
+            tensors.as3d(bad, 1)
 
 
 # --------------------------------------------------------------------------------------------
 # Algorithm choice and the registry
 # --------------------------------------------------------------------------------------------
 def _geo(c=64, f=64, groups=1, cl=True):
-    return algorithms.ConvGeometry(batch=2, in_channels=c, out_channels=f, groups=groups,
-                                   in_spatial=(1, 8, 8), out_spatial=(1, 8, 8), kernel_size=(1, 3, 3),
-                                   channels_last=cl)
+    from gpuconv import problems
+
+    return problems.ConvProblem(kind=problems.CONV, batch=2, in_channels=c, out_channels=f, groups=groups,
+                                in_spatial=(8, 8), out_spatial=(8, 8), kernel_size=(3, 3), strides=(1, 1),
+                                dilation=(1, 1), pad_before=(1, 1), channels_last=cl, dtype=np.dtype("float32"))
 
 
 def test_choose_conv_algorithm_table():
@@ -200,7 +221,7 @@ def test_every_choice_is_a_registered_instantiation():
 
     for module, chooser in ((conv, algorithms.choose_conv_algorithm),
                             (conv_transpose, algorithms.choose_conv_transpose_algorithm)):
-        registered = set(compiler.registered(module.KERNEL_FILE))
+        registered = set(registry.registered(module.KERNEL_FILE))
         assert registered == set(module.instantiations())
         for dtype in (np.float16, np.float32, np.float64):
             for cl in (True, False):
@@ -221,7 +242,7 @@ def test_name_expression_format():
 # Activation table: Python and common.cuh agree
 # --------------------------------------------------------------------------------------------
 def test_activation_codes_match_common_cuh():
-    text = compiler.read_source("common.cuh")
+    text = sources.read_source("common.cuh")
     enum = {m.group(1).lower(): int(m.group(2)) for m in re.finditer(r"\bACT_([A-Z0-9_]+)\s*=\s*(\d+)", text)}
     enum.pop("count")
     assert enum == epilogue.ACTIVATION_CODES
@@ -240,34 +261,34 @@ def test_fused_activations_and_codes():
 # Sources and options
 # --------------------------------------------------------------------------------------------
 def test_read_source_finds_kernels_and_headers():
-    assert "namespace gc" in compiler.read_source("common.cuh")
-    assert "conv_direct" in compiler.read_source("conv_direct.cu")
-    assert {"common.cuh", "tile_fma.cuh"} <= set(compiler.header_names())
+    assert "namespace gc" in sources.read_source("common.cuh")
+    assert "conv_direct" in sources.read_source("conv_direct.cu")
+    assert {"common.cuh", "tile_fma.cuh"} <= set(sources.header_names())
 
 
 def test_read_source_missing_names_resource_and_package():
     with pytest.raises(KernelSourceNotFoundError) as info:
-        compiler.read_source("no_such_kernel.cu")
+        sources.read_source("no_such_kernel.cu")
     assert isinstance(info.value, FileNotFoundError)
     assert "no_such_kernel.cu" in str(info.value) and "gpuconv.kernels" in str(info.value)
 
 
 def test_compile_options():
-    base = compiler.compile_options()
+    base = options.compile_options()
     assert "--std=c++17" in base and "-ftz=false" in base
     assert not any(o.startswith("-arch") for o in base)
-    assert compiler.compile_options(90)[-1] == "-arch=sm_90"
-    assert compiler.compile_options("sm_80")[-1] == "-arch=sm_80"
-    assert compiler.compile_options(90)[:-1] == base
+    assert options.compile_options(90)[-1] == "-arch=sm_90"
+    assert options.compile_options("sm_80")[-1] == "-arch=sm_80"
+    assert options.compile_options(90)[:-1] == base
     with pytest.raises(ValueError, match="arch"):
-        compiler.compile_options("hopper")
+        options.compile_options("hopper")
 
 
 def test_get_function_refuses_unregistered_names():
     with pytest.raises(KeyError, match="not a registered"):
-        compiler.get_function("conv_direct.cu", "gc::conv_direct<int, 0, int, 0>")
+        module_cache.get_function("conv_direct.cu", "gc::conv_direct<int, 0, int, 0>")
     with pytest.raises(KeyError, match="register"):
-        compiler.registered("never_registered.cu")
+        registry.registered("never_registered.cu")
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,7 +303,8 @@ def test_once_builds_once_across_threads():
         return object()
 
     results = []
-    threads = [threading.Thread(target=lambda: results.append(compiler.once("k", build, table, lock))) for _ in range(8)]
+    threads = [threading.Thread(target=lambda: results.append(module_cache.once("k", build, table, lock)))
+               for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
@@ -304,7 +326,7 @@ def test_once_shares_the_exception_and_does_not_cache_it():
 
     def worker():
         try:
-            compiler.once("k", failing, table, lock)
+            module_cache.once("k", failing, table, lock)
         except RuntimeError as e:
             seen.append(e)
 
@@ -315,7 +337,7 @@ def test_once_shares_the_exception_and_does_not_cache_it():
         t.join()
     assert len(calls) == 1 and len(seen) == 6 and all(e is error for e in seen)
     assert "k" not in table
-    assert compiler.once("k", lambda: 42, table, lock) == 42  # the next call builds again
+    assert module_cache.once("k", lambda: 42, table, lock) == 42  # the next call builds again
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,17 +349,18 @@ TINY = '#include "common.cuh"\ntemplate <typename T> __global__ void tiny(T* y) 
 @pytest.fixture
 def fake_device(monkeypatch, tmp_path):
     """get_function without a GPU: a fixed device/arch, cubins 'loaded' as (path, mangled name)."""
-    monkeypatch.setenv(compiler.CACHE_ENV, str(tmp_path))
-    monkeypatch.setattr(compiler, "current_device", lambda: (0, 80))
-    monkeypatch.setattr(compiler, "kernels_from_cubin", lambda path, lowered, names: {n: (path, lowered[n]) for n in names})
-    compiler.clear_cache()
+    monkeypatch.setenv(module_cache.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(cupy_device, "current_device", lambda: (0, 80))
+    monkeypatch.setattr(module_cache, "kernels_from_cubin",
+                        lambda path, lowered, names: {n: (path, lowered[n]) for n in names})
+    module_cache.clear_cache()
     yield tmp_path
-    compiler.clear_cache()
+    module_cache.clear_cache()
 
 
-def _serve(monkeypatch, sources):
-    real = compiler.read_source
-    monkeypatch.setattr(compiler, "read_source", lambda name: sources[name] if name in sources else real(name))
+def _serve(monkeypatch, texts):
+    real = sources.read_source
+    monkeypatch.setattr(sources, "read_source", lambda name: texts[name] if name in texts else real(name))
 
 
 @needs_nvrtc
@@ -345,10 +368,10 @@ def test_broken_source_raises_kernel_compile_error_and_is_not_cached(monkeypatch
     from gpuconv.cuda import conv  # registers conv_direct.cu
 
     name = conv.instantiations()[0]
-    broken = compiler.read_source("conv_direct.cu") + "\n#error injected failure\n"
+    broken = sources.read_source("conv_direct.cu") + "\n#error injected failure\n"
     _serve(monkeypatch, {"conv_direct.cu": broken})
     with pytest.raises(KernelCompileError) as info:
-        compiler.get_function("conv_direct.cu", name)
+        module_cache.get_function("conv_direct.cu", name)
     e = info.value
     assert e.source_file == "conv_direct.cu"
     assert name in e.name_expression and name in str(e)
@@ -356,19 +379,19 @@ def test_broken_source_raises_kernel_compile_error_and_is_not_cached(monkeypatch
     assert "injected failure" in e.log and "injected failure" in str(e)
     assert e.__cause__ is not None
     # Not cached: the same call with the source repaired compiles (a tiny stand-in keeps it fast).
-    monkeypatch.setattr(compiler, "_registry", {"conv_direct.cu": ("tiny<float>",)})
+    monkeypatch.setattr(registry, "_registry", {"conv_direct.cu": ("tiny<float>",)})
     _serve(monkeypatch, {"conv_direct.cu": TINY})
-    path, mangled = compiler.get_function("conv_direct.cu", "tiny<float>")
+    path, mangled = module_cache.get_function("conv_direct.cu", "tiny<float>")
     assert mangled.startswith("_Z") and path.exists()
 
 
 @needs_nvrtc
 def test_bad_define_option_raises_kernel_compile_error(monkeypatch, fake_device):
-    monkeypatch.setattr(compiler, "_registry", {"tiny.cu": ("tiny<float>",)})
+    monkeypatch.setattr(registry, "_registry", {"tiny.cu": ("tiny<float>",)})
     _serve(monkeypatch, {"tiny.cu": TINY})
-    monkeypatch.setattr(compiler, "_BASE_OPTIONS", compiler._BASE_OPTIONS + ("-Dnamespace=int",))
+    monkeypatch.setattr(options, "_BASE_OPTIONS", options._BASE_OPTIONS + ("-Dnamespace=int",))
     with pytest.raises(KernelCompileError) as info:
-        compiler.get_function("tiny.cu", "tiny<float>")
+        module_cache.get_function("tiny.cu", "tiny<float>")
     assert "-Dnamespace=int" in info.value.options and "-Dnamespace=int" in str(info.value)
     assert "tiny.cu" in str(info.value) and "tiny<float>" in str(info.value)
     assert info.value.log
@@ -376,23 +399,23 @@ def test_bad_define_option_raises_kernel_compile_error(monkeypatch, fake_device)
 
 @needs_nvrtc
 def test_disk_cache_and_one_compile_per_file(monkeypatch, fake_device):
-    monkeypatch.setattr(compiler, "_registry", {"tiny.cu": ("tiny<float>", "tiny<gc::half>", "tiny<double>")})
+    monkeypatch.setattr(registry, "_registry", {"tiny.cu": ("tiny<float>", "tiny<gc::half>", "tiny<double>")})
     _serve(monkeypatch, {"tiny.cu": TINY})
-    before = compiler.stats.get("nvrtc_compiles:tiny.cu", 0)
+    before = module_cache.stats.get("nvrtc_compiles:tiny.cu", 0)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(compiler.get_function("tiny.cu", "tiny<double>")))
+    threads = [threading.Thread(target=lambda: results.append(module_cache.get_function("tiny.cu", "tiny<double>")))
                for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert compiler.stats["nvrtc_compiles:tiny.cu"] == before + 1  # one NVRTC run, all names at once
+    assert module_cache.stats["nvrtc_compiles:tiny.cu"] == before + 1  # one NVRTC run, all names at once
     assert len(set(results)) == 1
-    compiler.clear_cache()  # a new process would find the cubin on disk
-    hits = compiler.stats.get("disk_hits:tiny.cu", 0)
-    compiler.get_function("tiny.cu", "tiny<gc::half>")
-    assert compiler.stats["nvrtc_compiles:tiny.cu"] == before + 1
-    assert compiler.stats["disk_hits:tiny.cu"] == hits + 1
+    module_cache.clear_cache()  # a new process would find the cubin on disk
+    hits = module_cache.stats.get("disk_hits:tiny.cu", 0)
+    module_cache.get_function("tiny.cu", "tiny<gc::half>")
+    assert module_cache.stats["nvrtc_compiles:tiny.cu"] == before + 1
+    assert module_cache.stats["disk_hits:tiny.cu"] == hits + 1
     assert list(fake_device.glob("tiny_cu-*.cubin"))
 
 
@@ -415,9 +438,9 @@ def _elf64_extent(data):
 def test_cached_cubin_file_is_a_whole_elf_image(monkeypatch, fake_device):
     # CuPy's getCUBIN drops the cubin's last byte (it strips a "trailing NUL" as for PTX); the file
     # the driver loads with cuModuleLoad must still hold every byte its ELF headers describe.
-    monkeypatch.setattr(compiler, "_registry", {"tiny.cu": ("tiny<float>",)})
+    monkeypatch.setattr(registry, "_registry", {"tiny.cu": ("tiny<float>",)})
     _serve(monkeypatch, {"tiny.cu": TINY})
-    path, _ = compiler.get_function("tiny.cu", "tiny<float>")
+    path, _ = module_cache.get_function("tiny.cu", "tiny<float>")
     data = pathlib.Path(path).read_bytes()
     assert data[:4] == b"\x7fELF" and len(data) == _elf64_extent(data)
 
@@ -434,9 +457,9 @@ def test_complete_cubin_restores_the_cut_tail_and_keeps_whole_images():
     struct.pack_into("<I", section, 4, 1)
     struct.pack_into("<QQ", section, 24, 64, 16)
     whole = bytes(header) + b"\x11" * 16 + bytes(64) + bytes(section)
-    assert compiler.complete_cubin(whole[:-1]) == whole
-    assert compiler.complete_cubin(whole) == whole
-    assert compiler.complete_cubin(b"not an elf") == b"not an elf"
+    assert nvrtc.complete_cubin(whole[:-1]) == whole
+    assert nvrtc.complete_cubin(whole) == whole
+    assert nvrtc.complete_cubin(b"not an elf") == b"not an elf"
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,7 +539,7 @@ def test_real_probe_on_this_machine_gives_a_reason(fresh_backend):
 # (count and kind of every argument), the device's grid limits and the activation code.
 # --------------------------------------------------------------------------------------------
 def _cu_params(filename, kernel):
-    src = compiler.read_source(filename)
+    src = sources.read_source(filename)
     m = re.search(r"\b" + kernel + r"\(([^)]*)\)\s*\{", src)
     assert m, f"{kernel} not found in {filename}"
     return [p.strip() for p in m.group(1).split(",")]
@@ -528,7 +551,7 @@ def dense_launches(monkeypatch, limits):
 
     monkeypatch.setattr(device, "_active", HostArrayDevice())
     monkeypatch.setattr(launch, "device_limits", lambda device=None: limits)
-    monkeypatch.setattr(compiler, "get_function", lambda f, name: (f, name))
+    monkeypatch.setattr(module_cache, "get_function", lambda f, name: (f, name))
     calls = []
     monkeypatch.setattr(launch, "launch", lambda kernel, grid, block, args, shared_mem=0: calls.append(
         (kernel, grid, block, args, shared_mem)))
@@ -537,7 +560,7 @@ def dense_launches(monkeypatch, limits):
 
 def _check_dense_launch(call, limits, act_code):
     (filename, name), grid, block, args, smem = call
-    assert name in compiler.registered(filename)
+    assert name in registry.registered(filename)
     width = np.int64 if "long long" in name else np.int32
     params = _cu_params(filename, name.split("<")[0].split("::")[-1])
     assert len(params) == len(args), (params, args)
@@ -558,7 +581,7 @@ def test_conv_marshalling_grouped_past_65535_column_tiles(dense_launches, limits
 
     groups = 70000  # one channel per group: 70000 (group, channel-tile) columns on grid y
     x = np.zeros((1, 4, 4, groups), np.float32)
-    y = conv.conv(x, np.zeros((3, 3, 1, groups), np.float32), np.zeros(groups, np.float32), strides=(1, 1),
+    y = engine_calls.conv(conv, x, np.zeros((3, 3, 1, groups), np.float32), np.zeros(groups, np.float32), strides=(1, 1),
                   padding=((1, 1), (1, 1)), dilation=(1, 1), groups=groups, channels_last=True, activation="gelu")
     assert y.shape == (1, 4, 4, groups)
     (call,) = dense_launches
@@ -570,7 +593,7 @@ def test_conv_transpose_marshalling_phases_past_65535(dense_launches, limits):
     from gpuconv.cuda import conv_transpose
 
     x = np.zeros((1, 2, 1, 1, 1), np.float16)  # channels_first, strides 64^3: 262144 stride phases
-    y = conv_transpose.conv_transpose(x, np.zeros((64, 64, 64, 3, 2), np.float16), None, strides=(64, 64, 64),
+    y = engine_calls.conv_transpose(conv_transpose, x, np.zeros((64, 64, 64, 3, 2), np.float16), None, strides=(64, 64, 64),
                                       dilation=(1, 1, 1), groups=1, out_spatial=(64, 64, 64), crop=(0, 0, 0),
                                       channels_last=False, activation=None)
     assert y.shape == (1, 3, 64, 64, 64) and y.dtype == np.float16

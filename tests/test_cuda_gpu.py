@@ -6,6 +6,7 @@ is also marked ``large``). The oracle is ``gpuconv.cpu`` called directly on floa
 """
 import threading
 
+import engine_calls as calls
 import numpy as np
 import pytest
 
@@ -17,7 +18,7 @@ pytestmark = CUDA_MARKS
 
 
 def _engines():
-    import gpuconv.cpu as cpu
+    from gpuconv.cpu import engine as cpu
     from gpuconv.cuda import engine
 
     return cpu, engine
@@ -87,11 +88,11 @@ def _run_both(op, x, w, b, kwargs, activation=None):
     cupy = gpu_xp()
 
     cpu, eng = _engines()
-    expect = getattr(cpu, op)(x.astype(np.float64), w.astype(np.float64),
+    expect = getattr(calls, op)(cpu, x.astype(np.float64), w.astype(np.float64),
                               None if b is None else b.astype(np.float64), activation=None, **kwargs)
     if activation is not None:
         expect = act_ref.get(activation)(expect)
-    got = getattr(eng, op)(cupy.asarray(x), cupy.asarray(w), None if b is None else cupy.asarray(b),
+    got = getattr(calls, op)(eng, cupy.asarray(x), cupy.asarray(w), None if b is None else cupy.asarray(b),
                            activation=activation, **kwargs)
     assert got.dtype == x.dtype
     return cupy.asnumpy(got), expect
@@ -144,7 +145,7 @@ def test_non_contiguous_negative_and_zero_stride_inputs_equal_contiguous():
     x_shape, w_shape, kwargs = _conv_args(CONV_CASES[3], True)
     x = cupy.asarray(rng.integers(-3, 4, size=x_shape).astype(np.float32))
     w = cupy.asarray(rng.integers(-3, 4, size=w_shape).astype(np.float32))
-    ref = eng.conv(x, w, None, activation=None, **kwargs)
+    ref = calls.conv(eng, x, w, None, activation=None, **kwargs)
     x_rev = cupy.ascontiguousarray(x[:, ::-1])[:, ::-1]          # negative stride view, same values
     x_t = cupy.asfortranarray(x)                                  # non-C-contiguous layout
     w_gap = cupy.zeros((*w_shape[:-1], 2 * w_shape[-1]), np.float32)
@@ -152,12 +153,12 @@ def test_non_contiguous_negative_and_zero_stride_inputs_equal_contiguous():
     w_strided = w_gap[..., ::2]                                   # gaps between elements
     x_before = x.copy()
     for xi, wi in ((x_rev, w), (x_t, w_strided), (x, w_strided)):
-        assert cupy.array_equal(eng.conv(eng.asarray(xi), eng.asarray(wi), None, activation=None, **kwargs), ref)
-        assert cupy.array_equal(eng.conv(xi, wi, None, activation=None, **kwargs), ref)
+        assert cupy.array_equal(calls.conv(eng, eng.asarray(xi), eng.asarray(wi), None, activation=None, **kwargs), ref)
+        assert cupy.array_equal(calls.conv(eng, xi, wi, None, activation=None, **kwargs), ref)
     assert cupy.array_equal(x, x_before)  # inputs never modified
     w_bcast = cupy.broadcast_to(cupy.ones((1,) * (len(w_shape) - 1) + (w_shape[-1],), np.float32), w_shape)
-    got = eng.conv(x, w_bcast, None, activation=None, **kwargs)
-    assert cupy.array_equal(got, eng.conv(x, cupy.ascontiguousarray(w_bcast), None, activation=None, **kwargs))
+    got = calls.conv(eng, x, w_bcast, None, activation=None, **kwargs)
+    assert cupy.array_equal(got, calls.conv(eng, x, cupy.ascontiguousarray(w_bcast), None, activation=None, **kwargs))
 
 
 def test_non_default_stream():
@@ -167,11 +168,11 @@ def test_non_default_stream():
     x_shape, w_shape, kwargs = _transpose_args(TRANSPOSE_CASES[4], True)
     x, w = _make(rng, x_shape, "float32"), _make(rng, w_shape, "float32")
     cpu, eng = _engines()
-    expect = cpu.conv_transpose(x.astype(np.float64), w.astype(np.float64), None, activation=None, **kwargs)
+    expect = calls.conv_transpose(cpu, x.astype(np.float64), w.astype(np.float64), None, activation=None, **kwargs)
     stream = cupy.cuda.Stream(non_blocking=True)
     with stream:
         xd, wd = cupy.asarray(x), cupy.asarray(w)
-        got = eng.conv_transpose(xd, wd, None, activation=None, **kwargs)
+        got = calls.conv_transpose(eng, xd, wd, None, activation=None, **kwargs)
         stream.synchronize()
     assert_close(cupy.asnumpy(got), expect, "float32")
 
@@ -179,7 +180,7 @@ def test_non_default_stream():
 def test_threads_on_a_cold_cache_compile_each_file_once(tmp_path, monkeypatch):
     cupy = gpu_xp()
 
-    from gpuconv.cuda import compiler
+    from gpuconv.cuda import module_cache
     from gpuconv.emulator import build
 
     # The compiler of GPU_BACKEND: NVRTC (cubins) on a GPU, the host C++ compiler (shared objects) on
@@ -187,20 +188,20 @@ def test_threads_on_a_cold_cache_compile_each_file_once(tmp_path, monkeypatch):
     if ON_EMULATOR:
         cache_env, compiles = build.CACHE_ENV, lambda: build.stats["builds"]
     else:
-        cache_env, compiles = compiler.CACHE_ENV, lambda: compiler.stats.get("nvrtc_compiles:conv_direct.cu", 0)
+        cache_env, compiles = module_cache.CACHE_ENV, lambda: module_cache.stats.get("nvrtc_compiles:conv_direct.cu", 0)
     monkeypatch.setenv(cache_env, str(tmp_path))
-    compiler.clear_cache()
+    module_cache.clear_cache()
     before = compiles()
     rng = np.random.default_rng(5)
     x_shape, w_shape, kwargs = _conv_args(CONV_CASES[8], True)
     x, w = _make(rng, x_shape, "float32"), _make(rng, w_shape, "float32")
     cpu, eng = _engines()
-    expect = cpu.conv(x.astype(np.float64), w.astype(np.float64), None, activation=None, **kwargs)
+    expect = calls.conv(cpu, x.astype(np.float64), w.astype(np.float64), None, activation=None, **kwargs)
     results, errors = [], []
 
     def worker():
         try:
-            y = eng.conv(cupy.asarray(x), cupy.asarray(w), None, activation=None, **kwargs)
+            y = calls.conv(eng, cupy.asarray(x), cupy.asarray(w), None, activation=None, **kwargs)
             results.append(cupy.asnumpy(y))
         except Exception as e:  # surfaced below
             errors.append(e)
@@ -228,10 +229,10 @@ def test_out_of_memory_raises_memory_error_and_process_stays_usable():
     try:
         pool.set_limit(size=pool.used_bytes() + 4 * 1024 * 1024)
         with pytest.raises(MemoryError):
-            eng.conv(x, w, None, activation=None, **kwargs)
+            calls.conv(eng, x, w, None, activation=None, **kwargs)
     finally:
         pool.set_limit(size=0)
-    y = eng.conv(x, w, None, activation=None, **kwargs)
+    y = calls.conv(eng, x, w, None, activation=None, **kwargs)
     assert float(y[0, 10, 10, 0]) == 72.0
 
 
@@ -243,9 +244,9 @@ def test_repeated_runs_are_bitwise_identical():
     for case, op, args in ((CONV_CASES[5], "conv", _conv_args), (TRANSPOSE_CASES[1], "conv_transpose", _transpose_args)):
         x_shape, w_shape, kwargs = args(case, True)
         x, w = cupy.asarray(_make(rng, x_shape, "float32")), cupy.asarray(_make(rng, w_shape, "float32"))
-        first = getattr(eng, op)(x, w, None, activation="gelu", **kwargs)
+        first = getattr(calls, op)(eng, x, w, None, activation="gelu", **kwargs)
         for _ in range(3):
-            assert cupy.array_equal(getattr(eng, op)(x, w, None, activation="gelu", **kwargs), first)
+            assert cupy.array_equal(getattr(calls, op)(eng, x, w, None, activation="gelu", **kwargs), first)
 
 
 @pytest.mark.parametrize("where", ["input", "weight"])
@@ -299,7 +300,7 @@ def test_empty_output_launches_nothing():
     _, eng = _engines()
     x = cupy.zeros((0, 5, 5, 3), np.float32)
     w = cupy.zeros((3, 3, 3, 4), np.float32)
-    y = eng.conv(x, w, None, strides=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1,
+    y = calls.conv(eng, x, w, None, strides=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1,
                  channels_last=True, activation=None)
     assert y.shape == (0, 3, 3, 4)
 
@@ -328,11 +329,11 @@ def test_debug_sync_mode_and_no_pool_growth(monkeypatch):
     x_shape, w_shape, kwargs = _conv_args(CONV_CASES[4], False)
     x, w = cupy.asarray(_make(rng, x_shape, "float32")), cupy.asarray(_make(rng, w_shape, "float32"))
     pool = cupy.get_default_memory_pool()
-    del_y = eng.conv(x, w, None, activation="relu", **kwargs)
+    del_y = calls.conv(eng, x, w, None, activation="relu", **kwargs)
     del del_y
     baseline = pool.used_bytes()
     for _ in range(20):
-        y = eng.conv(x, w, None, activation="relu", **kwargs)
+        y = calls.conv(eng, x, w, None, activation="relu", **kwargs)
         del y
     assert pool.used_bytes() == baseline
 
@@ -348,7 +349,7 @@ def test_conv_over_2_pow_31_elements_uses_64_bit_indices():
     x = (cupy.arange(length, dtype=cupy.int32) % 7 - 3).astype(cupy.float16).reshape(1, length, 1)
     w = cupy.asarray(np.array([1, -2, 3], np.float16).reshape(3, 1, 1))
     kwargs = dict(strides=(1,), padding=((1, 1),), dilation=(1,), groups=1, channels_last=True)
-    y = eng.conv(x, w, None, activation=None, **kwargs)
+    y = calls.conv(eng, x, w, None, activation=None, **kwargs)
     assert indexing.index_type(x, w, y) == "int64"
     cpu, _ = _engines()
     for start in (0, 2**31 - 1000, length - 1000):
@@ -356,7 +357,7 @@ def test_conv_over_2_pow_31_elements_uses_64_bit_indices():
         lo, hi = max(start - 1, 0), min(stop + 1, length)
         xs = cupy.asnumpy(x[:, lo:hi]).astype(np.float64)
         pad = ((1 if lo == start else 0, 1 if hi == stop else 0),)
-        expect = cpu.conv(xs, cupy.asnumpy(w).astype(np.float64), None, strides=(1,), padding=pad, dilation=(1,),
+        expect = calls.conv(cpu, xs, cupy.asnumpy(w).astype(np.float64), None, strides=(1,), padding=pad, dilation=(1,),
                           groups=1, channels_last=True, activation=None)
         np.testing.assert_array_equal(cupy.asnumpy(y[:, start:stop]).astype(np.float64), expect)
     del x, y
@@ -381,15 +382,15 @@ def _identity_runs(eng, x, dtype):
     n = x.shape[1]
     window = dict(strides=(1,), padding=((0, 0),), channels_last=True)
     return {
-        "conv": lambda act: eng.conv(x, one(1, 1, 1), None, dilation=(1,), groups=1, activation=act, **window),
-        "conv_transpose": lambda act: eng.conv_transpose(x, one(1, 1, 1), None, strides=(1,), dilation=(1,), groups=1,
+        "conv": lambda act: calls.conv(eng, x, one(1, 1, 1), None, dilation=(1,), groups=1, activation=act, **window),
+        "conv_transpose": lambda act: calls.conv_transpose(eng, x, one(1, 1, 1), None, strides=(1,), dilation=(1,), groups=1,
                                                          out_spatial=(n,), crop=(0,), channels_last=True,
                                                          activation=act),
-        "depthwise_conv": lambda act: eng.depthwise_conv(x, one(1, 1, 1), None, dilation=(1,), activation=act,
+        "depthwise_conv": lambda act: calls.depthwise_conv(eng, x, one(1, 1, 1), None, dilation=(1,), activation=act,
                                                          **window),
-        "separable_conv": lambda act: eng.separable_conv(x, one(1, 1, 1), one(1, 1, 1), None, dilation=(1,),
+        "separable_conv": lambda act: calls.separable_conv(eng, x, one(1, 1, 1), one(1, 1, 1), None, dilation=(1,),
                                                          activation=act, **window),
-        "locally_connected": lambda act: eng.locally_connected(x, one(n, 1, 1), None, kernel_size=(1,),
+        "locally_connected": lambda act: calls.locally_connected(eng, x, one(n, 1, 1), None, kernel_size=(1,),
                                                                out_spatial=(n,), activation=act, **window),
     }
 

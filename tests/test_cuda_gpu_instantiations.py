@@ -1,6 +1,6 @@
 """Every registered kernel instantiation, launched once against the float64 NumPy engine.
 
-One test per name of ``gpuconv.cuda.compiler.registry()``: it builds the smallest problem that makes
+One test per name of ``gpuconv.cuda.registry.registry()``: it builds the smallest problem that makes
 the CUDA engine's host planner pick exactly that instantiation (dtype, layout, index width, tile
 shape, depthwise specialisation (k, s, d), vector width, pool / upsample mode, separable fused or
 two-kernel, the two-kernel path's float32 intermediate for float16), runs it through
@@ -14,19 +14,20 @@ new instantiation needs a problem here (``_problem``) before CI passes.
 Sizes are small on purpose: the module also runs under the cuda-emulator's AddressSanitizer build
 and its race checker (``python -m gpuconv.emulator.sanitized -m pytest <this file>``,
 ``GPUCONV_EMULATOR_CHECK=race``). Launches are recorded by the emulator (``runtime.launched``) or,
-on a real GPU, by a spy on ``compiler.get_function``.
+on a real GPU, by a spy on ``module_cache.get_function``.
 """
 import zlib
 
+import engine_calls as calls
 import numpy as np
 import pytest
 
 from conftest import CUDA_MARKS, ON_EMULATOR, assert_close, gpu_xp, random_array
 from gpuconv import geometry as g
-from gpuconv.cuda import compiler, indexing
+from gpuconv.cuda import indexing, module_cache, registry
 from gpuconv.cuda import engine  # noqa: F401  (imports every kernel module: they register their instantiations)
 
-REGISTERED = sorted(name for names in compiler.registry().values() for name in names)
+REGISTERED = sorted(name for names in registry.registry().values() for name in names)
 _DTYPES = {"float": "float32", "gc::half": "float16", "double": "float64"}
 _INDEX = {"int": "int32", "long long": "int64"}
 _seen = set()  # instantiations launched by this module's tests
@@ -210,20 +211,20 @@ def launches(monkeypatch):
         runtime.launched.update(before)
         return
     requested = set()
-    real = compiler.get_function
+    real = module_cache.get_function
 
     def spy(filename, name_expression):
         requested.add(name_expression)
         return real(filename, name_expression)
 
-    monkeypatch.setattr(compiler, "get_function", spy)
+    monkeypatch.setattr(module_cache, "get_function", spy)
     yield lambda: set(requested)
 
 
 @_gpu
 @pytest.mark.parametrize("name", REGISTERED)
 def test_instantiation_matches_oracle(name, launches, monkeypatch):
-    from gpuconv import cpu
+    from gpuconv.cpu import engine as cpu
     from gpuconv.cuda import engine as eng
 
     cupy = gpu_xp()
@@ -231,8 +232,8 @@ def test_instantiation_matches_oracle(name, launches, monkeypatch):
     dtype, width, op, args, kwargs = _problem(name, rng)
     monkeypatch.setenv(indexing.FORCE_ENV, width)
     rounded = [None if a is None else a.astype(dtype) for a in args]
-    got = getattr(eng, op)(*[None if a is None else cupy.asarray(a) for a in rounded], **kwargs)
-    ref = getattr(cpu, op)(*[None if a is None else a.astype(np.float64) for a in rounded], **kwargs)
+    got = getattr(calls, op)(eng, *[None if a is None else cupy.asarray(a) for a in rounded], **kwargs)
+    ref = getattr(calls, op)(cpu, *[None if a is None else a.astype(np.float64) for a in rounded], **kwargs)
     assert got.dtype == np.dtype(dtype)
     assert_close(cupy.asnumpy(got), ref, dtype)
     ran = launches()
@@ -243,7 +244,7 @@ def test_instantiation_matches_oracle(name, launches, monkeypatch):
 @_gpu
 def test_every_registered_instantiation_was_launched():
     """Runs last: every instantiation the runtime may request ran in this module."""
-    registered = {name for names in compiler.registry().values() for name in names}
+    registered = {name for names in registry.registry().values() for name in names}
     missing = sorted(registered - _seen)
     assert not missing, (f"{len(missing)} of {len(registered)} registered instantiations were never launched by "
                          f"{__name__} (deselected, failed, or no problem reaches them):\n" + "\n".join(missing))

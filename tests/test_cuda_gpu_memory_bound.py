@@ -2,6 +2,7 @@
 connected) against the NumPy engine on float64 copies of the same inputs. Skipped with the
 probe's reason where CUDA is absent."""
 
+import engine_calls as calls
 import numpy as np
 import pytest
 
@@ -20,7 +21,7 @@ LAYOUTS = (True, False)  # channels_last
 def engines():
     cupy = gpu_xp()  # noqa: F841  (only reached with CUDA)
 
-    from gpuconv import cpu
+    from gpuconv.cpu import engine as cpu
     from gpuconv.cuda import engine
 
     return cpu, engine
@@ -34,11 +35,11 @@ def _run(engines, op, args, kwargs, dtype):
     rounded = [None if a is None else a.astype(dtype) for a in args]
     dev = [None if a is None else cupy.asarray(a) for a in rounded]
     copies = [None if a is None else a.copy() for a in dev]
-    got = getattr(gpu, op)(*dev, **kwargs)
+    got = getattr(calls, op)(gpu, *dev, **kwargs)
     for a, c in zip(dev, copies):  # inputs are never mutated
         assert a is None or bool(((a == c) | (cupy.isnan(a) & cupy.isnan(c))).all())  # elementwise, then reduce
     assert got.dtype == np.dtype(dtype)
-    ref = getattr(cpu, op)(*[None if a is None else a.astype(np.float64) for a in rounded], **kwargs)
+    ref = getattr(calls, op)(cpu, *[None if a is None else a.astype(np.float64) for a in rounded], **kwargs)
     return cupy.asnumpy(got), ref
 
 
@@ -134,7 +135,7 @@ def test_separable_two_kernel_float16_intermediate_does_not_overflow(engines, rn
     dwk = 256 * (1 + 0.1 * rng.random((*kernel, channels, 1)))
     pwk = random_array(rng, (1, channels, filters)) * 2.0**-12
     kwargs = dict(strides=(1,), padding=((0, 0),), dilation=(1,), channels_last=channels_last, activation=None)
-    mid = engines[0].depthwise_conv(x.astype("float16").astype(np.float64), dwk.astype("float16").astype(np.float64),
+    mid = calls.depthwise_conv(engines[0], x.astype("float16").astype(np.float64), dwk.astype("float16").astype(np.float64),
                                     None, strides=(1,), padding=((0, 0),), dilation=(1,), channels_last=channels_last,
                                     activation=None)
     assert mid.min() > np.finfo(np.float16).max  # every mid value overflows float16
@@ -185,7 +186,7 @@ def test_bilinear_half_pixel_example(engines):
 
     _, gpu = engines
     x = cupy.asarray(np.array([1.0, 2.0], dtype=np.float32).reshape(1, 1, 2, 1))
-    y = gpu.upsample(x, size=(1, 2), interpolation="bilinear", channels_last=True)
+    y = calls.upsample(gpu, x, size=(1, 2), interpolation="bilinear", channels_last=True)
     np.testing.assert_allclose(cupy.asnumpy(y).ravel(), [1.0, 1.25, 1.75, 2.0], rtol=0, atol=1e-7)
 
 
@@ -241,8 +242,8 @@ def test_input_mutation_check_holds_with_nan_inputs(engines, rng):
 
     class Mutating:
         @staticmethod
-        def pool(x, **kwargs):
-            y = gpu.pool(x, **kwargs)
+        def pool(problem, x):
+            y = gpu.pool(problem, x)
             x[0, 0, 0, 1] += 1
             return y
 
@@ -262,11 +263,11 @@ def test_repeated_runs_are_bitwise_identical(engines, rng):
     dwk = cupy.asarray(random_array(rng, (3, 3, 32, 1), "float32"))
     pwk = cupy.asarray(random_array(rng, (1, 1, 32, 24), "float32"))
     runs = [
-        lambda: gpu.depthwise_conv(x, dwk, None, strides=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1),
+        lambda: calls.depthwise_conv(gpu, x, dwk, None, strides=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1),
                                    channels_last=True, activation=None),
-        lambda: gpu.separable_conv(x, dwk, pwk, None, strides=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1),
+        lambda: calls.separable_conv(gpu, x, dwk, pwk, None, strides=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1),
                                    channels_last=True, activation="relu"),
-        lambda: gpu.pool(x, mode="average", pool_size=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+        lambda: calls.pool(gpu, x, mode="average", pool_size=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
                          channels_last=True),
     ]
     for run in runs:
@@ -372,8 +373,8 @@ def test_fused_activation_matches_reference(engines, rng, dtype, path, activatio
     cpu, gpu = engines
     op, args, kwargs = _activation_case(rng, path, dtype)
     rounded = [a.astype(dtype) for a in args]
-    got = getattr(gpu, op)(*[cupy.asarray(a) for a in rounded], activation=activation, **kwargs)
-    ref = getattr(cpu, op)(*[a.astype(np.float64) for a in rounded], activation=None, **kwargs)
+    got = getattr(calls, op)(gpu, *[cupy.asarray(a) for a in rounded], activation=activation, **kwargs)
+    ref = getattr(calls, op)(cpu, *[a.astype(np.float64) for a in rounded], activation=None, **kwargs)
     assert got.dtype == np.dtype(dtype)
     # The reference rounded to dtype: an exponential past float16's range is +Inf in both.
     assert_close(cupy.asnumpy(got), act_ref.get(activation)(ref).astype(dtype), dtype)

@@ -1,14 +1,16 @@
 """Host-side logic of the CUDA memory-bound ops, without a GPU: the 5-D view, vector width,
 which instantiation each op chooses, tile and shared-memory sizing, and that every choice is a
 registered (so CI-compiled) instantiation."""
+import engine_calls
 import numpy as np
 
 from conftest import HostArrayDevice
 import pytest
 
 from gpuconv import geometry as g
-from gpuconv.cuda import compiler, epilogue
-from gpuconv.cuda import depthwise, locally_connected, pooling, separable, upsample
+from gpuconv.cuda import epilogue, module_cache, registry, sources
+from gpuconv.cuda import depthwise, locally_connected, pooling, separable
+from gpuconv.cuda import upsampling as upsample
 from gpuconv.cuda import memory_bound as mb
 
 F32, F16, F64 = np.dtype("float32"), np.dtype("float16"), np.dtype("float64")
@@ -80,7 +82,7 @@ def test_bench_rows_take_the_specialised_tile_kernel(x_shape, k, s, d, dtype):
     assert plan.kernel == "tile", plan
     full = mb.full_vector_width(dtype)
     assert plan.vec == (full if x_shape[-1] % full == 0 else 1)  # V3: 108 half channels are not 8k
-    assert plan.name in compiler.registered(depthwise.FILE)
+    assert plan.name in registry.registered(depthwise.FILE)
     assert 0 < plan.tile.smem <= mb.SMEM_BUDGET
     assert plan.tile.threads % plan.tile.cv == 0 and plan.tile.threads <= mb.THREADS
 
@@ -100,7 +102,7 @@ def test_channel_vectors_divide_the_channel_count_when_possible():
 def test_unlisted_geometry_takes_the_direct_kernel():
     plan = _dw_plan((2, 9, 9, 8), (2, 3), (1, 1), (1, 1))
     assert plan.kernel == "direct" and plan.name == depthwise.direct_name(F32, "int32", 4)
-    assert plan.name in compiler.registered(depthwise.FILE)
+    assert plan.name in registry.registered(depthwise.FILE)
 
 
 def test_odd_channels_fall_back_to_scalar_tile():
@@ -134,7 +136,7 @@ def test_depthwise_instantiation_set_is_bounded_and_listed():
     # float16 twice: also with a float32 output, the separable two-kernel path's intermediate.
     assert len(names) == 4 * per_dtype
     assert sum(n.endswith(", float>") for n in names) == per_dtype
-    assert set(names) <= set(compiler.registered(depthwise.FILE))
+    assert set(names) <= set(registry.registered(depthwise.FILE))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,8 +166,8 @@ def test_separable_two_kernels_when_mid_is_too_wide(dtype, mid):
 def test_separable_names_registered():
     for dt in (F32, F16, F64):
         for w in ("int32", "int64"):
-            assert separable.fused_name(dt, w) in compiler.registered(separable.FILE)
-            assert separable.pointwise_name(dt, w) in compiler.registered(separable.FILE)
+            assert separable.fused_name(dt, w) in registry.registered(separable.FILE)
+            assert separable.pointwise_name(dt, w) in registry.registered(separable.FILE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +181,7 @@ def test_pool_choice(mode, code, cl, vec):
     name, v, width = pooling.plan_pool(x_shape, out, F16, mode, cl, pointers=(0, 0))
     assert (v, width) == (vec, "int32")
     assert name == f"gc::pool<gc::half, int, {vec}, {code}>"
-    assert name in compiler.registered(pooling.FILE)
+    assert name in registry.registered(pooling.FILE)
 
 
 def test_pool_rejects_unknown_mode():
@@ -196,7 +198,7 @@ def test_upsample_choice(x_shape, size, interp, code, out):
     name, vec, width, out_shape = upsample.plan_upsample(x_shape, size, interp, F32, True, pointers=(0, 0))
     assert out_shape == out and vec == 4 and width == "int32"
     assert name == f"gc::upsample<float, int, 4, {code}>"
-    assert name in compiler.registered(upsample.FILE)
+    assert name in registry.registered(upsample.FILE)
 
 
 def test_upsample_rejects_bilinear_in_1d_and_3d():
@@ -215,7 +217,7 @@ def test_locally_connected_plan(batch, filters, fch):
 
 
 def test_every_memory_bound_file_registers_all_dtypes_and_widths():
-    reg = compiler.registry()
+    reg = registry.registry()
     for module in (pooling, upsample, locally_connected, separable):
         names = reg[module.FILE]
         for ctype in ("float", "gc::half", "double"):
@@ -234,7 +236,7 @@ from gpuconv.cuda import launch as _launch
 
 
 def _kernel_params(filename, kernel):
-    src = compiler.read_source(filename)
+    src = sources.read_source(filename)
     m = re.search(r"\b" + kernel + r"\(([^)]*)\)\s*\{", src)
     assert m, f"{kernel} not found in {filename}"
     return [p.strip() for p in m.group(1).split(",")]
@@ -261,7 +263,7 @@ def captured(monkeypatch):
     limits = _launch.DeviceLimits((2**31 - 1, 65535, 65535), 1024, 132, 48 * 1024, 227 * 1024)
     monkeypatch.setattr(_launch, "device_limits", lambda device=None: limits)
     calls = []
-    monkeypatch.setattr(compiler, "get_function", lambda f, name: (f, name))
+    monkeypatch.setattr(module_cache, "get_function", lambda f, name: (f, name))
     monkeypatch.setattr(_launch, "launch",
                         lambda kernel, grid, block, args, shared_mem=0: calls.append((kernel, grid, block, args,
                                                                                      shared_mem)))
@@ -275,7 +277,7 @@ def _template(name):
 def _assert_calls_match(calls, width="int32"):
     assert calls
     for (filename, name), grid, block, args, smem in calls:
-        assert name in compiler.registered(filename)
+        assert name in registry.registered(filename)
         _check_args(_kernel_params(filename, _template(name)), args, width)
         assert 1 <= grid[0] < 2**31 and block[0] <= mb.THREADS and smem <= mb.SMEM_BUDGET
 
@@ -287,7 +289,7 @@ def test_depthwise_marshalling(captured, cl, k, s, d, spatial):
     x = np.zeros(mb.make_shape(2, 8, spatial, cl), np.float32)
     w = np.zeros((*k, 8, 2), np.float32)
     pads = tuple(((kk - 1) * dd // 2, (kk - 1) * dd // 2) for kk, dd in zip(k, d))
-    y = depthwise.depthwise_conv(x, w, np.zeros(16, np.float32), strides=s, padding=pads, dilation=d,
+    y = engine_calls.depthwise_conv(depthwise, x, w, np.zeros(16, np.float32), strides=s, padding=pads, dilation=d,
                                  channels_last=cl, activation="gelu")
     assert y.shape == mb.make_shape(2, 16, g.padded_output_spatial(spatial, k, s, pads, d), cl)
     _assert_calls_match(captured)
@@ -302,7 +304,7 @@ def test_separable_marshalling(captured, cl, channels):
     x = np.zeros(mb.make_shape(1, channels, (5, 4), cl), np.float32)
     dwk = np.zeros((3, 3, channels, 1), np.float32)
     pwk = np.zeros((1, 1, channels, 6), np.float32)
-    y = separable.separable_conv(x, dwk, pwk, None, strides=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1),
+    y = engine_calls.separable_conv(separable, x, dwk, pwk, None, strides=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1),
                                  channels_last=cl, activation=None)
     assert y.shape == mb.make_shape(1, 6, (5, 4), cl)
     _assert_calls_match(captured)
@@ -313,13 +315,13 @@ def test_separable_marshalling(captured, cl, channels):
 @pytest.mark.parametrize("cl", [True, False])
 def test_pool_upsample_lc_marshalling(captured, cl):
     x = np.zeros(mb.make_shape(2, 4, (6, 7), cl), np.float16)
-    y = pooling.pool(x, mode="average", pool_size=(2, 2), strides=(2, 2), padding=((0, 0), (0, 1)),
+    y = engine_calls.pool(pooling, x, mode="average", pool_size=(2, 2), strides=(2, 2), padding=((0, 0), (0, 1)),
                      channels_last=cl)
     assert y.shape == mb.make_shape(2, 4, (3, 4), cl)
-    y = upsample.upsample(x, size=(2, 3), interpolation="bilinear", channels_last=cl)
+    y = engine_calls.upsample(upsample, x, size=(2, 3), interpolation="bilinear", channels_last=cl)
     assert y.shape == mb.make_shape(2, 4, (12, 21), cl)
     w = np.zeros((3 * 3, 3 * 3 * 4, 5), np.float16)
-    y = locally_connected.locally_connected(x, w, np.zeros((3, 3, 5), np.float16), kernel_size=(3, 3),
+    y = engine_calls.locally_connected(locally_connected, x, w, np.zeros((3, 3, 5), np.float16), kernel_size=(3, 3),
                                             strides=(2, 2), padding=((0, 0), (0, 0)), out_spatial=(3, 3),
                                             channels_last=cl, activation=None)
     assert y.shape == mb.make_shape(2, 5, (3, 3), cl)
@@ -332,7 +334,7 @@ def test_pool_upsample_lc_marshalling(captured, cl):
 # ---------------------------------------------------------------------------------------------
 def _inline_switch_codes():
     """The Act values ``gc::activate_inline`` has a case for, parsed from common.cuh."""
-    src = compiler.read_source("common.cuh")
+    src = sources.read_source("common.cuh")
     body = src[src.index("void activate_inline("):]
     body = body[:body.index("default:")]
     enum = {m.group(1): int(m.group(2)) for m in re.finditer(r"\b(ACT_[A-Z0-9_]+)\s*=\s*(\d+)", src)}
@@ -352,10 +354,10 @@ def test_inline_switch_covers_every_fused_activation():
 @pytest.mark.parametrize("activation", ["sigmoid", "swish", "squareplus", "relu"])
 def test_separable_and_lc_pass_the_activation_code_and_launch_no_pass(captured, dtype, activation):
     x = np.zeros(mb.make_shape(2, 8, (5, 4), True), dtype)
-    separable.separable_conv(x, np.zeros((3, 3, 8, 1), dtype), np.zeros((1, 1, 8, 6), dtype), None,
+    engine_calls.separable_conv(separable, x, np.zeros((3, 3, 8, 1), dtype), np.zeros((1, 1, 8, 6), dtype), None,
                              strides=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), channels_last=True,
                              activation=activation)
-    locally_connected.locally_connected(x, np.zeros((3 * 2, 3 * 3 * 8, 5), dtype), None, kernel_size=(3, 3),
+    engine_calls.locally_connected(locally_connected, x, np.zeros((3 * 2, 3 * 3 * 8, 5), dtype), None, kernel_size=(3, 3),
                                         strides=(1, 1), padding=((0, 0), (0, 0)), out_spatial=(3, 2),
                                         channels_last=True, activation=activation)
     _assert_calls_match(captured)

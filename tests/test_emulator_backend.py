@@ -15,7 +15,7 @@ import pytest
 import gpuconv
 from conftest import EMULATOR_AVAILABLE, EMULATOR_REASON
 from gpuconv import backend
-from gpuconv.cuda import compiler, device, disk_cache
+from gpuconv.cuda import device, disk_cache, nvrtc, options, registry
 from gpuconv.errors import DeviceUnavailableError
 
 needs_emulator = pytest.mark.skipif(not EMULATOR_AVAILABLE, reason=f"cuda-emulator unavailable: {EMULATOR_REASON}")
@@ -156,23 +156,23 @@ SUPPORTED = (75, 80, 86, 87, 89, 90, 100, 120, 121)
     (70, 70),                 # older than NVRTC's oldest: the driver reports the real problem
 ])
 def test_target_arch(cc, expected):
-    assert compiler.target_arch(cc, SUPPORTED) == expected
+    assert options.target_arch(cc, SUPPORTED) == expected
 
 
 def test_arch_option_emits_ptx_for_compute_targets():
-    assert compiler.arch_option("compute_121") == "-arch=compute_121"
-    assert compiler.arch_option(90) == "-arch=sm_90"
-    assert compiler.emits_ptx(compiler.compile_options("compute_121"))
-    assert not compiler.emits_ptx(compiler.compile_options(90))
+    assert options.arch_option("compute_121") == "-arch=compute_121"
+    assert options.arch_option(90) == "-arch=sm_90"
+    assert options.emits_ptx(options.compile_options("compute_121"))
+    assert not options.emits_ptx(options.compile_options(90))
     with pytest.raises(ValueError, match="arch"):
-        compiler.arch_option("sm_x")
+        options.arch_option("sm_x")
 
 
 def test_nvrtc_emits_loadable_ptx_for_a_newer_major():
     pytest.importorskip("cupy", reason="NVRTC comes with cupy-cuda13x")
     import gpuconv.cuda.pooling  # noqa: F401  (registers pooling.cu)
 
-    name = compiler.registered("pooling.cu")[0]
-    out = compiler.nvrtc_compile("pooling.cu", (name,), compiler.compile_options("compute_90"))
+    name = registry.registered("pooling.cu")[0]
+    out = nvrtc.nvrtc_compile("pooling.cu", (name,), options.compile_options("compute_90"))
     text = out.cubin.decode()
     assert text.startswith("//") and ".target sm_90" in text and out.lowered[name] in text

@@ -393,9 +393,9 @@ def test_ptx_wrappers_compile_under_nvrtc_for_sm80_and_sm90():
         if os.environ.get("GPUCONV_REQUIRE_NVRTC", "") not in ("", "0"):
             pytest.fail(f"GPUCONV_REQUIRE_NVRTC=1 but NVRTC is unavailable: {e}")
         pytest.skip(f"NVRTC unavailable: {type(e).__name__}: {e}")
-    from gpuconv.cuda import compiler
+    from gpuconv.cuda import options, sources
 
-    headers = compiler.read_headers()
+    headers = sources.read_headers()
     for filename, names in (("ptx_wrappers.cu", ["gct::every_wrapper"]), (TC, list(TC_NAMES)), (CONV, list(CONV_NAMES))):
         for arch in ("sm_80", "sm_90"):
             prog = nvrtc.createProgram(harness.source(filename), filename, [t.encode() for t in headers.values()],
@@ -404,7 +404,7 @@ def test_ptx_wrappers_compile_under_nvrtc_for_sm80_and_sm90():
                 for n in names:
                     nvrtc.addNameExpression(prog, n)
                 try:
-                    nvrtc.compileProgram(prog, list(compiler.compile_options(arch)))
+                    nvrtc.compileProgram(prog, list(options.compile_options(arch)))
                 except Exception as e:  # noqa: BLE001
                     pytest.fail(f"{filename} for {arch}: {e}\n{nvrtc.getProgramLog(prog)}")
                 assert len(nvrtc.getCUBIN(prog)) > 0

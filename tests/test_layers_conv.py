@@ -5,6 +5,8 @@ Numerics: each layer's output is compared with the public ``gpuconv.ops`` functi
 test checks the wiring (which padding, strides, dilation, layout and weights reach the op, and
 that bias and activation come in the right order). The engine itself is tested elsewhere.
 """
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -150,47 +152,71 @@ def test_conv_rank_too_high_fails_in_shape_inference():
 # --------------------------------------------------------------------------------------------
 # Activation fusion: built-in elementwise names reach the op, everything else is applied after
 # --------------------------------------------------------------------------------------------
+class _FusingEngine:
+    """The NumPy engine, declaring that it fuses every built-in elementwise activation (as the
+    CUDA engine does) and recording the activation each problem asks it to fuse."""
+
+    def __init__(self):
+        from gpuconv.cpu import engine as cpu
+
+        self._cpu, self.seen = cpu, []
+        self.NAME, self.asarray = "fusing-numpy", cpu.asarray
+        self.FUSED_ACTIVATIONS = activations.ELEMENTWISE - {"linear"}
+
+    def __getattr__(self, op):  # conv, depthwise_conv, ...: run the problem without, then fuse here
+        def run(problem, *arrays):
+            self.seen.append(problem.activation)
+            y = getattr(self._cpu, op)(dataclasses.replace(problem, activation=None), *arrays)
+            return y if problem.activation is None else activations.get(problem.activation)(y)
+
+        return run
+
+
 @pytest.mark.parametrize(
     "activation, fused",
     [("relu", "relu"), ("gelu", "gelu"), ("swish", "silu"), (None, None), ("linear", None), ("softmax", None)],
 )
-def test_builtin_elementwise_activation_is_passed_to_the_op(monkeypatch, rng, activation, fused):
-    seen = []
-    real = ops.conv_core
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs["activation"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ops, "conv_core", spy)
+def test_builtin_elementwise_activation_is_fused_by_the_engine(monkeypatch, rng, activation, fused):
+    engine = _FusingEngine()
+    monkeypatch.setattr(gpuconv.backend, "engine", lambda: engine)
     layer = layers.Conv2D(3, 2, activation=activation)
     x = _spatial_input(rng, 2, 2, "channels_last")
     weights = _randomize(layer, x, rng)
     y = layer(x)
-    monkeypatch.undo()  # ops.conv below goes through conv_core too
-    assert seen == [fused]
+    monkeypatch.undo()
+    assert engine.seen == [fused]
     expected = _bias_act(ops.conv(x, weights[0]), weights[1], "channels_last", activation)
     assert_close(y, expected, "float32")
 
 
-def test_user_activation_is_applied_after_the_op(monkeypatch, rng):
+@pytest.mark.parametrize("activation", ["relu", "gelu", "softmax"])
+def test_numpy_engine_fuses_only_what_it_lists(monkeypatch, rng, activation):
+    from gpuconv import planning
+
     seen = []
-    real = ops.depthwise_conv_core
+    real = planning.run
+    monkeypatch.setattr(planning, "run", lambda eng, problem, *a: seen.append(problem.activation) or real(eng, problem, *a))
+    layer = layers.Conv2D(3, 2, activation=activation)
+    x = _spatial_input(rng, 2, 2, "channels_last")
+    weights = _randomize(layer, x, rng)
+    y = layer(x)
+    monkeypatch.undo()
+    assert seen == [activation if activation in ("relu",) else None]
+    assert_close(y, _bias_act(ops.conv(x, weights[0]), weights[1], "channels_last", activation), "float32")
 
-    def spy(*args, **kwargs):
-        seen.append(kwargs["activation"])
-        return real(*args, **kwargs)
 
+def test_user_activation_is_applied_after_the_op(monkeypatch, rng):
     def relu(v):  # a user function named like a built-in must not be swapped for the built-in
         return np.maximum(v, 0) * 2
 
-    monkeypatch.setattr(ops, "depthwise_conv_core", spy)
+    engine = _FusingEngine()
+    monkeypatch.setattr(gpuconv.backend, "engine", lambda: engine)
     layer = layers.DepthwiseConv1D(3, activation=relu)
     x = _spatial_input(rng, 1, 2, "channels_last")
     weights = _randomize(layer, x, rng)
     y = layer(x)
     monkeypatch.undo()
-    assert seen == [None]
+    assert engine.seen == [None]
     expected = np.maximum(_bias_act(ops.depthwise_conv(x, weights[0]), weights[1], "channels_last", None), 0) * 2
     assert_close(y, expected, "float32")
 

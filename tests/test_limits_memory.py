@@ -10,10 +10,11 @@ the padded copy of the whole input alone would exceed it. The peak RSS of the is
 """
 import tracemalloc
 
+import engine_calls as calls
 import numpy as np
 import pytest
 
-import gpuconv.cpu as eng
+from gpuconv.cpu import engine as eng
 from gpuconv.cpu import memory
 
 import reference as ref
@@ -30,7 +31,7 @@ def test_an_invalid_workspace_setting_is_a_clear_value_error(monkeypatch, raw):
     with pytest.raises(ValueError, match=f"GPUCONV_WORKSPACE_MB must be a positive integer.*{raw!r}"):
         memory.budget_bytes()
     with pytest.raises(ValueError, match="GPUCONV_WORKSPACE_MB"):  # at the first op, too
-        eng.conv(np.ones((1, 4, 1)), np.ones((2, 1, 1)), None, strides=(1,), padding=((0, 0),), dilation=(1,),
+        calls.conv(eng, np.ones((1, 4, 1)), np.ones((2, 1, 1)), None, strides=(1,), padding=((0, 0),), dilation=(1,),
                  groups=1, channels_last=True, activation=None)
 
 
@@ -81,37 +82,37 @@ def _cases(rng, dtype, channels_last):
     X, W, WG, WD, PW, WT, B, LK = f64
     XP = np.pad(X, ((0, 0), (1, 1), (1, 1), (0, 0)))
     return [
-        ("conv + bias + sigmoid", lambda: back(eng.conv(xin, w, b, strides=(1, 1), padding=SAME, dilation=(1, 1),
+        ("conv + bias + sigmoid", lambda: back(calls.conv(eng, xin, w, b, strides=(1, 1), padding=SAME, dilation=(1, 1),
                                                          groups=1, channels_last=cl, activation="sigmoid")),
          lambda: ref.activate(ref.conv(XP, W, B), "sigmoid")),
-        ("grouped conv", lambda: back(eng.conv(xin, wg, None, strides=(1, 1), padding=SAME, dilation=(1, 1), groups=4,
+        ("grouped conv", lambda: back(calls.conv(eng, xin, wg, None, strides=(1, 1), padding=SAME, dilation=(1, 1), groups=4,
                                                 channels_last=cl, activation=None)),
          lambda: ref.conv(XP, WG)),
-        ("depthwise + relu", lambda: back(eng.depthwise_conv(xin, wd, None, strides=(1, 1), padding=SAME,
+        ("depthwise + relu", lambda: back(calls.depthwise_conv(eng, xin, wd, None, strides=(1, 1), padding=SAME,
                                                              dilation=(1, 1), channels_last=cl, activation="relu")),
          lambda: ref.activate(ref.depthwise_conv(XP, WD), "relu")),
-        ("depthwise s2 d2", lambda: back(eng.depthwise_conv(xin, wd, None, strides=(2, 2), padding=SAME,
+        ("depthwise s2 d2", lambda: back(calls.depthwise_conv(eng, xin, wd, None, strides=(2, 2), padding=SAME,
                                                             dilation=(2, 2), channels_last=cl, activation=None)),
          lambda: ref.depthwise_conv(XP, WD, strides=2, dilation_rate=2)),
-        ("separable", lambda: back(eng.separable_conv(xin, wd, pw, None, strides=(1, 1), padding=SAME, dilation=(1, 1),
+        ("separable", lambda: back(calls.separable_conv(eng, xin, wd, pw, None, strides=(1, 1), padding=SAME, dilation=(1, 1),
                                                       channels_last=cl, activation=None)),
          lambda: ref.separable_conv(XP, WD, PW)),
-        ("max pool", lambda: back(eng.pool(xin, mode="max", pool_size=(3, 3), strides=(1, 1), padding=SAME,
+        ("max pool", lambda: back(calls.pool(eng, xin, mode="max", pool_size=(3, 3), strides=(1, 1), padding=SAME,
                                            channels_last=cl)),
          lambda: ref.max_pool(X, 3, strides=1, padding="same")),
-        ("average pool", lambda: back(eng.pool(xin, mode="average", pool_size=(3, 3), strides=(1, 1), padding=SAME,
+        ("average pool", lambda: back(calls.pool(eng, xin, mode="average", pool_size=(3, 3), strides=(1, 1), padding=SAME,
                                                channels_last=cl)),
          lambda: ref.average_pool(X, 3, strides=1, padding="same")),
-        ("transposed", lambda: back(eng.conv_transpose(xin, wt, None, strides=(2, 2), dilation=(1, 1), groups=1,
+        ("transposed", lambda: back(calls.conv_transpose(eng, xin, wt, None, strides=(2, 2), dilation=(1, 1), groups=1,
                                                        out_spatial=(80, 80), crop=(1, 1), channels_last=cl,
                                                        activation=None)),
          lambda: ref.transpose_scatter(X, WT, (2, 2), (1, 1), 1, (80, 80), (1, 1))),
-        ("bilinear upsampling", lambda: back(eng.upsample(xin, size=(2, 2), interpolation="bilinear",
+        ("bilinear upsampling", lambda: back(calls.upsample(eng, xin, size=(2, 2), interpolation="bilinear",
                                                           channels_last=cl)),
          lambda: ref.upsample(X, (2, 2), "bilinear")),
-        ("nearest upsampling", lambda: back(eng.upsample(xin, size=(2, 2), interpolation="nearest", channels_last=cl)),
+        ("nearest upsampling", lambda: back(calls.upsample(eng, xin, size=(2, 2), interpolation="nearest", channels_last=cl)),
          lambda: ref.upsample(X, (2, 2), "nearest")),
-        ("locally connected + tanh", lambda: back(eng.locally_connected(
+        ("locally connected + tanh", lambda: back(calls.locally_connected(eng, 
             small if cl else np.ascontiguousarray(np.moveaxis(small, -1, 1)), lk if cl else lk_first, None,
             kernel_size=(3, 3), strides=(1, 1), padding=SAME, out_spatial=(16, 16), channels_last=cl,
             activation="tanh")),
@@ -155,7 +156,7 @@ def test_the_padded_copy_is_no_longer_made_whole(monkeypatch):
     monkeypatch.setattr(memory, "MEMORY_BUDGET_BYTES", 2 * 2**20)
     x = np.random.default_rng(12).random((8, 64, 64, 16), dtype=np.float32)  # 2 MiB
     w = np.random.default_rng(13).random((3, 3, 16, 16), dtype=np.float32)
-    extra, _ = _temporaries(lambda: eng.conv(x, w, None, strides=(1, 1), padding=SAME, dilation=(1, 1), groups=1,
+    extra, _ = _temporaries(lambda: calls.conv(eng, x, w, None, strides=(1, 1), padding=SAME, dilation=(1, 1), groups=1,
                                               channels_last=True, activation=None))
     padded_whole = 8 * 66 * 66 * 16 * 4
     assert extra <= 2 * 2**20 < padded_whole
@@ -175,7 +176,7 @@ def test_pieces_of_every_size_give_the_reference(monkeypatch, budget, dtype, cha
     b = rng.standard_normal(6).astype(dtype)
     xin = x if channels_last else np.ascontiguousarray(np.moveaxis(x, -1, 1))
     pads = ((1, 1), (0, 1))
-    y = eng.conv(xin, w, b, strides=(2, 1), padding=pads, dilation=(1, 1), groups=2, channels_last=channels_last,
+    y = calls.conv(eng, xin, w, b, strides=(2, 1), padding=pads, dilation=(1, 1), groups=2, channels_last=channels_last,
                  activation="tanh")
     y = y if channels_last else np.moveaxis(y, 1, -1)
     want = ref.activate(ref.conv(np.pad(x.astype(np.float64), ((0, 0), *pads, (0, 0))), w.astype(np.float64),

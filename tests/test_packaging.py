@@ -32,13 +32,13 @@ def test_wheel_carries_every_kernel_source(wheel):
 
 def test_wheel_declares_the_cli(wheel):
     (ep,) = [n for n in wheel.namelist() if n.endswith("entry_points.txt")]
-    assert "gpuconv-bench = gpuconv.bench.cli:main" in wheel.read(ep).decode()
+    assert "gpuconv-bench = gpuconv.benchmarking.cli:main" in wheel.read(ep).decode()
 
 
 def test_wheel_has_every_subpackage(wheel):
     names = set(wheel.namelist())
-    for pkg in ("gpuconv", "gpuconv/cpu", "gpuconv/cuda", "gpuconv/layers", "gpuconv/bench", "gpuconv/kernels",
-                "gpuconv/emulator"):
+    for pkg in ("gpuconv", "gpuconv/cpu", "gpuconv/cuda", "gpuconv/layers", "gpuconv/benchmarking",
+                "gpuconv/kernels", "gpuconv/emulator"):
         assert f"{pkg}/__init__.py" in names, pkg
 
 

@@ -132,16 +132,15 @@ class WindowPlan:
     input one piece reads. ``every_tap`` keeps all taps (locally connected: each position has its
     own weights, laid out by tap)."""
 
-    def __init__(self, x, ksize, strides, dilation, padding, channels_last, itemsize, every_tap=False):
+    def __init__(self, x, ksize, strides, dilation, padding, out_spatial, channels_last, itemsize, every_tap=False):
         self.x, self.strides, self.dilation, self.padding = x, strides, dilation, padding
         self.channels_last = channels_last
         self.axes = spatial_axes(len(ksize), channels_last)
         # One pass over the axes, in plain ints: this runs once per call of every windowed op.
         out_sp, live, taps_, spans = [], [], [], []
         self.every_tap = True
-        for ax, k, s, d, (before, after) in zip(self.axes, ksize, strides, dilation, padding):
+        for ax, k, s, d, (before, after), o in zip(self.axes, ksize, strides, dilation, padding, out_spatial):
             length = x.shape[ax]
-            o = output_length(length + before + after, k, s, d)
             # 'valid' (no padding): every tap of a window that fits reads the input
             lo, hi = (0, k) if every_tap or before == after == 0 else live_taps(length, k, s, d, before, o)
             self.every_tap &= lo == 0 and hi == k

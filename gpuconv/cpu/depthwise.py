@@ -1,4 +1,4 @@
-"""Depthwise and separable convolution.
+"""Depthwise convolution (and the depthwise step of ``separable``).
 
 Depthwise work is memory-bound (one multiply-add per input read per tap), so there is no im2col
 and no GEMM: ``np.einsum`` contracts a window view of the zero-padded input with the kernel, one
@@ -48,9 +48,12 @@ _FAR_CHANNEL_BYTES = 32 << 10
 _TILED_ROW_ELEMENTS = 8192
 
 
-def _depthwise_fill(x, kernel, strides, padding, dilation, channels_last, ctype):
-    """``(plan, fill)``: the depthwise part of a call, resolved once (``_windows.WindowPlan``)."""
-    plan = WindowPlan(x, kernel.shape[:kernel.ndim - 2], strides, dilation, padding, channels_last, ctype.itemsize)
+def depthwise_fill(problem, x, kernel, ctype):
+    """``(plan, fill)``: the depthwise part of a call, resolved once (``_windows.WindowPlan``);
+    separable runs it too, for its depthwise step."""
+    strides, padding, dilation, channels_last = problem.strides, problem.padding, problem.dilation, problem.channels_last
+    plan = WindowPlan(x, problem.kernel_size, strides, dilation, padding, problem.out_spatial, channels_last,
+                      ctype.itemsize)
 
     def accumulate(xs, w, pad, acc):
         depthwise_accumulate(xs, w, strides=strides, padding=pad, dilation=dilation, channels_last=channels_last,
@@ -59,39 +62,14 @@ def _depthwise_fill(x, kernel, strides, padding, dilation, channels_last, ctype)
     return plan, plan.kernel_fill(kernel, ctype, False, accumulate)
 
 
-def depthwise_conv(x, kernel, bias, *, strides, padding, dilation, channels_last, activation):
+def depthwise_conv(problem, x, kernel, bias):
     ctype = compute_dtype(x.dtype)
-    plan, fill = _depthwise_fill(x, kernel, strides, padding, dilation, channels_last, ctype)
-    out_shape = plan.out_shape(kernel.shape[-2] * kernel.shape[-1])
+    plan, fill = depthwise_fill(problem, x, kernel, ctype)
+    out_shape, channels_last = problem.output_shape, problem.channels_last
     return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=plan.row_bytes,
                            item_bytes=plan.item_bytes, bias=bias,
-                           bias_shape=channel_bias_shape(len(out_shape), channels_last), activation=activation)
-
-
-def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padding, dilation,
-                   channels_last, activation):
-    """Depthwise, then a 1x1 GEMM on the compute-dtype intermediate (never rounded in between),
-    piece by piece: the intermediate is a piece array, never the whole ``C*dm``-channel map."""
-    ctype = compute_dtype(x.dtype)
-    plan, depthwise_fill = _depthwise_fill(x, depthwise_kernel, strides, padding, dilation, channels_last, ctype)
-    c_mid, filters = pointwise_kernel.shape[-2:]
-    pw = pointwise_kernel.reshape(c_mid, filters).astype(ctype, copy=False)
-    out_shape = plan.out_shape(filters)
-    mids = memory.Scratch(ctype)
-
-    def fill(bs, rs, acc):
-        nb = bs.stop - bs.start
-        mid = mids.take(acc.shape[:-1] + (c_mid,) if channels_last else (nb, c_mid) + acc.shape[2:])
-        depthwise_fill(bs, rs, mid)
-        if channels_last:  # (N*P, C*dm) @ (C*dm, F)
-            np.matmul(mid.reshape(-1, c_mid), pw, out=acc.reshape(-1, filters))
-        else:  # per image (F, C*dm) @ (C*dm, P): the layout stays channels_first
-            np.matmul(pw.T, mid.reshape(nb, c_mid, -1), out=acc.reshape(nb, filters, -1))
-
-    mid_row_bytes = math.prod(plan.out_sp[1:]) * c_mid * ctype.itemsize
-    return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=plan.row_bytes + mid_row_bytes,
-                           item_bytes=plan.item_bytes, bias=bias,
-                           bias_shape=channel_bias_shape(len(out_shape), channels_last), activation=activation)
+                           bias_shape=channel_bias_shape(len(out_shape), channels_last),
+                           activation=problem.activation)
 
 
 def depthwise_accumulate(x, kernel, *, strides, padding, dilation, channels_last, out=None):

@@ -18,19 +18,20 @@ from ._windows import WindowPlan, compute_dtype, output_length, padded, tap_slic
 _MODES = ("max", "average")
 
 
-def pool(x, *, mode, pool_size, strides, padding, channels_last):
+def pool(problem, x):
+    mode, strides, channels_last = problem.mode, problem.strides, problem.channels_last
     if mode not in _MODES:
         raise ValueError(f"Invalid value for argument `mode`. Expected 'max' or 'average'. Received: mode={mode!r}")
     ctype = x.dtype if mode == "max" else compute_dtype(x.dtype)  # max is exact in any dtype
-    plan = WindowPlan(x, pool_size, strides, (1,) * len(pool_size), padding, channels_last, np.dtype(ctype).itemsize)
+    plan = WindowPlan(x, problem.pool_size, strides, (1,) * problem.rank, problem.padding, problem.out_spatial,
+                      channels_last, np.dtype(ctype).itemsize)
     blocks = memory.Scratch(ctype)
 
     def fill(bs, rs, acc):
         xs, pad = plan.piece(bs, rs)
         _pool_into(acc, xs, mode, plan.taps, strides, pad, plan.axes, ctype, blocks)
 
-    out_shape = plan.out_shape(x.shape[-1] if channels_last else x.shape[1])
-    return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=plan.row_bytes,
+    return _pieces.compute(problem.output_shape, x.dtype, ctype, channels_last, fill, row_bytes=plan.row_bytes,
                            item_bytes=plan.item_bytes)
 
 

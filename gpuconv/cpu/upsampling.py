@@ -18,17 +18,15 @@ from ._windows import compute_dtype, spatial_axes
 _LINEAR_TEMPORARIES = 4
 
 
-def upsample(x, *, size, interpolation, channels_last):
+def upsample(problem, x):
+    size, interpolation, channels_last = problem.size, problem.interpolation, problem.channels_last
     if interpolation not in ("nearest", "bilinear", "trilinear"):
         raise ValueError(
             "Invalid value for argument `interpolation`. Expected 'nearest', 'bilinear' or 'trilinear'. "
             f"Received: interpolation={interpolation!r}"
         )
-    axes = spatial_axes(len(size), channels_last)
-    out_shape = list(x.shape)
-    for ax, s in zip(axes, size):
-        out_shape[ax] *= s
-    out_shape = tuple(out_shape)
+    axes = spatial_axes(problem.rank, channels_last)
+    out_shape = problem.output_shape
     rows_axis = axes[0]
     if interpolation == "nearest":
         # A run of rows (channels_first, an item larger than the budget) first takes its source rows.

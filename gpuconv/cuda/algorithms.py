@@ -8,8 +8,9 @@ where it is known to be faster; nothing else changes.
 ``choose_conv_algorithm(geometry, dtype, device=None, index_width='int32') -> Algorithm``
 ``choose_conv_transpose_algorithm(geometry, dtype, device=None, index_width='int32') -> Algorithm``
 
-``geometry`` is a :class:`ConvGeometry`; ``device`` is anything with ``compute_capability``
-(a ``cupy.cuda.Device``) or None; no row needs CUDA to decide, so the choice is unit-testable.
+``geometry`` is the op's :class:`gpuconv.problems.ConvProblem` (the same object every engine
+gets); ``device`` is anything with ``compute_capability`` (a ``cupy.cuda.Device``) or None; no
+row needs CUDA to decide, so the choice is unit-testable.
 """
 import dataclasses
 
@@ -19,32 +20,6 @@ import numpy as np
 TILE_WIDE = 0     # 64 x 64
 TILE_NARROW = 1   # 256 x 16
 TILE_SHAPES = {TILE_WIDE: (64, 64), TILE_NARROW: (256, 16)}  # (pixels, channels) per CTA
-
-
-@dataclasses.dataclass(frozen=True)
-class ConvGeometry:
-    """A convolution as the kernels see it (3 spatial dims, unused leading ones of size 1)."""
-
-    batch: int
-    in_channels: int
-    out_channels: int
-    groups: int
-    in_spatial: tuple
-    out_spatial: tuple
-    kernel_size: tuple
-    channels_last: bool
-
-    @property
-    def channels_per_group(self):
-        return self.in_channels // self.groups
-
-    @property
-    def filters_per_group(self):
-        return self.out_channels // self.groups
-
-    @property
-    def output_pixels(self):
-        return self.batch * int(np.prod(self.out_spatial))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,15 +2,16 @@
 
     python -m gpuconv.cuda.check [--arch 80 90] [--only conv_direct.cu ...] [--jobs N]
 
-Imports the kernel modules (each registers its instantiations with gpuconv.cuda.compiler),
-compiles each kernel file once per architecture with exactly ``compile_options(arch)`` plus
-``--ptxas-options=-v`` through ``cupy.cuda.nvrtc`` (createProgram / addNameExpression /
-compileProgram / getLoweredName / getCUBIN) — CuPy's RawModule would ask a device for its
-architecture, and there is none in CI — then parses the ptxas report and prints one row per
-function: kernel, arch, registers, shared memory, spill bytes, stack. Exit status 1 on any compile
-error, any spill, any registered instantiation missing from the report, or a kernel module that
-exists but fails to import. A kernel module that does not exist yet is listed, not failed: the
-runtime cannot request what no module registers.
+Imports the kernel modules (each registers its instantiations with gpuconv.cuda.registry),
+compiles each kernel file once per architecture with exactly ``options.compile_options(arch)`` plus
+``--ptxas-options=-v`` through ``nvrtc.nvrtc_compile``, the runtime's own NVRTC run
+(``cupy.cuda.nvrtc``: createProgram / addNameExpression / compileProgram / getLoweredName /
+getCUBIN) — CuPy's RawModule would ask a device for its architecture, and there is none in
+CI — then parses the ptxas report and prints one row per function: kernel, arch, registers,
+shared memory, spill bytes, stack. Exit status 1 on any compile error, any spill, any registered
+instantiation missing from the report, or a kernel module that exists but fails to import. A
+kernel module that does not exist yet is listed, not failed: the runtime cannot request what no
+module registers.
 """
 import argparse
 import concurrent.futures
@@ -21,7 +22,7 @@ import re
 import sys
 import time
 
-from . import compiler
+from . import nvrtc, options, registry
 
 KERNEL_MODULES = (
     "gpuconv.cuda.conv",
@@ -29,7 +30,7 @@ KERNEL_MODULES = (
     "gpuconv.cuda.depthwise",
     "gpuconv.cuda.separable",
     "gpuconv.cuda.pooling",
-    "gpuconv.cuda.upsample",
+    "gpuconv.cuda.upsampling",
     "gpuconv.cuda.locally_connected",
 )
 DEFAULT_ARCHS = (80, 90)
@@ -121,8 +122,7 @@ def import_kernel_modules(modules=KERNEL_MODULES):
 
 
 def _compile_one(filename, names, arch):
-    options = compiler.compile_options(arch) + (PTXAS_VERBOSE,)
-    compiled = compiler.nvrtc_compile(filename, names, options)
+    compiled = nvrtc.nvrtc_compile(filename, names, options.compile_options(arch) + (PTXAS_VERBOSE,))
     rows = parse_ptxas(compiled.log, filename, arch, compiled.lowered)
     reported = {r.kernel for r in rows if r.entry}
     missing = [n for n in names if n not in reported]
@@ -132,7 +132,7 @@ def _compile_one(filename, names, arch):
 def run_check(files=None, archs=DEFAULT_ARCHS, jobs=None, modules=KERNEL_MODULES):
     start = time.perf_counter()
     absent, errors = import_kernel_modules(modules)
-    reg = compiler.registry()
+    reg = registry.registry()
     if files:
         unknown = [f for f in files if f not in reg]
         errors += [f"{f}: no instantiations registered" for f in unknown]

@@ -1,74 +1,32 @@
 """Transposed (grouped, strided, dilated) N-d convolution on the GPU: ``kernels/conv_transpose.cu``.
 
-``conv_transpose(x, kernel, bias, *, strides, dilation, groups, out_spatial, crop, channels_last,
-activation)`` follows the engine contract (gpuconv/cpu/__init__.py): kernel ``(*k, F // groups,
-C_in)``, ``y[o] = full[o + crop]`` of the scatter result. The kernel gathers per stride phase
-(see the .cu file), so there are no atomics and two runs are bitwise identical.
+``conv_transpose(problem, x, kernel, bias)`` follows the engine contract (``gpuconv.engines``):
+kernel ``(*k, F // groups, C_in)``, ``y[o] = full[o + crop]`` of the scatter result. The kernel
+gathers per stride phase (see the .cu file): grid z is the phase, x the phase's output pixels,
+so there are no atomics and two runs are bitwise identical. The launch is the tile engine's
+(``tile_engine.py``).
 """
-import numpy as np
+import math
 
-from . import algorithms, compiler, epilogue, launch, tensors
-from .indexing import index_type
-
-KERNEL_FILE = "conv_transpose.cu"
-TEMPLATE = "gc::conv_transpose"
-THREADS = 256
+from . import algorithms, tile_engine
 
 
-def name_expression(dtype, channels_last, index_width, tile):
-    return tensors.name_expression(TEMPLATE, dtype, channels_last, index_width, tile)
-
-
-def instantiations():
-    return tensors.tiled_instantiations(TEMPLATE)
-
-
-compiler.register(KERNEL_FILE, instantiations())
-
-
-def transpose_geometry(x_shape, kernel_shape, groups, out_spatial, channels_last):
-    rank = len(kernel_shape) - 2
-    return algorithms.ConvGeometry(
-        batch=int(x_shape[0]), in_channels=int(tensors.channels_of(x_shape, channels_last)),
-        out_channels=int(kernel_shape[-2]) * int(groups), groups=int(groups),
-        in_spatial=tensors.as3d(tensors.spatial_of(x_shape, channels_last), 1),
-        out_spatial=tensors.as3d(out_spatial, 1),
-        kernel_size=tensors.as3d(kernel_shape[:rank], 1), channels_last=bool(channels_last),
-    )
-
-
-def phase_grid_pixels(geo, strides3):
+def phase_grid_pixels(problem):
     """Output pixels of the largest stride phase (the grid's x extent, in pixels)."""
-    return geo.batch * int(np.prod([-(-o // s) for o, s in zip(geo.out_spatial, strides3)]))
+    return problem.batch * math.prod(-(-o // s) for o, s in zip(problem.out_spatial, problem.strides))
 
 
-def conv_transpose(x, kernel, bias, *, strides, dilation, groups, out_spatial, crop, channels_last, activation):
-    x, kernel, bias = tensors.contiguous(x), tensors.contiguous(kernel), tensors.contiguous(bias)
-    geo = transpose_geometry(x.shape, kernel.shape, groups, out_spatial, channels_last)
-    from ..geometry import make_shape
+def _grid(problem, tile):
+    pixels, channels = tile
+    return (-(-phase_grid_pixels(problem) // pixels), tile_engine.channel_tiles(problem, channels),
+            math.prod(problem.strides))
 
-    y = tensors.output_array(
-        make_shape(geo.batch, geo.out_channels, out_spatial, "channels_last" if channels_last else "channels_first"),
-        x.dtype,
-    )
-    if y.size == 0:
-        return y
-    strides3 = tensors.as3d(strides, 1)
-    width = index_type(x, kernel, y)
-    algo = algorithms.choose_conv_transpose_algorithm(geo, x.dtype, index_width=width)
-    fn = compiler.get_function(KERNEL_FILE, name_expression(x.dtype, channels_last, width, algo.tile))
-    pixels, channels = algorithms.TILE_SHAPES[algo.tile]
-    grid = launch.grid_nd((
-        -(-phase_grid_pixels(geo, strides3) // pixels),
-        geo.groups * -(-geo.filters_per_group // channels),
-        int(np.prod(strides3)),
-    ))
-    sizes = (
-        geo.batch, geo.in_channels, geo.out_channels, geo.groups,
-        *geo.in_spatial, *geo.out_spatial, *geo.kernel_size,
-        *strides3, *tensors.as3d(dilation, 1), *tensors.as3d(crop, 0),
-    )
-    args = (x, kernel, launch.optional_pointer(bias), y,
-            *(launch.index_scalar(v, width) for v in sizes), launch.int32_scalar(epilogue.activation_code(activation)))
-    launch.launch(fn, grid, (THREADS, 1, 1), args)
-    return y
+
+KERNEL = tile_engine.TileKernel("conv_transpose.cu", "gc::conv_transpose",
+                                algorithms.choose_conv_transpose_algorithm, _grid).register()
+KERNEL_FILE, TEMPLATE, THREADS = KERNEL.kernel_file, KERNEL.template, tile_engine.THREADS
+name_expression, instantiations = KERNEL.name_expression, KERNEL.instantiations
+
+
+def conv_transpose(problem, x, kernel, bias):
+    return KERNEL.run(problem, x, kernel, bias)

@@ -1,25 +1,32 @@
 """The CuPy implementation of the device seam (``gpuconv/cuda/device.py``): a real NVIDIA GPU.
 
-Kernels come from NVRTC through ``compiler`` (cubins on disk, loaded with ``cupy.RawModule``);
-arrays are CuPy arrays on CuPy's current device; launches go to CuPy's current stream.
+Kernels come from NVRTC through ``module_cache`` (cubins on disk, loaded with
+``cupy.RawModule``), built for the architecture of CuPy's current device; arrays are CuPy arrays
+on that device; launches go to CuPy's current stream.
 """
 import numpy as np
+
+from . import module_cache, options
+
+
+def current_device():
+    """(device id, arch) of CuPy's current device (tests monkeypatch this to run without a GPU)."""
+    import cupy
+
+    dev = cupy.cuda.Device()
+    return dev.id, options.device_arch(dev)
 
 
 class CupyDevice:
     name = "cuda"
 
     def module_key(self, filename, names):
-        from . import compiler
-
-        dev_id, arch = compiler.current_device()
-        return ("cuda", dev_id, filename, compiler.compile_options(arch), tuple(names))
+        dev_id, arch = current_device()
+        return ("cuda", dev_id, filename, options.compile_options(arch), tuple(names))
 
     def load_kernels(self, filename, names):
-        from . import compiler
-
-        _, arch = compiler.current_device()
-        return compiler.load_module(filename, names, compiler.compile_options(arch))
+        _, arch = current_device()
+        return module_cache.load_module(filename, names, options.compile_options(arch))
 
     def limits(self):
         from . import launch

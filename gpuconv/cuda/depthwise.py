@@ -17,8 +17,7 @@ import dataclasses
 
 import numpy as np
 
-from .. import geometry as g
-from . import compiler, tensors
+from . import module_cache, registry, tensors
 from . import memory_bound as mb
 from .tensors import KERNEL_DTYPES
 
@@ -51,20 +50,19 @@ def mid_dtype(dtype):
 
 
 def _out_suffix(dtype, out_dtype):
+    # OutT defaults to T in the .cu: named only where it differs, so the common names stay short.
     if out_dtype is None or np.dtype(out_dtype) == np.dtype(dtype):
-        return []
-    return [compiler.cuda_type(out_dtype)]
+        return ()
+    return (out_dtype,)
 
 
 def tile_name(dtype, vec, spec, out_dtype=None):
-    k, s, d = spec
-    args = [compiler.cuda_type(dtype), "int", str(vec)] + [str(v) for v in (*k, *s, *d)]
-    return f"gc::depthwise_tile<{', '.join(args + _out_suffix(dtype, out_dtype))}>"
+    k, s, d = spec  # 32-bit offsets only: plan_depthwise takes the tile kernel only where they fit
+    return registry.template_name("gc::depthwise_tile", dtype, "int32", vec, *k, *s, *d, *_out_suffix(dtype, out_dtype))
 
 
 def direct_name(dtype, width, vec, out_dtype=None):
-    args = [compiler.cuda_type(dtype), compiler.index_ctype(width), str(vec)] + _out_suffix(dtype, out_dtype)
-    return f"gc::depthwise_direct<{', '.join(args)}>"
+    return registry.template_name("gc::depthwise_direct", dtype, width, vec, *_out_suffix(dtype, out_dtype))
 
 
 def instantiations():
@@ -78,7 +76,7 @@ def instantiations():
     return names
 
 
-compiler.register(FILE, instantiations())
+registry.register(FILE, instantiations())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,34 +165,29 @@ def plan_depthwise(x_shape, kernel_shape, dtype, strides, padding, dilation, cha
     return Plan("direct", direct_name(dtype, width, vec, out_dtype), vec, width)
 
 
-def depthwise_conv(x, kernel, bias, *, strides, padding, dilation, channels_last, activation):
+def depthwise_conv(problem, x, kernel, bias):
     """Engine contract: kernel (*k, C, dm), output channel c*dm + m, bias (C*dm,)."""
-    x, kernel = tensors.contiguous(x), tensors.contiguous(kernel)  # a strided view is never read as dense
-    rank = kernel.ndim - 2
-    dm = int(kernel.shape[-1])
-    n, channels, in3 = mb.view5(x.shape, channels_last)
-    out_spatial = g.padded_output_spatial(in3[3 - rank:], kernel.shape[:rank], strides, padding, dilation)
-    out_shape = mb.make_shape(n, channels * dm, out_spatial, channels_last)
-    y = tensors.output_array(out_shape, x.dtype)
+    (x, kernel, bias), y, width = tensors.begin_call(problem, x, kernel, bias)
     # (*k, C, dm) -> (*k, dm, C): one multiplier's channels contiguous.
     w = tensors.swapaxes(kernel, -1, -2)
-    bias = None if bias is None else tensors.contiguous(bias)
     ptrs = [mb.pointer(a) for a in (x, w, y) + ((bias,) if bias is not None else ())]
-    plan = plan_depthwise(x.shape, kernel.shape, x.dtype, strides, padding, dilation, channels_last, out_shape,
-                          pointers=ptrs, index=mb.index_width(x, y, w, dtype=x.dtype))
-    launch_depthwise(plan, x, w, bias, y, kernel.shape[:rank], strides, padding, dilation, channels_last, activation)
+    plan = plan_depthwise(x.shape, kernel.shape, x.dtype, problem.strides, problem.padding, problem.dilation,
+                          problem.channels_last, y.shape, pointers=ptrs, index=width)
+    launch_depthwise(plan, problem, x, w, bias, y, problem.activation)
     return y
 
 
-def launch_depthwise(plan, x, w, bias, y, ksize, strides, padding, dilation, channels_last, activation):
-    """Runs ``plan`` (``w`` already (*k, dm, C)); shared with the separable two-kernel path."""
+def launch_depthwise(plan, problem, x, w, bias, y, activation):
+    """Runs ``plan`` for the depthwise step of ``problem`` (``w`` already (*k, dm, C)) into ``y``;
+    shared with the separable two-kernel path, which asks for no activation."""
     from . import launch
 
+    channels_last = problem.channels_last
     n, channels, in3 = mb.view5(x.shape, channels_last)
     _, _, out3 = mb.view5(y.shape, channels_last)
     dm = int(w.shape[-2])
-    pads = mb.pads3d(padding)
-    kernel = compiler.get_function(FILE, plan.name)
+    pads = mb.as3d(problem.pad_before, 0)
+    kernel = module_cache.get_function(FILE, plan.name)
     i32 = mb.int32
     geometry = [i32(v) for v in (*in3, *out3)]
     if plan.kernel == "tile":
@@ -206,7 +199,7 @@ def launch_depthwise(plan, x, w, bias, y, ksize, strides, padding, dilation, cha
         grid = mb.persistent_grid(int(tiles), t.threads, blocks_per_sm=max(1, min(2048 // t.threads, 4)))
         launch.launch(kernel, grid, (t.threads, 1, 1), args, shared_mem=t.smem)
     else:
-        k3, s3, d3 = mb.as3d(ksize, 1), mb.as3d(strides, 1), mb.as3d(dilation, 1)
+        k3, s3, d3 = mb.as3d(problem.kernel_size, 1), mb.as3d(problem.strides, 1), mb.as3d(problem.dilation, 1)
         work = n * int(np.prod(out3)) * (channels // plan.vec)
         args = (x, w, launch.optional_pointer(bias), y, launch.index_scalar(n, plan.index), i32(channels), i32(dm),
                 *geometry, *[i32(v) for v in (*k3, *s3, *d3)], *[i32(p) for p in pads],

@@ -12,6 +12,7 @@ device runs the kernels. Below it there are two implementations of :class:`Devic
 ``use(name)``. Until something chooses, it is the CuPy device, so code that has always talked to
 CuPy (and the tests that replace its compiler hooks) keeps doing so.
 """
+import contextlib
 import threading
 from typing import Protocol, runtime_checkable
 
@@ -96,7 +97,24 @@ def use(name):
     return dev
 
 
+_override = threading.local()
+
+
+@contextlib.contextmanager
+def using(name):
+    """Run the block on device ``name`` in this thread only (an explicit engine of one call:
+    ``gpuconv.ops.conv(..., engine="cuda-emulator")``), whatever the global choice is."""
+    dev = get(name)
+    previous = getattr(_override, "device", None)
+    _override.device = dev
+    try:
+        yield dev
+    finally:
+        _override.device = previous
+
+
 def active():
-    """The device the CUDA engine runs on now (the CuPy device until something else is chosen)."""
-    dev = _active
+    """The device the CUDA engine runs on now: this thread's :func:`using` device, else the
+    global one (the CuPy device until something else is chosen)."""
+    dev = getattr(_override, "device", None) or _active
     return dev if dev is not None else use("cuda")

@@ -1,13 +1,16 @@
-"""The CUDA engine: the engine contract of ``gpuconv/cpu/__init__.py`` on CuPy arrays.
+"""The CUDA engine: the contract of ``gpuconv.engines.Engine`` on device arrays.
 
-Same names and signatures as ``gpuconv.cpu``. Arrays live on the active device of the seam
-(``device.py``): CuPy arrays on CuPy's current device, or the cuda-emulator's host-memory device
-arrays. ``asarray`` moves NumPy inputs there and refuses CuPy arrays of another device
-(:class:`gpuconv.errors.DeviceMismatchError`). Every kernel runs on the device's current stream.
-conv and conv_transpose live in this package's conv.py / conv_transpose.py; depthwise, separable,
-pooling, upsampling and locally connected in their own modules. A missing module makes this
-import fail, which ``gpuconv.backend.probe_cuda`` reports as the reason CUDA is unavailable.
+One set of host functions serves both devices of the seam (``device.py``): CuPy's GPU and the
+cuda-emulator. The module itself runs on the active device (the global backend's); ``on_device``
+binds the same functions to one device for explicit engines (``ops.conv(..., engine="cuda")``)
+without touching the global choice. ``asarray`` moves NumPy inputs to the device and refuses
+CuPy arrays of another GPU (:class:`gpuconv.errors.DeviceMismatchError`). Each op lives in the
+module of the same name as the CPU engine's (``conv``, ``conv_transpose``, ``depthwise``,
+``separable``, ``pooling``, ``upsampling``, ``locally_connected``); a missing one makes this import
+fail, which ``gpuconv.backend.probe_cuda`` reports as the reason CUDA is unavailable.
 """
+import functools
+
 from . import device as _device
 from .conv import conv
 from .conv_transpose import conv_transpose
@@ -16,16 +19,52 @@ from .epilogue import FUSED_ACTIVATIONS
 from .locally_connected import locally_connected
 from .pooling import pool
 from .separable import separable_conv
-from .upsample import upsample
+from .upsampling import upsample
 
 NAME = "cuda"
 
 __all__ = [
     "NAME", "FUSED_ACTIVATIONS", "asarray", "conv", "conv_transpose", "depthwise_conv", "separable_conv",
-    "pool", "locally_connected", "upsample",
+    "pool", "locally_connected", "upsample", "on_device",
 ]
 
 
 def asarray(x):
     """``x`` as a C-contiguous array on the active device (copies only when needed)."""
     return _device.active().contiguous(x)
+
+
+class _DeviceEngine:
+    """This module's functions, each run with ``device`` as the thread's device."""
+
+    FUSED_ACTIVATIONS = FUSED_ACTIVATIONS
+
+    def __init__(self, device_name):
+        self.NAME = device_name
+        for name, fn in (("asarray", asarray), ("conv", conv), ("conv_transpose", conv_transpose),
+                         ("depthwise_conv", depthwise_conv), ("separable_conv", separable_conv), ("pool", pool),
+                         ("locally_connected", locally_connected), ("upsample", upsample)):
+            setattr(self, name, self._bound(fn))
+
+    def _bound(self, fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            with _device.using(self.NAME):
+                return fn(*args, **kwargs)
+
+        return run
+
+    def __repr__(self):
+        return f"<gpuconv CUDA engine on {self.NAME!r}>"
+
+
+_bound_engines = {}
+
+
+def on_device(device_name):
+    """The engine bound to ``device_name`` ('cuda' or 'cuda-emulator'), one per name."""
+    engine = _bound_engines.get(device_name)
+    if engine is None:
+        _device.get(device_name)  # refuses an unknown name
+        engine = _bound_engines.setdefault(device_name, _DeviceEngine(device_name))
+    return engine

@@ -3,7 +3,7 @@
 API (the kernel modules of gpuconv.cuda code against exactly this):
 
 ``launch(kernel, grid, block, args, shared_mem=0)``
-    Runs ``kernel`` (from ``compiler.get_function``) on the active device of the seam
+    Runs ``kernel`` (from ``module_cache.get_function``) on the active device of the seam
     (``gpuconv/cuda/device.py``): CuPy's current stream, or the cuda-emulator. A grid with a zero dimension launches nothing (CUDA rejects it; an empty output has
     nothing to compute). With ``GPUCONV_DEBUG_SYNC=1`` it synchronises the stream after the
     launch and re-raises any CUDA error as :class:`KernelLaunchError` naming the kernel; launch

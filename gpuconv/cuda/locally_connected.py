@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from . import compiler, tensors
+from . import module_cache, registry, tensors
 from . import memory_bound as mb
 from .tensors import KERNEL_DTYPES
 
@@ -15,14 +15,14 @@ LC_BATCH = 4  # LC_BATCH in the .cu
 
 
 def kernel_name(dtype, width):
-    return f"gc::locally_connected<{compiler.cuda_type(dtype)}, {compiler.index_ctype(width)}>"
+    return registry.template_name("gc::locally_connected", dtype, width)
 
 
 def instantiations():
     return [kernel_name(dt, w) for dt in KERNEL_DTYPES for w in ("int32", "int64")]
 
 
-compiler.register(FILE, instantiations())
+registry.register(FILE, instantiations())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,24 +51,22 @@ def plan_locally_connected(batch, patch_size, filters, dtype, budget=mb.SMEM_BUD
     return Plan(fch, threads, chunk, kc, chunk * kc * acc)
 
 
-def locally_connected(x, kernel, bias, *, kernel_size, strides, padding, out_spatial, channels_last, activation):
+def locally_connected(problem, x, kernel, bias):
     from . import launch
 
-    x, kernel = tensors.contiguous(x), tensors.contiguous(kernel)  # a strided view is never read as dense
+    (x, kernel, bias), y, width = tensors.begin_call(problem, x, kernel, bias)
+    channels_last, filters = problem.channels_last, problem.out_channels
     n, channels, in3 = mb.view5(x.shape, channels_last)
-    filters = int(kernel.shape[-1])
-    y = tensors.output_array(mb.make_shape(n, filters, out_spatial, channels_last), x.dtype)
-    bias = None if bias is None else tensors.contiguous(bias)
-    plan = plan_locally_connected(n, int(kernel.shape[1]), filters, x.dtype)
+    plan = plan_locally_connected(n, problem.patch_size, filters, x.dtype)
     _, _, out3 = mb.view5(y.shape, channels_last)
-    width = mb.index_width(x, y, kernel, dtype=x.dtype)
     positions = int(np.prod(out3))
     work = positions * -(-filters // plan.fch)
     i32 = mb.int32
     args = (x, kernel, launch.optional_pointer(bias), y, i32(n), i32(channels), i32(filters),
             *[i32(v) for v in (*in3, *out3)],
-            *[i32(v) for v in (*mb.as3d(kernel_size, 1), *mb.as3d(strides, 1), *mb.pads3d(padding))],
-            i32(int(channels_last)), i32(plan.fch), i32(plan.kc), mb.kernel_activation(activation))
-    launch.launch(compiler.get_function(FILE, kernel_name(x.dtype, width)),
+            *[i32(v) for v in (*mb.as3d(problem.kernel_size, 1), *mb.as3d(problem.strides, 1),
+                                *mb.as3d(problem.pad_before, 0))],
+            i32(int(channels_last)), i32(plan.fch), i32(plan.kc), mb.kernel_activation(problem.activation))
+    launch.launch(module_cache.get_function(FILE, kernel_name(x.dtype, width)),
                   mb.persistent_grid(i32(work), plan.threads), (plan.threads, 1, 1), args, shared_mem=plan.smem)
     return y

@@ -8,10 +8,9 @@ Pure functions (no CUDA needed) are unit-tested in tests/test_cuda_memory_bound_
 import numpy as np
 
 from .. import geometry as g
-from . import compiler
 from .epilogue import activation_code
 from .indexing import index_type
-from .tensors import INDEX_WIDTHS, KERNEL_DTYPES
+from .tensors import INDEX_WIDTHS, KERNEL_DTYPES, as3d
 
 VECTOR_BYTES = 16  # one 128-bit load/store
 THREADS = 256  # block size of every memory-bound kernel (their __launch_bounds__)
@@ -25,13 +24,6 @@ def view5(shape, channels_last):
     spatial = shape[1:-1] if channels_last else shape[2:]
     channels = shape[-1] if channels_last else shape[1]
     return shape[0], channels, as3d(spatial, 1)
-
-
-def as3d(values, fill):
-    values = tuple(int(v) for v in values)
-    if not 1 <= len(values) <= 3:
-        raise ValueError(f"memory-bound kernels handle 1 to 3 spatial dims; received {values}")
-    return (fill,) * (3 - len(values)) + values
 
 
 def pads3d(padding):
@@ -68,13 +60,9 @@ def vector_widths(dtype):
     return (1, full_vector_width(dtype))
 
 
-def mode_kernel_name(template, dtype, width, vec, mode_code):
-    """``template<T, Index, V, MODE>``: the instantiation names of pooling.cu and upsample.cu."""
-    return f"{template}<{compiler.cuda_type(dtype)}, {compiler.index_ctype(width)}, {vec}, {mode_code}>"
-
-
 def mode_instantiations(kernel_name, modes):
-    """``kernel_name(dtype, width, vec, mode)`` for every dtype, index width, vector width and mode."""
+    """``kernel_name(dtype, width, vec, mode)`` for every dtype, index width, vector width and mode
+    (the ``template<T, Index, V, MODE>`` instantiations of pooling.cu and upsample.cu)."""
     return [kernel_name(dt, w, v, m) for dt in KERNEL_DTYPES for w in INDEX_WIDTHS for v in vector_widths(dt)
             for m in modes]
 

@@ -5,8 +5,7 @@ for the semantics (padded cells ignored by max, not counted by average; NaN prop
 """
 import numpy as np
 
-from .. import geometry as g
-from . import compiler, tensors
+from . import module_cache, registry, tensors
 from . import memory_bound as mb
 
 FILE = "pooling.cu"
@@ -14,14 +13,14 @@ MODES = {"max": 0, "average": 1}
 
 
 def kernel_name(dtype, width, vec, mode):
-    return mb.mode_kernel_name("gc::pool", dtype, width, vec, MODES[mode])
+    return registry.template_name("gc::pool", dtype, width, vec, MODES[mode])
 
 
 def instantiations():
     return mb.mode_instantiations(kernel_name, MODES)
 
 
-compiler.register(FILE, instantiations())
+registry.register(FILE, instantiations())
 
 
 def plan_pool(x_shape, out_shape, dtype, mode, channels_last, pointers=(), index=None):
@@ -34,22 +33,21 @@ def plan_pool(x_shape, out_shape, dtype, mode, channels_last, pointers=(), index
     return kernel_name(dtype, width, vec, mode), vec, width
 
 
-def pool(x, *, mode, pool_size, strides, padding, channels_last):
+def pool(problem, x):
     from . import launch
 
-    x = tensors.contiguous(x)  # a strided view is never read as dense
+    (x,), y, width = tensors.begin_call(problem, x)
+    channels_last = problem.channels_last
     n, channels, in3 = mb.view5(x.shape, channels_last)
-    rank = len(pool_size)
-    out_spatial = g.padded_output_spatial(in3[3 - rank:], pool_size, strides, padding, (1,) * rank)
-    y = tensors.output_array(mb.make_shape(n, channels, out_spatial, channels_last), x.dtype)
-    name, vec, width = plan_pool(x.shape, y.shape, x.dtype, mode, channels_last,
-                                 pointers=(mb.pointer(x), mb.pointer(y)), index=mb.index_width(x, y, dtype=x.dtype))
+    name, vec, width = plan_pool(x.shape, y.shape, x.dtype, problem.mode, channels_last,
+                                 pointers=(mb.pointer(x), mb.pointer(y)), index=width)
     _, _, out3 = mb.view5(y.shape, channels_last)
     i32 = mb.int32
     args = (x, y, launch.index_scalar(n, width), i32(channels), *[i32(v) for v in (*in3, *out3)],
-            *[i32(v) for v in (*mb.as3d(pool_size, 1), *mb.as3d(strides, 1), *mb.pads3d(padding))],
+            *[i32(v) for v in (*mb.as3d(problem.pool_size, 1), *mb.as3d(problem.strides, 1),
+                                *mb.as3d(problem.pad_before, 0))],
             i32(int(channels_last)))
     work = n * int(np.prod(out3)) * (channels // vec)
-    launch.launch(compiler.get_function(FILE, name), mb.persistent_grid(-(-work // mb.THREADS)),
+    launch.launch(module_cache.get_function(FILE, name), mb.persistent_grid(-(-work // mb.THREADS)),
                   (mb.THREADS, 1, 1), args)
     return y

@@ -14,8 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from .. import geometry as g
-from . import compiler, tensors
+from . import module_cache, registry, tensors
 from . import memory_bound as mb
 from .tensors import KERNEL_DTYPES
 
@@ -24,18 +23,18 @@ PW_PIXELS = 8  # PW_PIXELS in the .cu
 
 
 def fused_name(dtype, width):
-    return f"gc::separable_fused<{compiler.cuda_type(dtype)}, {compiler.index_ctype(width)}>"
+    return registry.template_name("gc::separable_fused", dtype, width)
 
 
 def pointwise_name(dtype, width):
-    return f"gc::pointwise_conv<{compiler.cuda_type(dtype)}, {compiler.index_ctype(width)}>"
+    return registry.template_name("gc::pointwise_conv", dtype, width)
 
 
 def instantiations():
     return [f(dt, w) for dt in KERNEL_DTYPES for w in ("int32", "int64") for f in (fused_name, pointwise_name)]
 
 
-compiler.register(FILE, instantiations())
+registry.register(FILE, instantiations())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,22 +67,18 @@ def plan_separable(channels, depth_multiplier, filters, dtype, budget=mb.SMEM_BU
     return Plan("two_kernel", fch, pixels, kc, pixels * kc * acc)
 
 
-def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padding, dilation, channels_last,
-                   activation):
+def separable_conv(problem, x, depthwise_kernel, pointwise_kernel, bias):
     from . import depthwise
     from . import launch
 
-    x, depthwise_kernel, pointwise_kernel = (tensors.contiguous(a) for a in (x, depthwise_kernel, pointwise_kernel))
-    rank = depthwise_kernel.ndim - 2
-    dm = int(depthwise_kernel.shape[-1])
-    filters = int(pointwise_kernel.shape[-1])
+    (x, depthwise_kernel, pointwise_kernel, bias), y, _ = tensors.begin_call(
+        problem, x, depthwise_kernel, pointwise_kernel, bias)
+    dm, filters, mid, channels_last = problem.depth_multiplier, problem.out_channels, problem.mid_channels, \
+        problem.channels_last
+    strides, dilation, activation = problem.strides, problem.dilation, problem.activation
     n, channels, in3 = mb.view5(x.shape, channels_last)
-    ksize = depthwise_kernel.shape[:rank]
-    out_spatial = g.padded_output_spatial(in3[3 - rank:], ksize, strides, padding, dilation)
-    y = tensors.output_array(mb.make_shape(n, filters, out_spatial, channels_last), x.dtype)
-    mid = channels * dm
+    ksize = problem.kernel_size
     pw = tensors.contiguous(pointwise_kernel.reshape(mid, filters))
-    bias = None if bias is None else tensors.contiguous(bias)
     plan = plan_separable(channels, dm, filters, x.dtype)
     _, _, out3 = mb.view5(y.shape, channels_last)
     pixels_total = n * int(np.prod(out3))
@@ -94,22 +89,23 @@ def separable_conv(x, depthwise_kernel, pointwise_kernel, bias, *, strides, padd
         args = (x, tensors.contiguous(depthwise_kernel), pw, launch.optional_pointer(bias), y,
                 i32(n), i32(channels), i32(dm), i32(filters), *[i32(v) for v in (*in3, *out3)],
                 *[i32(v) for v in (*mb.as3d(ksize, 1), *mb.as3d(strides, 1), *mb.as3d(dilation, 1))],
-                *[i32(p) for p in mb.pads3d(padding)], i32(int(channels_last)), i32(plan.fch),
+                *[i32(p) for p in mb.as3d(problem.pad_before, 0)], i32(int(channels_last)), i32(plan.fch),
                 mb.kernel_activation(activation))
-        launch.launch(compiler.get_function(FILE, fused_name(x.dtype, width)), grid, (mb.THREADS, 1, 1), args,
+        launch.launch(module_cache.get_function(FILE, fused_name(x.dtype, width)), grid, (mb.THREADS, 1, 1), args,
                       shared_mem=plan.smem)
     else:
-        mid_y = tensors.output_array(mb.make_shape(n, mid, out_spatial, channels_last), depthwise.mid_dtype(x.dtype))
+        mid_y = tensors.output_array(mb.make_shape(n, mid, problem.out_spatial, channels_last),
+                                     depthwise.mid_dtype(x.dtype))
         w = tensors.swapaxes(depthwise_kernel, -1, -2)
         ptrs = [mb.pointer(a) for a in (x, w, mid_y)]
-        dplan = depthwise.plan_depthwise(x.shape, depthwise_kernel.shape, x.dtype, strides, padding, dilation,
+        dplan = depthwise.plan_depthwise(x.shape, depthwise_kernel.shape, x.dtype, strides, problem.padding, dilation,
                                          channels_last, mid_y.shape, pointers=ptrs,
                                          index=mb.index_width(x, mid_y, w, dtype=x.dtype), out_dtype=mid_y.dtype)
-        depthwise.launch_depthwise(dplan, x, w, None, mid_y, ksize, strides, padding, dilation, channels_last, None)
+        depthwise.launch_depthwise(dplan, problem, x, w, None, mid_y, None)
         width = mb.index_width(mid_y, y, dtype=x.dtype)
         args = (mid_y, pw, launch.optional_pointer(bias), y, launch.index_scalar(pixels_total, width),
                 launch.index_scalar(int(np.prod(out3)), width), i32(mid), i32(filters), i32(int(channels_last)),
                 i32(plan.fch), i32(plan.kc), mb.kernel_activation(activation))
-        launch.launch(compiler.get_function(FILE, pointwise_name(x.dtype, width)), grid, (mb.THREADS, 1, 1), args,
+        launch.launch(module_cache.get_function(FILE, pointwise_name(x.dtype, width)), grid, (mb.THREADS, 1, 1), args,
                       shared_mem=plan.smem)
     return y

@@ -4,13 +4,14 @@
                               views with gaps, negative or zero strides are copied, never handed
                               to a kernel (robustness items 16-19).
 ``spatial_of(shape, channels_last)``, ``channels_of(shape, channels_last)``
-``as3d(values, fill)``        rank-1/2 tuples padded in front to 3 dims (kernels are 3-D; unused
+``as3d(values, fill)``        rank-1/2/3 tuples padded in front to 3 dims (kernels are 3-D; unused
                               leading dims have size 1, stride 1, dilation 1, padding 0).
 ``KERNEL_DTYPES``             the dtypes every kernel family is instantiated for.
 ``name_expression(template, dtype, channels_last, index_width, *extra)``
                               ``'gc::conv_direct<float, 0, int, 1>'``: the C++ name of one
                               instantiation; layout 0 = channels_last, 1 = channels_first
-                              (gc::Layout), index 'int32' -> int, 'int64' -> long long.
+                              (gc::Layout), index 'int32' -> int, 'int64' -> long long
+                              (spelled by ``registry.template_name``).
 ``tiled_instantiations(template)``
                               every instantiation of a tile-engine kernel (conv_direct.cu,
                               conv_transpose.cu): dtype x layout x index width x its tiles.
@@ -19,7 +20,7 @@
 """
 import numpy as np
 
-from . import algorithms, compiler
+from . import algorithms, registry
 
 KERNEL_DTYPES = (np.dtype("float32"), np.dtype("float16"), np.dtype("float64"))
 INDEX_WIDTHS = ("int32", "int64")
@@ -48,16 +49,15 @@ def channels_of(shape, channels_last):
 
 
 def as3d(values, fill):
+    # Every op has 1 to 3 spatial dims: an empty tuple (a lost rank) must not pass as a 1x1x1 one.
     values = tuple(int(v) for v in values)
-    if len(values) > 3:
-        raise ValueError(f"kernels handle at most 3 spatial dims; received {values}")
+    if not 1 <= len(values) <= 3:
+        raise ValueError(f"kernels handle 1 to 3 spatial dims; received {values}")
     return (fill,) * (3 - len(values)) + values
 
 
 def name_expression(template, dtype, channels_last, index_width, *extra):
-    parts = [compiler.cuda_type(dtype), str(layout_code(channels_last)), compiler.index_ctype(index_width)]
-    parts += [str(int(e)) for e in extra]
-    return f"{template}<{', '.join(parts)}>"
+    return registry.template_name(template, dtype, layout_code(channels_last), index_width, *extra)
 
 
 def tiled_instantiations(template):
@@ -82,3 +82,15 @@ def swapaxes(a, axis1, axis2):
 
     dev = device.active()
     return dev.contiguous(dev.swapaxes(a, axis1, axis2))
+
+
+def begin_call(problem, *arrays):
+    """The first steps of every CUDA op: its inputs C-contiguous on the active device (None, an
+    absent bias, passes through), the output allocated at ``problem.output_shape`` in the
+    problem's dtype, and the index width that addresses all of them
+    (``'int32'``/``'int64'``, ``indexing.index_type``). Returns ``(arrays, output, width)``."""
+    from .indexing import index_type
+
+    arrays = tuple(contiguous(a) for a in arrays)
+    y = output_array(problem.output_shape, problem.dtype)
+    return arrays, y, index_type(*[a for a in arrays if a is not None], y)

@@ -1,8 +1,8 @@
 """Compiling kernels/*.cu for the cuda-emulator: one shared object per (source file, check mode).
 
 The translation unit is generated, never the kernel: the shim (``shim/gcemu.h``) is included
-first, then the kernel source exactly as NVRTC gets it (``compiler.read_source`` and every header
-of ``compiler.read_headers``, written to a private build folder), then the runtime
+first, then the kernel source exactly as NVRTC gets it (``sources.read_source`` and every header
+of ``sources.read_headers``, written to a private build folder), then the runtime
 (``shim/gcemu_runtime.cpp``) and a table with one entry per registered instantiation, each
 named by its name expression, as ``name_expressions`` names it for NVRTC.
 
@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import threading
 
-from ..cuda import compiler, disk_cache
+from ..cuda import disk_cache, sources
 from ..errors import KernelCompileError
 
 CACHE_ENV = "GPUCONV_EMULATOR_CACHE_DIR"
@@ -176,8 +176,8 @@ def build(filename, names, mode="plain", fma=False, source=None, headers=None):
                                  source_file=filename, name_expression=", ".join(names), options=(), log="")
     names = tuple(names)
     flags = flags_for(mode, fma)
-    source = compiler.read_source(filename) if source is None else source
-    headers = compiler.read_headers() if headers is None else dict(headers)
+    source = sources.read_source(filename) if source is None else source
+    headers = sources.read_headers() if headers is None else dict(headers)
     bounds = launch_bounds(source)
     key = _cache_key(filename, names, flags, cxx, source, headers)
     stem = f"{filename.replace('.', '_')}-{mode}{'-fma' if fma else ''}-{key}"

@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 
+from .. import arrays as _arrays
 from .. import backend as _backend
 from .. import initializers, regularizers, constraints
 from ..serialization import DeserializationError, _Scope
@@ -148,7 +149,7 @@ class Layer:
         return [w.numpy() for w in self._weights]
 
     def set_weights(self, weights):
-        weights = [_backend.to_numpy(w) for w in weights]  # once: device arrays come to the host here
+        weights = [_arrays.to_numpy(w) for w in weights]  # once: device arrays come to the host here
         if len(weights) != len(self._weights):
             raise ValueError(
                 f"You called `set_weights(weights)` on layer '{self.name}' with a weight list of length "
@@ -207,7 +208,7 @@ class Layer:
     def _standardize_input(self, inputs):
         if inputs is None:
             raise TypeError(f'Layer "{self.name}" received inputs=None; expected an array.')
-        if not (isinstance(inputs, np.ndarray) or _backend.is_cupy_array(inputs)):
+        if not (isinstance(inputs, np.ndarray) or _arrays.is_cupy_array(inputs)):
             try:
                 inputs = np.asarray(inputs)
             except Exception as e:

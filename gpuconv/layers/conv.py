@@ -104,10 +104,11 @@ class BaseConv(ConvFamilyLayer):
 
     # ---- forward -----------------------------------------------------------------------------------
     def call(self, inputs):
-        return self._run_op(
-            ops.conv_core, inputs, self._kernel_array(inputs), self._bias_array(inputs),
+        return ops.conv_core(
+            inputs, self._kernel_array(inputs), self._bias_array(inputs),
             strides=self.strides, padding=self.padding, data_format=self.data_format,
             dilation_rate=self.dilation_rate, allow_causal=self.rank == 1,
+            activation=self.activation,
         )
 
     def compute_output_shape(self, input_shape):

@@ -1,7 +1,7 @@
 """What every weighted convolution-family layer shares (Conv, ConvTranspose, DepthwiseConv,
 SeparableConv, LocallyConnected): argument normalisation in Keras' order, the
 initializer/regularizer/constraint triple per weight role, the channel-axis bookkeeping of
-build(), handing weights to ``gpuconv.ops`` on the input's device, and activation fusion.
+build(), and handing weights and the activation to ``gpuconv.ops`` on the input's device.
 
 Arguments are normalised exactly once, in ``__init__``, through ``gpuconv.geometry``; every
 later step (build, call, get_config) reads the stored, already-canonical values.
@@ -14,31 +14,6 @@ import numbers
 from .. import activations, constraints, initializers, regularizers
 from .. import geometry as g
 from .base_layer import InputSpec, Layer
-
-
-def split_activation(fn):
-    """``(name, after)`` for a resolved activation callable.
-
-    ``name`` is handed to the op so the engine can fuse it into the epilogue; it is set only for
-    a built-in elementwise activation (the object ``activations.get(name)`` returns, so a user
-    function that happens to be called "relu" is never replaced). ``after`` is the callable to
-    apply to the op's result when the engine cannot fuse it (softmax, user functions).
-    Linear is neither.
-    """
-    try:
-        name = activations.serialize(fn)
-    except Exception:  # a user callable the registry cannot name: apply it ourselves
-        name = None
-    if isinstance(name, str):
-        try:
-            same = activations.get(name) is fn
-        except Exception:
-            same = False
-        if same and name == "linear":
-            return None, None
-        if same and name in activations.ELEMENTWISE:
-            return name, None
-    return None, fn
 
 
 def check_groups(groups, filters):
@@ -179,12 +154,6 @@ class ConvFamilyLayer(Layer):
     # ---- call helpers ----------------------------------------------------------------------------
     def _bias_array(self, x):
         return weight_array(self.bias, x) if self.use_bias else None
-
-    def _run_op(self, op, *args, **kwargs):
-        """Call a ``gpuconv.ops`` core, letting the engine fuse a built-in elementwise activation."""
-        fused, after = split_activation(self.activation)
-        y = op(*args, activation=fused, **kwargs)
-        return y if after is None else after(y)
 
     # ---- config ------------------------------------------------------------------------------------
     def get_config(self):

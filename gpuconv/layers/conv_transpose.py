@@ -59,10 +59,11 @@ class BaseConvTranspose(ConvFamilyLayer):
         self.built = True
 
     def call(self, inputs):
-        return self._run_op(
-            ops.conv_transpose_core, inputs, weight_array(self.kernel, inputs), self._bias_array(inputs),
+        return ops.conv_transpose_core(
+            inputs, weight_array(self.kernel, inputs), self._bias_array(inputs),
             strides=self.strides, padding=self.padding, output_padding=self.output_padding,
             data_format=self.data_format, dilation_rate=self.dilation_rate, groups=self.groups,
+            activation=self.activation,
         )
 
     def compute_output_shape(self, input_shape):

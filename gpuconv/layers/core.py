@@ -2,7 +2,7 @@
 Dropout, Activation, with Keras 3.15's signatures, defaults, configs and error texts.
 
 They compute with whichever array library owns the input (NumPy or CuPy, through
-``backend.array_module``), with the weights fetched on the input's device by
+``arrays.array_module``), with the weights fetched on the input's device by
 ``Variable.array_like``.
 """
 import math
@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 from .. import activations, constraints, initializers, regularizers
-from .. import backend as _backend
+from .. import arrays as _arrays
 from .. import geometry as g
 from .base_layer import InputSpec, Layer, unique_name
 
@@ -107,7 +107,7 @@ class InputLayer(Layer):
         inputs to the Input's dtype); the next layer's InputSpec checks the shape."""
         if inputs is None:
             raise TypeError(f'Layer "{self.name}" received inputs=None; expected an array.')
-        if not (isinstance(inputs, np.ndarray) or _backend.is_cupy_array(inputs)):
+        if not (isinstance(inputs, np.ndarray) or _arrays.is_cupy_array(inputs)):
             inputs = np.asarray(inputs)
         return inputs if inputs.dtype == self._input_dtype else inputs.astype(self._input_dtype)
 
@@ -195,7 +195,7 @@ class Dense(Layer):
         return self._kernel
 
     def call(self, inputs):
-        xp = _backend.array_module(inputs)
+        xp = _arrays.array_module(inputs)
         # float16 is multiplied in float32 and rounded once, as GPU GEMMs accumulate half in float.
         work = np.float32 if inputs.dtype == np.float16 else inputs.dtype
         kernel = self._kernel.array_like(inputs).astype(work, copy=False)
@@ -237,7 +237,7 @@ class Flatten(Layer):
         self.input_spec = InputSpec(min_ndim=1)
 
     def call(self, inputs):
-        xp = _backend.array_module(inputs)
+        xp = _arrays.array_module(inputs)
         if self.data_format == "channels_first" and inputs.ndim > 1:
             inputs = xp.transpose(inputs, (0, *range(2, inputs.ndim), 1))
         features = math.prod(inputs.shape[1:])  # 1 for a rank-1 input; explicit so a batch of 0 works
@@ -320,7 +320,7 @@ class Dropout(Layer):
         if self.noise_shape is not None:
             shape = tuple(s if n is None else n for n, s in zip(self.noise_shape, inputs.shape))
         keep = self._rng.random(shape) >= self.rate  # drawn on the host so a seed gives the same mask everywhere
-        xp = _backend.array_module(inputs)
+        xp = _arrays.array_module(inputs)
         scale = xp.asarray(keep / (1.0 - self.rate), dtype=inputs.dtype)
         return inputs * scale
 

@@ -39,10 +39,11 @@ class BaseDepthwiseConv(ConvFamilyLayer):
         self.built = True
 
     def call(self, inputs):
-        return self._run_op(
-            ops.depthwise_conv_core, inputs, weight_array(self.kernel, inputs), self._bias_array(inputs),
+        return ops.depthwise_conv_core(
+            inputs, weight_array(self.kernel, inputs), self._bias_array(inputs),
             strides=self.strides, padding=self.padding, data_format=self.data_format,
             dilation_rate=self.dilation_rate, allow_causal=self.rank == 1,
+            activation=self.activation,
         )
 
     def compute_output_shape(self, input_shape):

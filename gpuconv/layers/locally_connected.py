@@ -20,7 +20,7 @@ with 'same' raises Keras 2's error.
 """
 import numpy as np
 
-from .. import backend as _backend
+from .. import arrays as _arrays
 from .. import geometry as g
 from .. import ops
 from .base_layer import InputSpec
@@ -106,14 +106,15 @@ class BaseLocallyConnected(ConvFamilyLayer):
         bias = self._bias_array(inputs)
         if bias is None or self.data_format == "channels_last":
             return bias
-        xp = _backend.array_module(bias)
+        xp = _arrays.array_module(bias)
         return xp.ascontiguousarray(xp.moveaxis(bias.reshape((self.filters, *self.output_spatial)), 0, -1))
 
     def call(self, inputs):
-        return self._run_op(
-            ops.locally_connected_core, inputs, weight_array(self.kernel, inputs), self._bias_for_ops(inputs),
+        return ops.locally_connected_core(
+            inputs, weight_array(self.kernel, inputs), self._bias_for_ops(inputs),
             kernel_size=self.kernel_size, strides=self.strides, padding=self.padding,
             data_format=self.data_format,
+            activation=self.activation,
         )
 
     def compute_output_shape(self, input_shape):

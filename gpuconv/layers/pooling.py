@@ -8,7 +8,7 @@ Keras quirks kept on purpose: ``padding`` is stored and returned exactly as give
 lowercases it, shape inference does not, so "SAME" fails only in compute_output_shape); pooling
 strides may be 0 at construction (allow_zero) and fail at shape inference / call.
 """
-from .. import backend as _backend
+from .. import arrays as _arrays
 from .. import geometry as g
 from .. import ops
 from .base_layer import InputSpec, Layer
@@ -162,7 +162,7 @@ class GlobalAveragePooling1D(_GlobalAverage):
     def call(self, inputs, mask=None):
         if mask is None:
             return super().call(inputs)
-        xp = _backend.array_module(inputs)
+        xp = _arrays.array_module(inputs)
         mask = xp.asarray(mask).astype(bool)
         mask = xp.expand_dims(mask, 2 if self.data_format == "channels_last" else 1)
         steps = self._spatial_axes

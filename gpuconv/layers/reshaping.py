@@ -7,7 +7,7 @@ Beyond Keras: ``UpSampling3D(interpolation='nearest'|'trilinear')`` (tensorflow/
 With the default 'nearest' the config is exactly Keras' (no ``interpolation`` key); the key
 appears only for 'trilinear'.
 """
-from .. import backend as _backend
+from .. import arrays as _arrays
 from .. import geometry as g
 from .. import ops
 from .base_layer import InputSpec, Layer
@@ -188,7 +188,7 @@ class BaseZeroPadding(Layer):
         return tuple(out)
 
     def call(self, inputs):
-        xp = _backend.array_module(inputs)
+        xp = _arrays.array_module(inputs)
         widths = [(0, 0)] * inputs.ndim
         for axis, pair in zip(_spatial_axes(self.rank, self.data_format), self._pairs):
             widths[axis] = pair

@@ -52,11 +52,12 @@ class BaseSeparableConv(ConvFamilyLayer):
         self.built = True
 
     def call(self, inputs):
-        return self._run_op(
-            ops.separable_conv_core, inputs, weight_array(self.depthwise_kernel, inputs),
+        return ops.separable_conv_core(
+            inputs, weight_array(self.depthwise_kernel, inputs),
             weight_array(self.pointwise_kernel, inputs), self._bias_array(inputs),
             strides=self.strides, padding=self.padding, data_format=self.data_format,
             dilation_rate=self.dilation_rate, allow_causal=self.rank == 1,
+            activation=self.activation,
         )
 
     def compute_output_shape(self, input_shape):

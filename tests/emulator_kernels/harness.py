@@ -19,7 +19,7 @@ import textwrap
 
 import numpy as np
 
-from gpuconv.cuda import compiler
+from gpuconv.cuda import sources
 from gpuconv.cuda.launch import KernelLaunchError  # noqa: F401  (re-exported for the tests)
 from gpuconv.emulator import build, device, runtime
 
@@ -47,7 +47,7 @@ def source(filename):
 
 def built(filename, names, mode="plain"):
     """The emulator build of tests/emulator_kernels/<filename> with instantiations ``names``."""
-    return build.build(filename, tuple(names), mode, source=source(filename), headers=compiler.read_headers())
+    return build.build(filename, tuple(names), mode, source=source(filename), headers=sources.read_headers())
 
 
 @functools.lru_cache(maxsize=None)

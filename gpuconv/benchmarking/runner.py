@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from .check import COMPARISON_SLACK, check_indices, compute_oracle, threshold
+from .oracle_gate import COMPARISON_SLACK, check_indices, compute_oracle, threshold
 from .cost import bytes_moved, flops, roofline_seconds
 from .inputs import make_inputs
 from .subjects import place

@@ -2,7 +2,7 @@
 3-D), bilinear (2-D) and trilinear (3-D), half-pixel centres with edge clamping."""
 import numpy as np
 
-from . import compiler, tensors
+from . import module_cache, registry, tensors
 from . import memory_bound as mb
 
 FILE = "upsample.cu"
@@ -10,14 +10,14 @@ MODES = {"nearest": 0, "bilinear": 2, "trilinear": 3}
 
 
 def kernel_name(dtype, width, vec, interpolation):
-    return mb.mode_kernel_name("gc::upsample", dtype, width, vec, MODES[interpolation])
+    return registry.template_name("gc::upsample", dtype, width, vec, MODES[interpolation])
 
 
 def instantiations():
     return mb.mode_instantiations(kernel_name, MODES)
 
 
-compiler.register(FILE, instantiations())
+registry.register(FILE, instantiations())
 
 
 def plan_upsample(x_shape, size, interpolation, dtype, channels_last, pointers=(), index=None):
@@ -36,20 +36,18 @@ def plan_upsample(x_shape, size, interpolation, dtype, channels_last, pointers=(
     return kernel_name(dtype, width, vec, interpolation), vec, width, out_shape
 
 
-def upsample(x, *, size, interpolation, channels_last):
+def upsample(problem, x):
     from . import launch
 
-    x = tensors.contiguous(x)  # a strided view is never read as dense
-    name, _, _, out_shape = plan_upsample(x.shape, size, interpolation, x.dtype, channels_last)
-    y = tensors.output_array(out_shape, x.dtype)
-    name, vec, width, _ = plan_upsample(x.shape, size, interpolation, x.dtype, channels_last,
-                                        pointers=(mb.pointer(x), mb.pointer(y)),
-                                        index=mb.index_width(x, y, dtype=x.dtype))
+    (x,), y, width = tensors.begin_call(problem, x)
+    size, channels_last, out_shape = problem.size, problem.channels_last, problem.output_shape
+    name, vec, width, _ = plan_upsample(x.shape, size, problem.interpolation, x.dtype, channels_last,
+                                        pointers=(mb.pointer(x), mb.pointer(y)), index=width)
     n, channels, in3 = mb.view5(x.shape, channels_last)
     i32 = mb.int32
     args = (x, y, launch.index_scalar(n, width), i32(channels), *[i32(v) for v in in3],
             *[i32(v) for v in mb.as3d(size, 1)], i32(int(channels_last)))
     work = int(np.prod(out_shape)) // channels * (channels // vec)
-    launch.launch(compiler.get_function(FILE, name), mb.persistent_grid(-(-work // mb.THREADS)),
+    launch.launch(module_cache.get_function(FILE, name), mb.persistent_grid(-(-work // mb.THREADS)),
                   (mb.THREADS, 1, 1), args)
     return y

@@ -22,16 +22,11 @@ from ._epilogue import channel_bias_shape
 from ._windows import compute_dtype, taps
 
 
-def conv_transpose(x, kernel, bias, *, strides, dilation, groups, out_spatial, crop, channels_last, activation):
-    rank = kernel.ndim - 2
-    in_sp = x.shape[1:rank + 1] if channels_last else x.shape[2:]
-    out_sp = tuple(out_spatial)
-    live = tuple(transpose_live_taps(i, k, s, d, c, o)
-                 for i, k, s, d, c, o in zip(in_sp, kernel.shape[:rank], strides, dilation, crop, out_sp))
-    f_group = kernel.shape[-2]
-    filters = f_group * groups
-    n = x.shape[0]
-    out_shape = (n,) + out_sp + (filters,) if channels_last else (n, filters) + out_sp
+def conv_transpose(problem, x, kernel, bias):
+    strides, dilation, groups, crop = problem.strides, problem.dilation, problem.groups, problem.crop
+    channels_last, in_sp, out_shape = problem.channels_last, problem.in_spatial, problem.output_shape
+    live = tuple(transpose_live_taps(i, k, s, d, c, o) for i, k, s, d, c, o in
+                 zip(in_sp, problem.kernel_size, strides, dilation, crop, problem.out_spatial))
     ctype = compute_dtype(x.dtype)
     w = kernel[tuple(slice(lo, hi) for lo, hi in live)]
     # With the taps before ``lo`` gone, tap t' is tap t' + lo: its cells lie lo*d further left.
@@ -46,7 +41,8 @@ def conv_transpose(x, kernel, bias, *, strides, dilation, groups, out_spatial, c
         _scatter_into(acc, xs, w, strides, dilation, groups, (crop0,) + crop_rest, channels_last)
 
     return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, bias=bias,
-                           bias_shape=channel_bias_shape(len(out_shape), channels_last), activation=activation)
+                           bias_shape=channel_bias_shape(len(out_shape), channels_last),
+                           activation=problem.activation)
 
 
 def _scatter_into(out, x, kernel, strides, dilation, groups, crop, channels_last):

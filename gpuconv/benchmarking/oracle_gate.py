@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from .. import backend as _backend
-from .calls import call_op, numpy_backend
+from .. import arrays as _arrays
+from .calls import call_op
 from .cost import flops
 
 # Relative L2 error allowed (DESIGN.md "Numbers we hold ourselves to").
@@ -71,7 +71,7 @@ class Oracle:
 
     def error_of(self, output):
         """Relative L2 error of a full-batch output (any array module) on the checked items."""
-        host = _backend.to_numpy(output)
+        host = _arrays.to_numpy(output)
         return relative_l2_error(host[self.indices], self.reference)
 
 
@@ -79,6 +79,5 @@ def compute_oracle(row, host_arrays, data_format, indices):
     """Run the row in float64 on the NumPy engine for the batch items ``indices``."""
     arrays = {name: a.astype(np.float64) for name, a in host_arrays.items() if name != "x"}
     arrays["x"] = host_arrays["x"][indices].astype(np.float64)
-    with numpy_backend():
-        reference = _backend.to_numpy(call_op(row.with_batch(len(indices)), arrays, data_format))
+    reference = _arrays.to_numpy(call_op(row.with_batch(len(indices)), arrays, data_format, engine="numpy"))
     return Oracle(list(indices), reference)

@@ -10,7 +10,6 @@ Layouts are handled natively, so neither needs a transpose of the activations:
 copied; the columns are gathered piece by piece (``memory.chunks``) into one reused buffer.
 Padding is literal zeros, so NaN/Inf propagate exactly as IEEE arithmetic on the zero-padded
 input says (0 * Inf = NaN at padded taps too).
-Groups with one input channel each are a depthwise convolution and go to that (memory-bound) path.
 
 Two measured choices (NumPy engine vs PyTorch CPU, bench suite 'cpu'):
 - channels_last input is padded straight into a group-major ``(G, N, *spatial, Cg)`` buffer, so
@@ -34,7 +33,6 @@ from numpy.lib.stride_tricks import as_strided
 from . import _parallel, _pieces, memory
 from ._epilogue import channel_bias_shape
 from ._windows import WindowPlan, compute_dtype, output_length, padded, reshape_view, spatial_axes, windows
-from .depthwise import depthwise_accumulate
 
 # channels_first GEMMs are per image, (Fg, Cg*K) @ (Cg*K, P); below this many output positions
 # per image that N axis is too thin for BLAS, and the batch is folded into it.
@@ -53,12 +51,12 @@ _SKIP_MIN_SAVING = 0.25
 _SKIP_MAX_REGIONS = 64
 
 
-def conv(x, kernel, bias, *, strides, padding, dilation, groups, channels_last, activation):
-    rank = kernel.ndim - 2
+def conv(problem, x, kernel, bias):
+    strides, padding, dilation, groups = problem.strides, problem.padding, problem.dilation, problem.groups
+    channels_last, filters, out_shape = problem.channels_last, problem.out_channels, problem.output_shape
     ctype = compute_dtype(x.dtype)
-    plan = WindowPlan(x, kernel.shape[:rank], strides, dilation, padding, channels_last, ctype.itemsize)
-    filters = kernel.shape[-1]
-    out_shape = plan.out_shape(filters)
+    plan = WindowPlan(x, problem.kernel_size, strides, dilation, padding, problem.out_spatial, channels_last,
+                      ctype.itemsize)
     # Beside the padded rows: the flat-plane result before compaction, or a padding-free region's.
     row_bytes = plan.row_bytes + 2 * math.prod(plan.out_sp[1:]) * filters * ctype.itemsize
     blocks = memory.Scratch(ctype)
@@ -72,7 +70,8 @@ def conv(x, kernel, bias, *, strides, padding, dilation, groups, channels_last, 
     fill = plan.kernel_fill(kernel, ctype, True, accumulate)
     return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=row_bytes,
                            item_bytes=plan.item_bytes, bias=bias,
-                           bias_shape=channel_bias_shape(len(out_shape), channels_last), activation=activation)
+                           bias_shape=channel_bias_shape(len(out_shape), channels_last),
+                           activation=problem.activation)
 
 
 def conv_accumulate(x, kernel, *, strides, padding, dilation, groups, channels_last, out=None, finite=None,
@@ -81,12 +80,6 @@ def conv_accumulate(x, kernel, *, strides, padding, dilation, groups, channels_l
     ``out`` (C-contiguous; allocated when None). ``finite``: a callable saying whether the kernel
     is finite (None: look); ``scratch``: a ``memory.Scratch`` for the padded input."""
     rank = kernel.ndim - 2
-    c_group, filters = kernel.shape[-2], kernel.shape[-1]
-    if groups > 1 and c_group == 1:
-        # Kernel (*k, 1, C*m) is exactly a depthwise kernel (*k, C, m): out channel c*m + j.
-        dk = kernel.reshape(kernel.shape[:rank] + (groups, filters // groups))
-        return depthwise_accumulate(x, dk, strides=strides, padding=padding, dilation=dilation,
-                                    channels_last=channels_last, out=out)
     ctype = compute_dtype(x.dtype)
     axes = spatial_axes(rank, channels_last)
     if channels_last:

@@ -24,6 +24,7 @@ DEFAULT_COUNTS = {"cuda": (10, 100), "cpu": (3, 15)}
 FIELD_FLAGS = {
     "op": "--op", "N": "--batch", "C": "--in", "K": "--out", "spatial": "--size", "k": "--kernel",
     "s": "--stride", "d": "--dilation", "g": "--groups", "dm": "--depth-multiplier", "padding": "--padding",
+    "activation": "--activation",
 }
 
 _OP_PATTERN = re.compile(
@@ -166,6 +167,7 @@ def flag_error(row, error):
     values = {
         "op": row.op, "N": row.N, "C": row.C, "K": row.K, "spatial": "x".join(map(str, row.spatial)),
         "k": row.k, "s": row.s, "d": row.d, "g": row.g, "dm": row.dm, "padding": row.padding,
+        "activation": row.activation,
     }
     named = " ".join(f"{FIELD_FLAGS[f]} {_flag_value(values[f])}" for f in error.fields if f in FIELD_FLAGS)
     return f"{named}: {error}" if named else str(error)
@@ -208,10 +210,10 @@ def check_counts(args):
 # main
 # --------------------------------------------------------------------------------------------
 def main(argv=None, engine=None):
-    """Entry point of ``gpuconv-bench`` and ``python -m gpuconv.bench``; returns the exit status.
+    """Entry point of ``gpuconv-bench`` and ``python -m gpuconv.benchmarking``; returns the exit status.
 
-    ``engine`` (for tests and engine developers) replaces the active backend's engine in the timed
-    calls; the oracle stays the NumPy engine."""
+    ``engine`` (for tests and engine developers, any object implementing ``gpuconv.engines.Engine``)
+    runs the timed calls instead of the backend's engine; the oracle stays the NumPy engine."""
     try:
         return _main(argv, engine)
     except UsageError as e:
@@ -247,8 +249,11 @@ def _main(argv, engine):
 
 
 def _select_backend(name):
-    import gpuconv
+    """The backend the run's calls name, probed once: ``--backend``, else $GPUCONV_BACKEND, else
+    'auto' ('auto' resolved to the engine it finds). The global backend choice is left alone:
+    every call of the run names its engine."""
     from gpuconv import backend as _backend
+    from gpuconv import engines
     from gpuconv.errors import DeviceUnavailableError
 
     if name is None:
@@ -257,17 +262,9 @@ def _select_backend(name):
         except ValueError as e:
             raise UsageError(f"${_backend.ENV_VAR}: {e}") from None
     try:
-        current = _backend.requested_backend()
-    except ValueError:  # a bad $GPUCONV_BACKEND, overridden by the flag
-        current = None
-    try:
-        if current != name:  # an 'auto' already resolved is not probed twice
-            gpuconv.set_backend(name)
-        active = gpuconv.get_backend()
+        return engines.resolve(name).NAME
     except DeviceUnavailableError as e:
         raise UsageError(f"--backend {name}: {e}") from None
-    gpuconv.set_backend(active)  # resolved once: the oracle's switches to NumPy never re-probe
-    return active
 
 
 def _print_rows(rows):

@@ -15,14 +15,15 @@ from . import _pieces, memory
 from ._windows import WindowPlan, compute_dtype, padded, windows
 
 
-def locally_connected(x, kernel, bias, *, kernel_size, strides, padding, out_spatial, channels_last, activation):
-    ones = (1,) * len(kernel_size)
+def locally_connected(problem, x, kernel, bias):
+    kernel_size, strides, channels_last = problem.kernel_size, problem.strides, problem.channels_last
+    ones = (1,) * problem.rank
     ctype = compute_dtype(x.dtype)
     # Keras 2's 'valid' length ceil((L-k+1)/s) is the window count; 'same' was padded to it. So
     # the window view has exactly ``out_spatial`` positions; every tap has its own weights.
-    plan = WindowPlan(x, kernel_size, strides, ones, padding, channels_last, ctype.itemsize, every_tap=True)
-    filters = kernel.shape[-1]
-    out_shape = plan.out_shape(filters)
+    plan = WindowPlan(x, kernel_size, strides, ones, problem.padding, problem.out_spatial, channels_last,
+                      ctype.itemsize, every_tap=True)
+    filters, out_shape = problem.out_channels, problem.output_shape
     row_bytes = plan.row_bytes
     blocks, results = memory.Scratch(ctype), memory.Scratch(ctype)
     row_positions = math.prod(plan.out_sp[1:])
@@ -40,7 +41,7 @@ def locally_connected(x, kernel, bias, *, kernel_size, strides, padding, out_spa
 
     bias_b = None if bias is None else (bias if channels_last else np.moveaxis(np.asarray(bias), -1, 0))
     return _pieces.compute(out_shape, x.dtype, ctype, channels_last, fill, row_bytes=row_bytes,
-                           item_bytes=plan.item_bytes, bias=bias_b, activation=activation)
+                           item_bytes=plan.item_bytes, bias=bias_b, activation=problem.activation)
 
 
 def _unshared_into(out, view, w, channels_last, results):

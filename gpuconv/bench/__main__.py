@@ -1,6 +1,0 @@
-"""``python -m gpuconv.bench``: the same as the ``gpuconv-bench`` console script."""
-import sys
-
-from .cli import main
-
-sys.exit(main())

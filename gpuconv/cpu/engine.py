@@ -1,0 +1,30 @@
+"""The NumPy engine's entry point: the contract of ``gpuconv.engines.Engine`` on host arrays.
+
+Every function runs under ``_quiet`` (IEEE results, no NumPy warnings for inf/NaN arithmetic).
+``asarray`` brings any array to the host (a CuPy array is copied down, a NumPy one passes).
+"""
+from ..arrays import to_numpy as asarray
+from . import conv as _conv
+from . import conv_transpose as _conv_transpose
+from . import depthwise as _depthwise
+from . import locally_connected as _locally_connected
+from . import pooling as _pooling
+from . import separable as _separable
+from . import upsampling as _upsampling
+from ._epilogue import FUSED_ACTIVATIONS
+from ._quiet import quiet as _quiet
+
+conv = _quiet(_conv.conv)
+conv_transpose = _quiet(_conv_transpose.conv_transpose)
+depthwise_conv = _quiet(_depthwise.depthwise_conv)
+separable_conv = _quiet(_separable.separable_conv)
+pool = _quiet(_pooling.pool)
+locally_connected = _quiet(_locally_connected.locally_connected)
+upsample = _quiet(_upsampling.upsample)
+
+NAME = "numpy"
+
+__all__ = [
+    "NAME", "FUSED_ACTIVATIONS", "asarray", "conv", "conv_transpose", "depthwise_conv", "separable_conv",
+    "pool", "locally_connected", "upsample",
+]
