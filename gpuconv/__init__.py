@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 from . import activations, backend, constraints, geometry, initializers, layers, ops, regularizers, saving
 from .arrays import to_numpy
+from .autodiff import GradientTape
 from .backend import backend_info, get_backend, set_backend
 from .errors import DeviceMismatchError, DeviceUnavailableError, KernelCompileError, KernelSourceNotFoundError
 from .geometry import image_data_format, set_image_data_format

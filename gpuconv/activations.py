@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from . import arrays as _arrays
+from .autodiff import tape as _ad
 from .serialization import deserialize_object, lookup_name, registered_name_of, unknown_identifier
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -50,6 +51,41 @@ def _ieee(fn):
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def _recorded(derivative):
+    """Record the activation on the active tape when it tracks ``x``, with the exact backward
+    ``derivative(xp, w, y, g, *args, **kwargs)`` (``w`` the input and ``y`` the output in the
+    working dtype, ``g`` the output gradient). The forward is untouched; when no tape tracks
+    ``x`` the only cost is one thread-local lookup. Integer and bool inputs get no gradient."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(x, *args, **kwargs):
+            y = fn(x, *args, **kwargs)
+            if not _ad.recording(x):
+                return y
+            if not (isinstance(y, np.ndarray) or _arrays.is_cupy_array(y)):
+                y = _arrays.array_module(x).asarray(y)  # a 0-d input gives a NumPy scalar; the tape needs an array
+
+            def backward(g):
+                if x.dtype.kind != "f":
+                    return (None,)
+                xp, w, _ = _begin(x)
+                with np.errstate(all="ignore"):
+                    return (derivative(xp, w, y.astype(w.dtype, copy=False), g.astype(w.dtype, copy=False),
+                                       *args, **kwargs),)
+
+            _ad.record((x,), y, backward)
+            return y
+
+        return wrapper
+
+    return decorate
+
+
+def _mask(cond, dtype):
+    return cond.astype(dtype)
 
 
 def _sigmoid(xp, x):
@@ -100,6 +136,31 @@ def _axis_op(fn, x, axis):
 # --------------------------------------------------------------------------------------------
 # The activations (Keras 3 names and signatures)
 # --------------------------------------------------------------------------------------------
+def _d_relu(xp, w, y, g, negative_slope=0.0, max_value=None, threshold=0.0):
+    # Keras' composition, differentiated as keras.ops on torch does: relu'(0) = 0; leaky (slope
+    # only) takes the slope at 0; x > threshold passes; relu6 (max_value=6, no threshold) is 0 at
+    # 0 and 6; any other max_value clips with clamp's rule (passes AT max_value); the leaky part
+    # relu(threshold - x) contributes the slope strictly below the threshold.
+    if negative_slope != 0 and max_value is None and threshold == 0:
+        return g * xp.where(w > 0, 1.0, negative_slope).astype(w.dtype)
+    if threshold != 0:
+        d = w > threshold
+        inner = xp.where(d, w, 0.0)
+    elif max_value == 6:
+        d = (w > 0) & (w < 6)
+        inner = None
+    else:
+        d = w > 0
+        inner = xp.maximum(w, 0.0)
+    if max_value is not None and inner is not None:
+        d = d & (inner <= max_value)
+    out = _mask(d, w.dtype)
+    if negative_slope != 0:
+        out = out + negative_slope * _mask(w < threshold, w.dtype)
+    return g * out
+
+
+@_recorded(_d_relu)
 @_ieee
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """Keras' general relu: leaky below ``threshold``, clipped at ``max_value``."""
@@ -115,18 +176,33 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     return _end(y, dtype)
 
 
+def _d_leaky_relu(xp, w, y, g, negative_slope=0.2):
+    return g * xp.where(w > 0, 1.0, negative_slope).astype(w.dtype)  # the slope at 0 (torch)
+
+
+@_recorded(_d_leaky_relu)
 @_ieee
 def leaky_relu(x, negative_slope=0.2):
     xp, w, dtype = _begin(x)
     return _end(xp.where(w >= 0, w, w * negative_slope), dtype)
 
 
+def _d_relu6(xp, w, y, g):
+    return g * _mask((w > 0) & (w < 6), w.dtype)  # 0 at both kinks
+
+
+@_recorded(_d_relu6)
 @_ieee
 def relu6(x):
     xp, w, dtype = _begin(x)
     return _end(xp.minimum(xp.maximum(w, 0.0), 6.0), dtype)
 
 
+def _d_softmax(xp, w, y, g, axis=-1):
+    return y * (g - xp.sum(g * y, axis=axis, keepdims=True))
+
+
+@_recorded(_d_softmax)
 @_ieee
 def softmax(x, axis=-1):
     xp, w, dtype = _begin(x)
@@ -134,6 +210,11 @@ def softmax(x, axis=-1):
     return _end(e / xp.sum(e, axis=axis, keepdims=True), dtype)
 
 
+def _d_log_softmax(xp, w, y, g, axis=-1):
+    return g - xp.exp(y) * xp.sum(g, axis=axis, keepdims=True)
+
+
+@_recorded(_d_log_softmax)
 @_ieee
 def log_softmax(x, axis=-1):
     xp, w, dtype = _begin(x)
@@ -141,36 +222,67 @@ def log_softmax(x, axis=-1):
     return _end(shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True)), dtype)
 
 
+def _d_elu(xp, w, y, g, alpha=1.0):
+    return g * xp.where(w > 0, 1.0, alpha * xp.exp(w)).astype(w.dtype)  # alpha at 0
+
+
+@_recorded(_d_elu)
 @_ieee
 def elu(x, alpha=1.0):
     xp, w, dtype = _begin(x)
     return _end(xp.where(w >= 0, w, alpha * xp.expm1(w)), dtype)
 
 
+def _d_selu(xp, w, y, g):
+    return g * (_SELU_SCALE * xp.where(w > 0, 1.0, _SELU_ALPHA * xp.exp(w))).astype(w.dtype)  # scale*alpha at 0
+
+
+@_recorded(_d_selu)
 @_ieee
 def selu(x):
     xp, w, dtype = _begin(x)
     return _end(_SELU_SCALE * xp.where(w >= 0, w, _SELU_ALPHA * xp.expm1(w)), dtype)
 
 
+def _d_celu(xp, w, y, g, alpha=1.0):
+    return g * xp.where(w > 0, 1.0, xp.exp(w / alpha)).astype(w.dtype)  # 1 at 0, both sides agree
+
+
+@_recorded(_d_celu)
 @_ieee
 def celu(x, alpha=1.0):
     xp, w, dtype = _begin(x)
     return _end(xp.maximum(w, 0.0) + alpha * xp.expm1(xp.minimum(w, 0.0) / alpha), dtype)
 
 
+def _d_softplus(xp, w, y, g):
+    return g * _sigmoid(xp, w)
+
+
+@_recorded(_d_softplus)
 @_ieee
 def softplus(x):
     xp, w, dtype = _begin(x)
     return _end(_softplus(xp, w), dtype)
 
 
+def _d_softsign(xp, w, y, g):
+    d = 1.0 + xp.abs(w)
+    return g / (d * d)
+
+
+@_recorded(_d_softsign)
 @_ieee
 def softsign(x):
     xp, w, dtype = _begin(x)
     return _end(w / (1.0 + xp.abs(w)), dtype)
 
 
+def _d_squareplus(xp, w, y, g, b=4):
+    return g * 0.5 * (1.0 + w / xp.sqrt(w * w + b))
+
+
+@_recorded(_d_squareplus)
 @_ieee
 def squareplus(x, b=4):
     xp, w, dtype = _begin(x)
@@ -179,6 +291,11 @@ def squareplus(x, b=4):
     return _end(xp.where(w >= 0, (w + root) / 2.0, b / (2.0 * (root - w))), dtype)
 
 
+def _d_soft_shrink(xp, w, y, g, threshold=0.5):
+    return g * _mask((w > threshold) | (w < -threshold), w.dtype)  # 0 at +-threshold
+
+
+@_recorded(_d_soft_shrink)
 @_ieee
 def soft_shrink(x, threshold=0.5):
     xp, w, dtype = _begin(x)
@@ -186,6 +303,11 @@ def soft_shrink(x, threshold=0.5):
     return _end(y, dtype)
 
 
+def _d_sparse_plus(xp, w, y, g):
+    return g * xp.where(w <= -1, 0.0, xp.where(w < 1, 0.5 * (w + 1), 1.0)).astype(w.dtype)  # continuous
+
+
+@_recorded(_d_sparse_plus)
 @_ieee
 def sparse_plus(x):
     xp, w, dtype = _begin(x)
@@ -193,12 +315,30 @@ def sparse_plus(x):
     return _end(y, dtype)
 
 
+def _d_silu(xp, w, y, g):
+    s = _sigmoid(xp, w)
+    return g * (s * (1.0 + w * (1.0 - s)))
+
+
+@_recorded(_d_silu)
 @_ieee
 def silu(x):
     xp, w, dtype = _begin(x)
     return _end(w * _sigmoid(xp, w), dtype)
 
 
+def _d_gelu(xp, w, y, g, approximate=False):
+    if approximate:
+        c = math.sqrt(2.0 / math.pi)
+        s = _sigmoid(xp, 2.0 * c * (w + 0.044715 * w * w * w))
+        return g * (s + w * s * (1.0 - s) * 2.0 * c * (1.0 + 3 * 0.044715 * w * w))
+    w64 = w.astype(np.float64, copy=False)
+    cdf = 0.5 * _erfc_f64(xp, -w64 / math.sqrt(2.0))
+    pdf = xp.exp(-0.5 * w64 * w64) / math.sqrt(2.0 * math.pi)
+    return g * (cdf + w64 * pdf).astype(w.dtype)
+
+
+@_recorded(_d_gelu)
 @_ieee
 def gelu(x, approximate=False):
     """Exact: x * Phi(x) = x/2 * erfc(-x/sqrt(2)) (erfc keeps the far negative tail accurate).
@@ -214,6 +354,13 @@ def gelu(x, approximate=False):
     return _end(y, dtype)
 
 
+def _d_glu(xp, w, y, g, axis=-1):
+    a, b = xp.split(w, 2, axis=axis)
+    s = _sigmoid(xp, b)
+    return xp.concatenate([g * s, g * a * s * (1.0 - s)], axis=axis)
+
+
+@_recorded(_d_glu)
 @_ieee
 def glu(x, axis=-1):
     xp, w, dtype = _begin(x)
@@ -226,12 +373,24 @@ def glu(x, axis=-1):
     return _end(a * _sigmoid(xp, b), dtype)
 
 
+def _d_tanh(xp, w, y, g):
+    c = xp.cosh(w)  # sech^2: 1 - tanh^2 would cancel where tanh saturates
+    return g / (c * c)
+
+
+@_recorded(_d_tanh)
 @_ieee
 def tanh(x):
     xp, w, dtype = _begin(x)
     return _end(xp.tanh(w), dtype)
 
 
+def _d_tanh_shrink(xp, w, y, g):
+    t = xp.tanh(w)
+    return g * (t * t)
+
+
+@_recorded(_d_tanh_shrink)
 @_ieee
 def tanh_shrink(x):
     xp, w, dtype = _begin(x)
@@ -239,6 +398,11 @@ def tanh_shrink(x):
     return _end(w64 - xp.tanh(w64), dtype)
 
 
+def _d_threshold(xp, w, y, g, threshold, default_value):
+    return g * _mask(w > threshold, w.dtype)  # 0 at the threshold
+
+
+@_recorded(_d_threshold)
 @_ieee
 def threshold(x, threshold, default_value):
     """``x`` where ``x > threshold``, else ``default_value`` (no defaults, as in Keras)."""
@@ -246,12 +410,23 @@ def threshold(x, threshold, default_value):
     return _end(xp.where(w > threshold, w, default_value), dtype)
 
 
+def _d_sigmoid(xp, w, y, g):
+    e = xp.exp(-xp.abs(w))  # s (1 - s) = e / (1 + e)^2, with no cancellation on either side
+    return g * (e / ((1.0 + e) * (1.0 + e)))
+
+
+@_recorded(_d_sigmoid)
 @_ieee
 def sigmoid(x):
     xp, w, dtype = _begin(x)
     return _end(_sigmoid(xp, w), dtype)
 
 
+def _d_sparse_sigmoid(xp, w, y, g):
+    return g * (0.5 * _mask((w > -1) & (w < 1), w.dtype))  # 0 at +-1
+
+
+@_recorded(_d_sparse_sigmoid)
 @_ieee
 def sparse_sigmoid(x):
     xp, w, dtype = _begin(x)
@@ -259,30 +434,56 @@ def sparse_sigmoid(x):
     return _end(y, dtype)
 
 
+def _d_exponential(xp, w, y, g):
+    return g * xp.exp(w)
+
+
+@_recorded(_d_exponential)
 @_ieee
 def exponential(x):
     xp, w, dtype = _begin(x)
     return _end(xp.exp(w), dtype)
 
 
+def _d_hard_sigmoid(xp, w, y, g):
+    return g * (_mask((w > -3) & (w < 3), w.dtype) / 6.0)  # 0 at +-3
+
+
+@_recorded(_d_hard_sigmoid)
 @_ieee
 def hard_sigmoid(x):
     xp, w, dtype = _begin(x)
     return _end(_hard_sigmoid(xp, w), dtype)
 
 
+def _d_hard_silu(xp, w, y, g):
+    # 0 at -3 and 1 at 3 (the one-sided outer values, as keras.ops on torch gives)
+    return g * xp.where(w <= -3, 0.0, xp.where(w >= 3, 1.0, w / 3.0 + 0.5)).astype(w.dtype)
+
+
+@_recorded(_d_hard_silu)
 @_ieee
 def hard_silu(x):
     xp, w, dtype = _begin(x)
     return _end(w * _hard_sigmoid(xp, w), dtype)
 
 
+def _d_hard_tanh(xp, w, y, g):
+    return g * _mask((w > -1) & (w < 1), w.dtype)  # 0 at +-1
+
+
+@_recorded(_d_hard_tanh)
 @_ieee
 def hard_tanh(x):
     xp, w, dtype = _begin(x)
     return _end(xp.clip(w, -1.0, 1.0), dtype)
 
 
+def _d_hard_shrink(xp, w, y, g, threshold=0.5):
+    return g * _mask(xp.abs(w) > threshold, w.dtype)  # 0 at +-threshold
+
+
+@_recorded(_d_hard_shrink)
 @_ieee
 def hard_shrink(x, threshold=0.5):
     xp, w, dtype = _begin(x)
@@ -294,12 +495,23 @@ def linear(x):
     return x
 
 
+def _d_mish(xp, w, y, g):
+    t = xp.tanh(_softplus(xp, w))
+    return g * (t + w * (1.0 - t * t) * _sigmoid(xp, w))
+
+
+@_recorded(_d_mish)
 @_ieee
 def mish(x):
     xp, w, dtype = _begin(x)
     return _end(w * xp.tanh(_softplus(xp, w)), dtype)
 
 
+def _d_log_sigmoid(xp, w, y, g):
+    return g * _sigmoid(xp, -w)
+
+
+@_recorded(_d_log_sigmoid)
 @_ieee
 def log_sigmoid(x):
     xp, w, dtype = _begin(x)
@@ -320,6 +532,13 @@ def _sparsemax_last_axis(xp, z):
     return xp.maximum(z - tau, 0.0)
 
 
+def _d_sparsemax(xp, w, y, g, axis=-1):
+    # The Jacobian is diag(s) - s s^T / |s| on the support s = {y > 0}.
+    s = _mask(y > 0, w.dtype)
+    return s * (g - xp.sum(g * s, axis=axis, keepdims=True) / xp.sum(s, axis=axis, keepdims=True))
+
+
+@_recorded(_d_sparsemax)
 @_ieee
 def sparsemax(x, axis=-1):
     return _axis_op(_sparsemax_last_axis, x, axis)

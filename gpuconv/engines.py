@@ -53,10 +53,31 @@ class Engine(Protocol):
     def upsample(self, problem, x):
         """Nearest repeat or half-pixel linear interpolation with edge clamp."""
 
+    # The backward functions no forward op can stand in for (``gpuconv.gradients`` builds every
+    # gradient from these and the forward functions; input gradients of convolutions are the
+    # transposed convolutions of ``problem.adjoint()``). Deterministic: a fixed reduction order.
+    def conv_backward_weights(self, problem, x, dy):
+        """kind 'conv': the kernel gradient ``(*k, C // groups, F)``,
+        ``dW[t, c, f] = sum_{n, o} x[n, o*s + t*d - pad_before, c] dy[n, o, f]`` per group."""
+
+    def pool_backward(self, problem, x, dy):
+        """dx: max sends each output's gradient to the first maximum of its window (row-major,
+        real cells only, a NaN is the maximum); average spreads ``dy / real cells``."""
+
+    def upsample_backward(self, problem, dy):
+        """dx: the exact adjoint of ``upsample``."""
+
+    def locally_connected_backward_input(self, problem, dy, kernel):
+        """dx of a locally connected op (overlapping patches accumulate)."""
+
+    def locally_connected_backward_weights(self, problem, x, dy):
+        """dW ``(positions, prod(k) * C, F)`` of a locally connected op."""
+
 
 # The functions an engine must provide, in Protocol order (the conformance test reads it).
 OPERATIONS = ("asarray", "conv", "conv_transpose", "depthwise_conv", "separable_conv", "pool", "locally_connected",
-              "upsample")
+              "upsample", "conv_backward_weights", "pool_backward", "upsample_backward",
+              "locally_connected_backward_input", "locally_connected_backward_weights")
 
 
 def resolve(engine=None):

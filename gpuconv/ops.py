@@ -10,12 +10,15 @@ The engine is the active backend's unless ``engine=`` names one (a backend name 
 implementing ``gpuconv.engines.Engine``): the benchmark and the tests compare engines that way
 without touching the global choice.
 """
+import functools
 import math
 
 import numpy as np
 
 from . import activations as _activations
 from . import arrays as _arrays
+from . import autodiff as _autodiff
+from . import gradients as _gradients
 from . import engines as _engines
 from . import geometry as g
 from . import planning as _planning
@@ -60,7 +63,10 @@ def _prepare(eng, named_arrays):
             raise TypeError(
                 f"Argument `{name}` has dtype {a.dtype} but `{first}` has dtype {dtype}; they must be the same."
             )
-        arrays.append(eng.asarray(a))
+        moved = eng.asarray(a)
+        if moved is not a and _autodiff.recording(a):  # a watched host array uploaded: stay connected
+            _autodiff.record_identity(a, moved)
+        arrays.append(moved)
     return arrays
 
 
@@ -81,24 +87,35 @@ def _check_bias(bias, filters):
         raise ValueError(f"Expected `bias` of shape ({filters},); received bias of shape {tuple(bias.shape)}.")
 
 
-def _epilogue(eng, activation):
+def _epilogue(eng, activation, recording=False):
     """``(fused, after)``: the name the engine fuses after the bias (None: nothing), and the
     callable ops applies to the engine's result (None: nothing). Resolved once per call from a
     name, a callable or None; only a built-in elementwise activation the engine lists in
-    ``FUSED_ACTIVATIONS`` is fused."""
+    ``FUSED_ACTIVATIONS`` is fused, and nothing is fused under a gradient tape (the activation is
+    then a recorded op of its own, whose backward needs the pre-activation result)."""
     if activation is None:
         return None, None
     fn = _activations.get(activation)
     name = _activations.builtin_elementwise_name(fn)
     if name == "linear":
         return None, None
-    if name is not None and name in eng.FUSED_ACTIVATIONS:
+    if name is not None and name in eng.FUSED_ACTIVATIONS and not recording:
         return name, None
     return None, fn
 
 
 def _finish(y, after):
     return y if after is None else after(y)
+
+
+def _run(eng, problem, x, weights, bias, recording):
+    """The planner's run of ``problem``, recorded on the active tapes with its backward when
+    ``recording`` (the tape keeps the inputs and weights, never an intermediate)."""
+    y = _planning.run(eng, problem, x, weights, bias)
+    if recording:
+        backward = functools.partial(_gradients.BACKWARD[problem.kind], eng, problem, x, *weights, bias)
+        _autodiff.record((x, *weights, bias), y, backward)
+    return y
 
 
 def _channel_bias(bias, ndim, data_format):
@@ -170,10 +187,11 @@ def _forward(eng, kind, x, weights, bias, win, filters, activation, empty, group
     if empty:
         out_shape = g.make_shape(x.shape[0], filters, out_spatial, win.data_format)
         return _empty_result(x, out_shape, _channel_bias(bias, x.ndim, win.data_format), activation)
-    fused, after = _epilogue(eng, activation)
+    recording = _autodiff.recording(x, *weights, bias)
+    fused, after = _epilogue(eng, activation, recording)
     pad_before = [p[0] for p in g.conv_padding(win.spatial, win.ksize, win.strides, win.dilation, win.padding)]
     problem = win.problem(x, kind, out_spatial, pad_before, filters, fused, bias, groups, depth_multiplier)
-    return _finish(_planning.run(eng, problem, x, weights, bias), after)
+    return _finish(_run(eng, problem, x, weights, bias, recording), after)
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,9 +236,10 @@ def conv_transpose_core(inputs, kernel, bias=None, *, strides=1, padding="valid"
     if x.size == 0:
         out_shape = g.make_shape(x.shape[0], filters, out_spatial, win.data_format)
         return _empty_result(x, out_shape, _channel_bias(bias, x.ndim, win.data_format), activation)
-    fused, after = _epilogue(eng, activation)
+    recording = _autodiff.recording(x, kernel, bias)
+    fused, after = _epilogue(eng, activation, recording)
     problem = win.problem(x, _problems.CONV_TRANSPOSE, out_spatial, crop, filters, fused, bias, groups)
-    return _finish(_planning.run(eng, problem, x, (kernel,), bias), after)
+    return _finish(_run(eng, problem, x, (kernel,), bias, recording), after)
 
 
 def depthwise_conv_core(inputs, kernel, bias=None, *, strides=1, padding="valid", data_format=None,
@@ -280,7 +299,10 @@ def pool_core(inputs, mode, pool_size, strides=None, padding="valid", data_forma
         pad_before=tuple(p[0] for p in g.pool_padding(spatial, pool_size, strides, padding)),
         channels_last=data_format == "channels_last", dtype=x.dtype,
     )
-    return eng.pool(problem, x)
+    y = eng.pool(problem, x)
+    if _autodiff.recording(x):
+        _autodiff.record((x,), y, functools.partial(_gradients.pool, eng, problem, x))
+    return y
 
 
 def locally_connected_core(inputs, kernel, bias=None, *, kernel_size, strides=1, padding="valid",
@@ -328,7 +350,8 @@ def locally_connected_core(inputs, kernel, bias=None, *, kernel_size, strides=1,
         if bias is not None and data_format == "channels_first":
             bias = _arrays.array_module(bias).moveaxis(bias, -1, 0)
         return _empty_result(x, out_shape, bias, activation)
-    fused, after = _epilogue(eng, activation)
+    recording = _autodiff.recording(x, kernel, bias)
+    fused, after = _epilogue(eng, activation, recording)
     problem = _problems.LocalProblem(
         batch=int(x.shape[0]), in_channels=int(c_in), out_channels=int(filters), in_spatial=tuple(spatial),
         out_spatial=out_spatial, kernel_size=kernel_size, strides=strides,
@@ -336,7 +359,11 @@ def locally_connected_core(inputs, kernel, bias=None, *, kernel_size, strides=1,
                          for L, k, s in zip(spatial, kernel_size, strides)),
         channels_last=data_format == "channels_last", dtype=x.dtype, activation=fused, has_bias=bias is not None,
     )
-    return _finish(eng.locally_connected(problem, x, kernel, bias), after)
+    y = eng.locally_connected(problem, x, kernel, bias)
+    if recording:
+        backward = functools.partial(_gradients.locally_connected_with_bias, eng, problem, x, kernel, bias)
+        _autodiff.record((x, kernel, bias), y, backward)
+    return _finish(y, after)
 
 
 def upsampling_core(inputs, size, interpolation="nearest", data_format=None, engine=None):
@@ -364,7 +391,10 @@ def upsampling_core(inputs, size, interpolation="nearest", data_format=None, eng
         batch=int(x.shape[0]), channels=int(c), in_spatial=tuple(spatial), out_spatial=out_spatial, size=size,
         interpolation=interpolation, channels_last=data_format == "channels_last", dtype=x.dtype,
     )
-    return eng.upsample(problem, x)
+    y = eng.upsample(problem, x)
+    if _autodiff.recording(x):  # the adjoint needs only the geometry: the input is not kept
+        _autodiff.record((x,), y, functools.partial(_gradients.upsample, eng, problem, None))
+    return y
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,3 +437,4 @@ def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None,
 def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=None, *, engine=None):
     """``keras.ops.average_pool``: 'same' divides by the number of real (non-padded) cells."""
     return pool_core(inputs, "average", pool_size, strides, padding, data_format, engine=engine)
+from .autodiff.functions import *  # noqa: F401,F403  (keras.ops array functions, recorded by the tape)

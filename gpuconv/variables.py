@@ -9,6 +9,7 @@ import threading
 import numpy as np
 
 from . import arrays as _arrays
+from .autodiff import tape as _tape
 
 
 def check_numeric(value, path):
@@ -42,7 +43,10 @@ class Variable:
 
     @property
     def value(self):
-        return self._value
+        value = self._value
+        if _tape._active():  # a tape watching this variable links the array read to it
+            _tape.variable_read(self, value)
+        return value
 
     def numpy(self):
         return self._value.copy()
@@ -63,7 +67,14 @@ class Variable:
 
     def array_like(self, x):
         """The value on the same device as ``x``: NumPy for host inputs, a cached CuPy copy otherwise
-        (a cached emulator device array, device 0, for a cuda-emulator array)."""
+        (a cached emulator device array, device 0, for a cuda-emulator array). Under a tape that
+        watches this variable, the array returned is linked to it (``tape.gradient`` finds it)."""
+        value = self._array_like(x)
+        if _tape._active():
+            _tape.variable_read(self, value)
+        return value
+
+    def _array_like(self, x):
         if _arrays.is_emulator_array(x):
             from .emulator import xp
 

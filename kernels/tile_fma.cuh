@@ -239,13 +239,14 @@ struct LoaderBase {
         }
     }
 
-    // registers -> shared memory; b_coord is the derived loader's weight map.
+    // registers -> shared memory; b_coord is the derived loader's weight map, a_coord this one's
+    // unless the derived loader maps its input chunk otherwise (conv_backward_weights.cu).
     template <class Self>
     __device__ __forceinline__ void stash_as(const Self& self, Acc* As, Acc* Bs) const {
 #pragma unroll
         for (int r = 0; r < A_LOADS; ++r) {
             int kk, m;
-            a_coord(r, kk, m);
+            self.a_coord(r, kk, m);
             As[kk * Tile::LDA + m] = ra[r];
         }
 #pragma unroll

@@ -62,6 +62,21 @@ class CountingEngine:
     def upsample(self, problem, x):
         return self._counted(cpu_engine.upsample(problem, x))
 
+    def conv_backward_weights(self, problem, x, dy):
+        return self._counted(cpu_engine.conv_backward_weights(problem, x, dy))
+
+    def pool_backward(self, problem, x, dy):
+        return self._counted(cpu_engine.pool_backward(problem, x, dy))
+
+    def upsample_backward(self, problem, dy):
+        return self._counted(cpu_engine.upsample_backward(problem, dy))
+
+    def locally_connected_backward_input(self, problem, dy, kernel):
+        return self._counted(cpu_engine.locally_connected_backward_input(problem, dy, kernel))
+
+    def locally_connected_backward_weights(self, problem, x, dy):
+        return self._counted(cpu_engine.locally_connected_backward_weights(problem, x, dy))
+
 
 def test_the_counting_engine_implements_the_engine_protocol():
     engine = CountingEngine()

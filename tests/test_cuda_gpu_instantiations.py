@@ -158,6 +158,57 @@ def _locally_connected(rng, dtype, cl):
                                                 channels_last=cl, activation="sigmoid")
 
 
+def _with_dy(rng, op, forward):
+    """A backward problem from a forward one: the same arrays and geometry plus a random output
+    gradient ``dy`` of the forward's output shape."""
+    _, arrays, kwargs = forward
+    problem_of = {"pool": calls.pool_problem, "upsample": calls.upsample_problem,
+                  "locally_connected": calls.locally_connected_problem}[forward[0]]
+    dy = random_array(rng, problem_of(*arrays, **kwargs).output_shape)
+    return op, (*arrays, dy), kwargs
+
+
+def _pool_backward_call(engine, x, dy, **geometry):
+    return engine.pool_backward(calls.pool_problem(x, **geometry), x, dy)
+
+
+def _upsample_backward_call(engine, x, dy, **geometry):  # x only shapes the problem
+    return engine.upsample_backward(calls.upsample_problem(x, **geometry), dy)
+
+
+def _lc_backward_input_call(engine, x, kernel, bias, dy, **geometry):
+    problem = calls.locally_connected_problem(x, kernel, bias, **geometry)
+    return engine.locally_connected_backward_input(problem, dy, kernel)
+
+
+def _lc_backward_weights_call(engine, x, kernel, bias, dy, **geometry):
+    problem = calls.locally_connected_problem(x, kernel, bias, **geometry)
+    return engine.locally_connected_backward_weights(problem, x, dy)
+
+
+def _conv_wgrad(rng, dtype, cl, tile):
+    """A conv weight gradient on the tile ``tile`` (the narrow one takes <= 16 filters per group,
+    as the forward's); the kernel array only shapes the problem."""
+    _, (x, w, _), kwargs = _conv(rng, dtype, cl, tile, activation=None)
+    dy = random_array(rng, calls.conv_problem(x, w, None, **kwargs).output_shape)
+    return "conv_backward_weights", (x, w, dy), kwargs
+
+
+def _conv_backward_weights_call(engine, x, kernel, dy, **geometry):
+    return engine.conv_backward_weights(calls.conv_problem(x, kernel, None, **geometry), x, dy)
+
+
+# Ops that engine_calls does not spell: the backward calls built here.
+_BACKWARD_CALLS = {"pool_backward": _pool_backward_call, "upsample_backward": _upsample_backward_call,
+                   "locally_connected_backward_input": _lc_backward_input_call,
+                   "locally_connected_backward_weights": _lc_backward_weights_call,
+                   "conv_backward_weights": _conv_backward_weights_call}
+
+
+def _engine_call(op):
+    return _BACKWARD_CALLS[op] if op in _BACKWARD_CALLS else getattr(calls, op)
+
+
 _POOL_MODES = {"0": "max", "1": "average"}
 _UPSAMPLE_MODES = {"0": "nearest", "2": "bilinear", "3": "trilinear"}
 _GENERIC_DEPTHWISE = ((1, 2, 3), (1, 1, 2), (1, 1, 1))  # no specialisation: depthwise_direct
@@ -192,6 +243,18 @@ def _problem(name, rng):
         return (dtype, _INDEX[a[1]], *_upsample(rng, dtype, int(a[2]), _UPSAMPLE_MODES[a[3]]))
     if template == "locally_connected":
         return (dtype, _INDEX[a[1]], *_locally_connected(rng, dtype, a[1] == "int"))
+    if template == "pool_backward":
+        return (dtype, _INDEX[a[1]], *_with_dy(rng, template, _pool(rng, dtype, int(a[2]), _POOL_MODES[a[3]])))
+    if template == "upsample_backward":
+        forward = _upsample(rng, dtype, int(a[2]), _UPSAMPLE_MODES[a[3]])
+        return (dtype, _INDEX[a[1]], *_with_dy(rng, template, forward))
+    if template == "locally_connected_backward":
+        op = ("locally_connected_backward_input", "locally_connected_backward_weights")[int(a[2])]
+        return (dtype, _INDEX[a[1]], *_with_dy(rng, op, _locally_connected(rng, dtype, a[1] == "int")))
+    if template == "conv_wgrad":
+        return (dtype, _INDEX[a[2]], *_conv_wgrad(rng, dtype, a[1] == "0", int(a[3])))
+    if template == "wgrad_sum":
+        return (dtype, _INDEX[a[1]], *_conv_wgrad(rng, dtype, True, 0))
     raise AssertionError(f"no problem builds {name!r}: add one to _problem in {__file__}")
 
 
@@ -232,8 +295,8 @@ def test_instantiation_matches_oracle(name, launches, monkeypatch):
     dtype, width, op, args, kwargs = _problem(name, rng)
     monkeypatch.setenv(indexing.FORCE_ENV, width)
     rounded = [None if a is None else a.astype(dtype) for a in args]
-    got = getattr(calls, op)(eng, *[None if a is None else cupy.asarray(a) for a in rounded], **kwargs)
-    ref = getattr(calls, op)(cpu, *[None if a is None else a.astype(np.float64) for a in rounded], **kwargs)
+    got = _engine_call(op)(eng, *[None if a is None else cupy.asarray(a) for a in rounded], **kwargs)
+    ref = _engine_call(op)(cpu, *[None if a is None else a.astype(np.float64) for a in rounded], **kwargs)
     assert got.dtype == np.dtype(dtype)
     assert_close(cupy.asnumpy(got), ref, dtype)
     ran = launches()

@@ -6,7 +6,8 @@ top-level ``bench/`` directory of the checkout and import from here.
 
 Modules: ``row`` (a layer shape as data), ``suites`` (the declared suites), ``cost`` (FLOPs,
 bytes, roofline), ``ceilings`` (peak rates), ``calls`` (the ops call of a row and its
-validation), ``inputs``, ``oracle_gate`` (the float64 oracle gate), ``subjects`` /
+validation), ``inputs``, ``oracle_gate`` (the float64 oracle gate), ``gradient_calls`` /
+``gradient_gate`` (backward rows: the tape's gradient of a row and its gate), ``subjects`` /
 ``torch_compare`` (what is timed), ``timing``, ``runner``, ``report`` / ``export`` / ``plot``
 (output), ``environment``, ``cli``. Importing this package imports neither CuPy nor PyTorch.
 """

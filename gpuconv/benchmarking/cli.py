@@ -2,6 +2,7 @@
 
     gpuconv-bench --suite quick                      # CPU-sized subset, < 1 min on the NumPy engine
     gpuconv-bench --suite suite --dtype float16      # bench_suite.md's rows (needs a GPU to be quick)
+    gpuconv-bench --suite cpu --pass backward        # the gradients of each row (GradientTape) vs torch autograd
     gpuconv-bench --op conv2d --batch 32 --in 64 --out 128 --size 56 --kernel 3 --padding same
 
 Exit status: 0 when every row passed its correctness check, 1 when a row failed or errored
@@ -12,6 +13,8 @@ import argparse
 import os
 import re
 import sys
+
+from .gradient_calls import PASSES
 
 SUITE_NAMES = ("suite", "cpu", "quick", "keras")
 # (warmup, repeat). On the CPU, each library's block re-warms after an idle pause (timing.py), so
@@ -75,6 +78,9 @@ def build_parser():
     layer.add_argument("--bias", action="store_true", help="add a bias (Keras use_bias)")
     layer.add_argument("--activation", default=None, help="fused activation, e.g. relu")
     how = p.add_argument_group("how")
+    how.add_argument("--pass", dest="pass_name", choices=PASSES, default="forward",
+                     help="what is timed: the forward op (default), its backward (input, kernel and bias "
+                          "gradients of one recorded forward), or both per call")
     how.add_argument("--dtype", choices=("float32", "float16"), default="float32")
     how.add_argument("--data-format", choices=("channels_last", "channels_first"), default="channels_last")
     how.add_argument("--backend", choices=("auto", "cuda", "numpy"),
@@ -315,7 +321,7 @@ def _run(args, title, rows, backend, engine):
         dtype=args.dtype, data_format=args.data_format,
         warmup=warmup if args.warmup is None else args.warmup,
         repeat=repeat if args.repeat is None else args.repeat,
-        cuda_graph=args.cuda_graph, check_batch=args.check_batch, seed=seed,
+        cuda_graph=args.cuda_graph, check_batch=args.check_batch, seed=seed, pass_name=args.pass_name,
     )
     threads = environment.cpu_threads()
     comparison, comparison_error = _comparison(device, threads, not args.no_compare)

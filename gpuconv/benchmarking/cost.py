@@ -11,6 +11,13 @@ convs and the pointwise half of a separable conv: GEMM-shaped, tensor cores appl
 ``simt`` (depthwise, pooling, bias: per-channel work on the CUDA cores).
 
 Bytes are compulsory traffic: every input and weight read once, the output written once.
+
+Backward rows (``--pass backward``) count the input gradient plus the weight gradients: for every
+convolution-family op each is a product of the forward's size, so twice the forward's multiply-adds,
+and one add per output element for the bias gradient; pooling's backward counts one operation per
+window cell, like its forward. Their compulsory bytes: x, the weights and dy read, dx and the
+weight gradients written (pooling: x, dy, dx). A separable op's backward recomputes its depthwise
+result; that is the library's choice, not counted. ``both`` is the sum of the two passes.
 """
 import dataclasses
 import math
@@ -32,10 +39,14 @@ def _prod(values):
     return math.prod(int(v) for v in values)
 
 
+def _bias_flops(row):
+    return row.N * row.K * _prod(row.output_spatial()) if row.bias else 0
+
+
 def flops(row):
     n, out = row.N, _prod(row.output_spatial())
     taps = _prod(row.kernel_size)
-    bias = n * row.K * out if row.bias else 0
+    bias = _bias_flops(row)
     if row.op in ("conv", "dense"):
         return Flops(2 * n * row.K * out * (row.C // row.g) * taps, bias)
     if row.op == "conv_transpose":
@@ -56,6 +67,32 @@ def bytes_moved(row, dtype):
     elements = _prod(row.input_shape("channels_last")) + _prod(row.output_shape("channels_last"))
     elements += sum(_prod(shape) for shape in row.weight_shapes().values())
     return elements * itemsize
+
+
+def pass_flops(row, pass_name):
+    """FLOPs of ``pass_name`` ('forward', 'backward' or 'both') of the row (see the module doc)."""
+    forward = flops(row)
+    if pass_name == "forward":
+        return forward
+    if row.is_pool:
+        backward = forward
+    else:
+        bias = _bias_flops(row)
+        backward = Flops(2 * forward.tensor, 2 * (forward.simt - bias) + bias)
+    if pass_name == "backward":
+        return backward
+    return Flops(forward.tensor + backward.tensor, forward.simt + backward.simt)
+
+
+def pass_bytes(row, dtype, pass_name):
+    """Compulsory bytes of ``pass_name`` of the row (see the module doc)."""
+    forward = bytes_moved(row, dtype)
+    if pass_name == "forward":
+        return forward
+    itemsize = np.dtype(dtype).itemsize
+    inputs = _prod(row.input_shape("channels_last")) + sum(_prod(s) for s in row.weight_shapes().values())
+    backward = forward + inputs * itemsize  # forward's reads (dy for y) plus dx and the weight gradients
+    return backward if pass_name == "backward" else forward + backward
 
 
 def roofline_seconds(flop, nbytes, ceilings):

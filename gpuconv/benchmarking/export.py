@@ -2,7 +2,9 @@
 
 JSON: ``{"schema", "environment", "settings", "ceilings", "summary", "rows": [...]}``; a row's
 ``time`` and ``compare.time`` are ``{"median_s", "min_s", "max_s", "repeat", "method"}`` or null
-when the row was not timed. Non-finite numbers (an error of inf after a NaN) become null; the
+when the row was not timed. ``pass`` says what was timed ('forward', 'backward', 'both'); a backward
+row's ``rel_errs`` (and ``compare.rel_errs``) give each gradient's error (``{"dx": ..., "dkernel":
+...}``; null for forward rows), flattened in the CSV as ``rel_err_dx``, ``compare_rel_err_dx``, ... Non-finite numbers (an error of inf after a NaN) become null; the
 row's ``status`` and ``error`` say why. CSV: one line per row with the same fields flattened
 (``time_median_s``, ``compare_ratio``, ...), and the environment and ceilings repeated on each
 line as ``env_*`` / ``ceilings_*`` columns so every line stands alone.
@@ -34,11 +36,13 @@ def row_record(r):
     comp = r.compare.as_dict() if r.compare is not None else None
     if comp is not None:
         comp = {k: _finite(v) if not isinstance(v, dict) else v for k, v in comp.items()}
+        comp["rel_errs"] = _finite_values(comp["rel_errs"])
     return {
         "id": row.id,
         "description": row.description,
         "op": row.op,
         "op_text": row.op_text(),
+        "pass": r.pass_name,
         "shape": row.shape_text(),
         "N": row.N, "C": row.C, "K": row.K,
         "spatial": _plain(row.spatial),
@@ -50,6 +54,7 @@ def row_record(r):
         "status": r.status,
         "error": r.error,
         "rel_err": _finite(r.rel_err),
+        "rel_errs": _finite_values(r.rel_errs),
         "threshold": r.threshold,
         "checked_items": r.checked_items,
         "time": r.time.as_dict() if r.time else None,
@@ -64,6 +69,10 @@ def row_record(r):
         "compare": comp,
         "notes": list(r.notes),
     }
+
+
+def _finite_values(errors):
+    return None if errors is None else {k: _finite(v) for k, v in errors.items()}
 
 
 def document(results, environment, settings, ceilings, summary):
@@ -95,13 +104,15 @@ def csv_lines(doc):
     for rec in doc["rows"]:
         flat = {}
         for k, v in rec.items():
-            if k in ("time", "compare", "notes"):
+            if k in ("time", "compare", "notes", "rel_errs"):
                 continue
             flat[k] = "x".join(str(x) for x in v) if isinstance(v, list) else v
+        flat.update({f"rel_err_{k}": v for k, v in (rec["rel_errs"] or {}).items()})
         flat.update(_flat_time("time_", rec["time"]))
         comp = rec["compare"] or {}
         for k in ("library", "device", "status", "rel_err", "ratio", "note"):
             flat[f"compare_{k}"] = comp.get(k)
+        flat.update({f"compare_rel_err_{k}": v for k, v in (comp.get("rel_errs") or {}).items()})
         flat.update(_flat_time("compare_time_", comp.get("time")))
         flat["notes"] = " | ".join(rec["notes"])
         flat.update(env)

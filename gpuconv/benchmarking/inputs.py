@@ -24,6 +24,11 @@ def make_inputs(row, dtype, data_format, rng, batch=None):
     return arrays
 
 
+def make_output_gradient(row, dtype, data_format, rng):
+    """``dy`` of a backward row: uniform in [-1, 1), the output's shape and ``dtype``."""
+    return _uniform(rng, row.output_shape(data_format), 1.0, np.dtype(dtype))
+
+
 def _uniform(rng, shape, scale, dtype):
     # float32 draws: generating float64 first would double the host memory of the largest rows.
     a = rng.random(shape, dtype=np.float32)

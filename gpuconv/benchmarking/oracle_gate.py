@@ -49,12 +49,14 @@ def relative_l2_error(actual, expected):
     return diff / norm if norm > 0 else diff
 
 
-def check_indices(row, check_batch=None, flop_budget=DEFAULT_ORACLE_FLOP_BUDGET):
+def check_indices(row, check_batch=None, flop_budget=DEFAULT_ORACLE_FLOP_BUDGET, total_flops=None):
     """Batch items the oracle recomputes: all of them when cheap (or ``check_batch >= N``), else
-    the first ``n - 1`` and the last one, ``n`` from ``check_batch`` or from the FLOP budget."""
+    the first ``n - 1`` and the last one, ``n`` from ``check_batch`` or from the FLOP budget
+    (spent on ``total_flops`` for the whole batch: by default the forward's)."""
     n_total = row.N
     if check_batch is None:
-        per_item = max(flops(row).total / max(n_total, 1), 1)
+        total = flops(row).total if total_flops is None else total_flops
+        per_item = max(total / max(n_total, 1), 1)
         check_batch = max(1, int(flop_budget // per_item))
     n = min(int(check_batch), n_total)
     if n >= n_total:

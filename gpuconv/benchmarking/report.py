@@ -3,6 +3,9 @@ import sys
 
 from .runner import PASS
 
+# The op cell's suffix naming a row's pass (forward rows keep the bare op name).
+PASS_SUFFIX = {"forward": "", "backward": ":bwd", "both": ":fwd+bwd"}
+
 
 def fmt_time(seconds):
     if seconds is None:
@@ -66,7 +69,7 @@ def _cells(r):
     else:
         torch_cell, ratio_cell = comp.status, "-"
     return (
-        row.id, row.op_text(), row.shape_text(), check,
+        row.id, row.op_text() + PASS_SUFFIX[r.pass_name], row.shape_text(), check,
         fmt_time(t.median) if t else "-",
         f"{fmt_time(t.min)}..{fmt_time(t.max)}" if t else "-",
         f"{r.flop / 1e9:.3g}", _num(r.tflops, ".3g"), _num(r.gbs, ".3g"),
@@ -107,7 +110,8 @@ def render_header(suite_name, n_rows, settings, env, ceilings, comparison_label,
         clock = ", perf_counter" + (", each library in its own alternating blocks" if comparison_label else "")
     lines = [
         f"gpuconv-bench {env['gpuconv']}: {suite_name} ({n_rows} rows), {s.dtype}, {s.data_format}, "
-        f"backend {env['backend']} on {where}",
+        + ("" if s.pass_name == "forward" else f"{s.pass_name} pass, ")
+        + f"backend {env['backend']} on {where}",
         f"ceilings: fp32 {c32.tensor_flops / 1e12:.3g} TFLOP/s, fp16 tensor {c16.tensor_flops / 1e12:.3g} / "
         f"CUDA-core {c16.simt_flops / 1e12:.3g} TFLOP/s, memory {ceilings.bandwidth / 1e9:.4g} GB/s "
         f"[{ceilings.source}]",
@@ -128,6 +132,8 @@ def render_summary(summary):
         parts.append(f"{summary['fail']} FAIL")
     if summary["error"]:
         parts.append(f"{summary['error']} ERROR")
+    if summary.get("skip"):
+        parts.append(f"{summary['skip']} SKIP")
     if summary["geomean_roofline_pct"] is not None:
         parts.append(f"geomean {summary['geomean_roofline_pct']:.1f}% of roofline")
     if summary["geomean_ratio"] is not None:

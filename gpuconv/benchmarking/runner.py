@@ -1,5 +1,10 @@
 """Running one row: place operands, compute, check against the oracle, then (only if right) time
 gpuconv and the comparison side by side, and derive the figures.
+
+``Settings.pass_name`` picks what is timed: the forward op ('forward'), its backward ('backward':
+the gradients of one recorded forward, see ``gradient_calls``) or the two per call ('both'). A
+backward row is gated by ``gradient_gate`` (every gradient against the float64 oracle); a row
+whose op has no backward in the library is SKIP, not an error.
 """
 import dataclasses
 import math
@@ -9,13 +14,15 @@ from typing import Optional
 import numpy as np
 
 from .oracle_gate import COMPARISON_SLACK, check_indices, compute_oracle, threshold
-from .cost import bytes_moved, flops, roofline_seconds
-from .inputs import make_inputs
+from .cost import pass_bytes, pass_flops, roofline_seconds
+from .gradient_calls import FORWARD, NoBackward
+from .gradient_gate import GradientOracle, compute_gradient_oracle, sub_batch
+from .inputs import make_inputs, make_output_gradient
 from .subjects import place
 from .timing import Timing, synchronize_gpu, time_cpu, time_cpu_blocks, time_gpu
 
 PASS, FAIL, ERROR = "PASS", "FAIL", "ERROR"
-UNSUPPORTED, OFF = "UNSUPPORTED", "OFF"
+UNSUPPORTED, OFF, SKIP = "UNSUPPORTED", "OFF", "SKIP"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +34,7 @@ class Settings:
     cuda_graph: bool = False
     check_batch: Optional[int] = None
     seed: int = 0
+    pass_name: str = FORWARD
 
 
 @dataclasses.dataclass
@@ -38,6 +46,7 @@ class Comparison:
     time: Optional[Timing] = None
     ratio: Optional[float] = None  # gpuconv time / comparison time (< 1: gpuconv is faster)
     note: str = ""
+    rel_errs: Optional[dict] = None  # backward rows: the error of each gradient
 
     def as_dict(self):
         d = dataclasses.asdict(self)
@@ -63,6 +72,8 @@ class RowResult:
     bound: str = ""
     compare: Optional[Comparison] = None
     notes: list = dataclasses.field(default_factory=list)
+    pass_name: str = FORWARD
+    rel_errs: Optional[dict] = None  # backward rows: the error of each gradient (dx, dkernel, ...)
 
     @property
     def timed(self):
@@ -117,45 +128,91 @@ class Runner:
         """``fn`` itself, or its CUDA-graph replay with --cuda-graph (falling back with a note)."""
         if not (self.settings.cuda_graph and self.device == "cuda"):
             return fn, "cuda-events" if self.device == "cuda" else "perf_counter"
+        if self.settings.pass_name != FORWARD:  # the tape's host-side bookkeeping cannot be captured
+            if who is self.subject:
+                result.notes.append("--cuda-graph applies to forward rows only; timed without graph")
+            return fn, "cuda-events"
         try:
             return who.capture_graph(fn), "cuda-graph"
         except Exception as e:
             result.notes.append(f"{who.label}: CUDA graph capture failed ({_error_text(e)}); timed without graph")
             return fn, "cuda-events"
 
+    def _prepare(self, who, row, arrays):
+        """``who``'s timed call of the row for the run's pass."""
+        s = self.settings
+        if s.pass_name == FORWARD:
+            return who.prepare(row, arrays, s.data_format)
+        return who.prepare(row, arrays, s.data_format, s.pass_name)
+
+    @staticmethod
+    def _errors(oracle, outputs, sub_batch_outputs=None):
+        """``(largest relative L2 error, {result: error} or None)`` of a call's outputs."""
+        if isinstance(oracle, GradientOracle):
+            errors = oracle.errors_of(outputs, sub_batch_outputs)
+            return max(errors.values()), errors
+        return oracle.error_of(outputs), None
+
+    def _oracle(self, row, host, indices, result):
+        """The float64 reference of the run's pass; for a backward row checked on a subset of the
+        batch, also the subject's own results of that sub-batch (its weight gradients' check)."""
+        s = self.settings
+        if s.pass_name == FORWARD:
+            return compute_oracle(row, host, s.data_format, indices), None
+        oracle = compute_gradient_oracle(row, host, s.data_format, indices, s.pass_name)
+        if not oracle.needs_sub_batch:
+            return oracle, None
+        small = place(sub_batch(host, indices), self.device)
+        sub_out = self._prepare(self.subject, row.with_batch(len(indices)), small)()
+        result.notes.append(f"weight gradients checked on a sub-batch of {len(indices)} items "
+                            f"(dx on the full-batch call)")
+        return oracle, sub_out
+
     # ---- one row ---------------------------------------------------------------------------
     def run(self, row):
         s = self.settings
-        result = RowResult(row, s.dtype, s.data_format, ERROR, threshold(s.dtype))
-        f = flops(row)
+        result = RowResult(row, s.dtype, s.data_format, ERROR, threshold(s.dtype), pass_name=s.pass_name)
+        f = pass_flops(row, s.pass_name)
         result.flop, result.tensor_flop = f.total, f.tensor
-        result.bytes = bytes_moved(row, s.dtype)
+        result.bytes = pass_bytes(row, s.dtype, s.pass_name)
         result.roofline_s, result.bound = roofline_seconds(f, result.bytes, self.ceilings.for_dtype(s.dtype))
 
         rng = np.random.default_rng([s.seed, zlib.crc32(row.id.encode())])
         host = make_inputs(row, s.dtype, s.data_format, rng)
+        if s.pass_name != FORWARD:  # drawn after the operands, so they are the forward rows' ones
+            host["dy"] = make_output_gradient(row, s.dtype, s.data_format, rng)
         arrays = place(host, self.device)
         try:
-            fn = self.subject.prepare(row, arrays, s.data_format)
+            fn = self._prepare(self.subject, row, arrays)
             out = fn()
             self._sync()
+        except NoBackward as e:
+            result.status, result.error = SKIP, str(e)
+            return result
         except Exception as e:
             result.error = _error_text(e)
             return result
 
-        indices = check_indices(row, s.check_batch)
-        oracle = compute_oracle(row, host, s.data_format, indices)
+        indices = check_indices(row, s.check_batch, total_flops=f.total)
+        try:
+            oracle, sub_out = self._oracle(row, host, indices, result)
+        except Exception as e:
+            result.error = _error_text(e)
+            return result
         result.checked_items = len(indices)
-        result.rel_err = oracle.error_of(out)
-        del out
+        result.rel_err, result.rel_errs = self._errors(oracle, out, sub_out)
+        del out, sub_out
         if not result.rel_err <= result.threshold:
             result.status = FAIL
-            result.error = f"relative L2 error {result.rel_err:.3e} > {result.threshold:.0e}: not timed"
+            worst = ""
+            if result.rel_errs:  # name the wrong gradient(s)
+                worst = " in " + ", ".join(k for k, v in result.rel_errs.items() if not v <= result.threshold)
+            result.error = f"relative L2 error {result.rel_err:.3e} > {result.threshold:.0e}{worst}: not timed"
             return result
 
         try:
             launch, method = self._launcher(self.subject, fn, result)
-            if method == "cuda-graph":  # the replayed graph must compute the same thing
+            if method == "cuda-graph":  # the replayed graph must compute the same thing (forward only)
                 err = oracle.error_of(launch())
                 if not err <= result.threshold:
                     result.status, result.rel_err = FAIL, err
@@ -196,11 +253,14 @@ class Runner:
         who = self.comparison
         comp = Comparison(who.label, who.device, ERROR)
         try:
-            fn = who.prepare(row, arrays, self.settings.data_format)
+            fn = self._prepare(who, row, arrays)
             out = fn()
             self._sync()
-            comp.rel_err = oracle.error_of(who.to_host(out))
+            comp.rel_err, comp.rel_errs = self._errors(oracle, who.to_host(out))
             del out
+            if isinstance(oracle, GradientOracle) and oracle.needs_sub_batch:
+                result.notes.append(f"{who.label}: only its dx is checked (weight gradients need the whole "
+                                    f"batch in the oracle; --check-batch {row.N} checks them)")
             if not comp.rel_err <= result.threshold * COMPARISON_SLACK:
                 comp.status = FAIL
                 comp.note = f"its relative L2 error {comp.rel_err:.3e} says the call is mis-mapped: not timed"
@@ -223,7 +283,7 @@ def geomean(values):
 
 
 def summarize(results):
-    counts = {k: sum(r.status == k for r in results) for k in (PASS, FAIL, ERROR)}
+    counts = {k: sum(r.status == k for r in results) for k in (PASS, FAIL, ERROR, SKIP)}
     ratios = [r.ratio for r in results if r.ratio is not None]
     pct = [r.roofline_pct for r in results if r.roofline_pct is not None]
     libraries = sorted({r.compare.library for r in results if r.compare is not None and r.compare.library})
@@ -232,6 +292,7 @@ def summarize(results):
         "pass": counts[PASS],
         "fail": counts[FAIL],
         "error": counts[ERROR],
+        "skip": counts[SKIP],
         "compared_rows": len(ratios),
         "geomean_ratio": geomean(ratios),
         "geomean_roofline_pct": geomean(pct),

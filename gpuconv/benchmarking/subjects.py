@@ -5,9 +5,10 @@ placed on the device, and returns the output (asynchronously, on the GPU). Every
 engine (``ops.*(..., engine=...)``), so the global backend choice is neither read nor changed: by
 default the engine of ``backend``, or any object implementing ``gpuconv.engines.Engine``
 (``GpuconvSubject("numpy", engine=my_engine)``), which is how a test shows that a wrong engine
-gets a FAIL and no time.
+gets a FAIL and no time. Backward rows time ``gradient_calls``' tape gradient of the same call.
 """
 from .. import engines as _engines
+from . import gradient_calls
 from .calls import call_op
 
 
@@ -29,8 +30,12 @@ class GpuconvSubject:
         self.engine = _engines.resolve(backend if engine is None else engine)
         self.label = f"gpuconv {gpuconv.__version__} ({self.engine.NAME})"
 
-    def prepare(self, row, arrays, data_format):
+    def prepare(self, row, arrays, data_format, pass_name="forward"):
+        """The timed call of ``pass_name``: the forward op, or (``gradient_calls``) its backward
+        through ``gpuconv.GradientTape`` ('backward') or the two together ('both')."""
         engine = self.engine
+        if pass_name != "forward":
+            return gradient_calls.prepare(row, arrays, data_format, engine, pass_name)
         return lambda: call_op(row, arrays, data_format, engine)
 
     def capture_graph(self, fn):

@@ -7,6 +7,12 @@ data is channels_last (the input is a permuted view of the NHWC buffer, as
 ``x.to(memory_format=torch.channels_last)`` would make it, and the weights are converted to
 the same format); on the CPU the same thread count as the NumPy engine's BLAS.
 
+Backward rows (``pass_name`` 'backward' / 'both') differentiate the same call with respect to the
+input, the weights (as PyTorch holds them: leaf tensors in torch's layout, converted once) and the
+bias: 'backward' is ``torch.autograd.grad(y, leaves, dy, retain_graph=True)`` on one recorded
+forward, 'both' the forward and that call per timed call. ``to_host`` gives the gradients back in
+Keras' layout, so they are checked against the same oracle as gpuconv's.
+
 Keras padding is mapped exactly, so the result can be checked against the oracle:
 symmetric padding goes to ``padding=``; an asymmetric pair whose difference is a whole number
 of strides (causal, 'same' with even kernels at stride 1) is computed with the larger padding
@@ -71,46 +77,82 @@ class TorchSubject:
         k = tuple(w.shape[:rank])
         return w.reshape(*k, -1).permute(rank, *range(rank)).unsqueeze(1)
 
+    @staticmethod
+    def _torch_to_keras_kernel(w, rank):
+        """The inverse of ``_keras_to_torch_kernel``: (B, A, k..) -> (k.., A, B)."""
+        return w.permute(*range(2, rank + 2), 1, 0)
+
+    @staticmethod
+    def _torch_to_keras_depthwise(w, rank, dm):
+        """The inverse of ``_depthwise_kernel``: (C*dm, 1, k..) -> (k.., C, dm)."""
+        k = tuple(w.shape[2:])
+        return w.squeeze(1).permute(*range(1, rank + 1), 0).reshape(*k, -1, dm)
+
     # ---- the call -----------------------------------------------------------------------------
-    def prepare(self, row, arrays, data_format):
-        """A zero-argument callable returning torch's output in gpuconv's layout (a view)."""
+    def prepare(self, row, arrays, data_format, pass_name="forward"):
+        """A zero-argument callable returning torch's output in gpuconv's layout (a view); for a
+        backward pass, the gradients of input, weights and bias ('both': after the output)."""
         t = self.torch
         F = t.nn.functional
         r = row.rank
-        x = self._tensor(arrays["x"])
-        if data_format == "channels_last":
-            x = x.movedim(-1, 1)
-        bias = self._tensor(arrays["bias"]) if "bias" in arrays else None
-        activation = _activation(t, row.activation)
+        grad = pass_name != "forward"
+        leaves, to_keras = [], []
+
+        def leaf(tensor, back=lambda g: g):
+            """A differentiable input of the call (backward passes), with its map to Keras' layout."""
+            if not grad:
+                return tensor
+            tensor = tensor.detach().requires_grad_(True)
+            leaves.append(tensor)
+            to_keras.append(back)
+            return tensor
+
+        x_leaf = leaf(self._tensor(arrays["x"]))
+
+        def to_torch_layout():
+            return x_leaf.movedim(-1, 1) if data_format == "channels_last" else x_leaf
+
+        # The forward reuses one view of the input; a backward pass makes it inside each recorded
+        # forward, so every graph starts at the leaf.
+        x = to_torch_layout()
+        inputs = to_torch_layout if grad else (lambda: x)
+        activation = _activation(t, row.activation, inplace=not grad)
         ksize, strides, dilation = row.kernel_size, row.strides, row.dilation
         spatial, out_spatial = tuple(row.spatial), tuple(row.output_spatial())
 
         if row.op == "dense":
-            w = self._tensor(arrays["kernel"])[0].t().contiguous()
+            w = leaf(self._tensor(arrays["kernel"])[0].t().contiguous(), lambda g: g.t().unsqueeze(0))
+            bias = self._bias(arrays, leaf)
             x2 = x.reshape(x.shape[0], row.C)
+            flat = (lambda: inputs().reshape(x.shape[0], row.C)) if grad else (lambda: x2)
 
             def core():
-                return F.linear(x2, w, bias).unsqueeze(-1)
+                return F.linear(flat(), w, bias).unsqueeze(-1)
 
         elif row.op in ("conv", "depthwise", "separable"):
             conv = getattr(F, f"conv{r}d")
             pairs = g.conv_padding(spatial, ksize, strides, dilation, row.padding)
             pad, slices, explicit = _padding_plan(spatial, pairs, ksize, strides, dilation, out_spatial)
+            to_keras_kernel = lambda g: self._torch_to_keras_kernel(g, r)  # noqa: E731
             if row.op == "conv":
-                w = self._weight(self._keras_to_torch_kernel(self._tensor(arrays["kernel"]), r), data_format)
+                w = leaf(self._weight(self._keras_to_torch_kernel(self._tensor(arrays["kernel"]), r), data_format),
+                         to_keras_kernel)
                 groups, pw = row.g, None
             else:
                 name = "kernel" if row.op == "depthwise" else "depthwise_kernel"
-                w = self._weight(self._depthwise_kernel(self._tensor(arrays[name]), r), data_format)
+                w = leaf(self._weight(self._depthwise_kernel(self._tensor(arrays[name]), r), data_format),
+                         lambda g: self._torch_to_keras_depthwise(g, r, row.dm))
                 groups = row.C
                 pw = None
                 if row.op == "separable":
-                    pw = self._weight(self._keras_to_torch_kernel(self._tensor(arrays["pointwise_kernel"]), r),
-                                      data_format)
+                    pw = leaf(self._weight(self._keras_to_torch_kernel(self._tensor(arrays["pointwise_kernel"]), r),
+                                           data_format), to_keras_kernel)
+            bias = self._bias(arrays, leaf)
             flat_pad = _flat_pad(explicit) if explicit else None
 
             def core():
-                xi = F.pad(x, flat_pad) if flat_pad else x
+                xi = inputs()
+                xi = F.pad(xi, flat_pad) if flat_pad else xi
                 if pw is None:
                     y = conv(xi, w, bias, strides, pad, dilation, groups)
                 else:
@@ -120,12 +162,14 @@ class TorchSubject:
 
         elif row.op == "conv_transpose":
             convt = getattr(F, f"conv_transpose{r}d")
-            w = self._weight(self._keras_to_torch_kernel(self._tensor(arrays["kernel"]), r), data_format)
+            w = leaf(self._weight(self._keras_to_torch_kernel(self._tensor(arrays["kernel"]), r), data_format),
+                     lambda g: self._torch_to_keras_kernel(g, r))
+            bias = self._bias(arrays, leaf)
             pad, out_pad, slices = _transpose_plan(spatial, ksize, strides, dilation, row.padding, out_spatial)
             groups = row.g
 
             def core():
-                y = convt(x, w, bias, strides, pad, out_pad, groups, dilation)
+                y = convt(inputs(), w, bias, strides, pad, out_pad, groups, dilation)
                 return y[(slice(None), slice(None), *slices)] if slices else y
 
         elif row.op in POOL_MODES:
@@ -138,7 +182,7 @@ class TorchSubject:
                 flat_pad = _flat_pad(explicit) if explicit else None
 
                 def core():
-                    xi = F.pad(x, flat_pad, value=-math.inf) if flat_pad else x
+                    xi = F.pad(inputs(), flat_pad, value=-math.inf) if flat_pad else inputs()
                     y = pool(xi, ksize, strides, pad)
                     return y[(slice(None), slice(None), *slices)] if slices else y
 
@@ -148,22 +192,44 @@ class TorchSubject:
                 pool = getattr(F, f"avg_pool{r}d")
 
                 def core():
-                    y = pool(x, ksize, strides, pad, False, False)
+                    y = pool(inputs(), ksize, strides, pad, False, False)
                     return y[(slice(None), slice(None), *slices)] if slices else y
 
         else:
             raise Unsupported(f"no torch mapping for op {row.op!r}")
 
-        def run():
-            with t.inference_mode():
-                y = core()
-                if activation is not None:
-                    y = activation(y)
+        def forward():
+            y = core()
+            if activation is not None:
+                y = activation(y)
             return y.movedim(1, -1) if data_format == "channels_last" else y
 
-        return run
+        if not grad:
+            def run():
+                with t.inference_mode():
+                    return forward()
+
+            return run
+        self._to_keras = tuple(to_keras)
+        dy = self._tensor(arrays["dy"])
+        if pass_name == "backward":
+            y = forward()
+            return lambda: t.autograd.grad(y, leaves, dy, retain_graph=True)
+        self._to_keras = (lambda g: g,) + self._to_keras
+
+        def both():
+            y = forward()
+            return (y,) + t.autograd.grad(y, leaves, dy)
+
+        return both
+
+    def _bias(self, arrays, leaf):
+        return leaf(self._tensor(arrays["bias"])) if "bias" in arrays else None
 
     def to_host(self, y):
+        """The output on the host; a backward pass' tuple in Keras' layout (the last row prepared)."""
+        if isinstance(y, tuple):
+            return tuple(back(g).detach().cpu().numpy() for back, g in zip(self._to_keras, y))
         return y.detach().cpu().numpy()
 
     def capture_graph(self, fn):
@@ -172,10 +238,14 @@ class TorchSubject:
         return capture_torch_graph(fn)
 
 
-def _activation(torch, name):
+def _activation(torch, name, inplace=True):
+    """In place on the forward's fresh output; out of place under autograd (a backward pass)."""
     if name in (None, "linear"):
         return None
-    table = {"relu": torch.relu_, "sigmoid": torch.sigmoid_, "tanh": torch.tanh_}
+    if inplace:
+        table = {"relu": torch.relu_, "sigmoid": torch.sigmoid_, "tanh": torch.tanh_}
+    else:
+        table = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
     if name not in table:
         raise Unsupported(f"no torch mapping for activation {name!r}")
     return table[name]

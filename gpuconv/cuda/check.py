@@ -32,6 +32,10 @@ KERNEL_MODULES = (
     "gpuconv.cuda.pooling",
     "gpuconv.cuda.upsampling",
     "gpuconv.cuda.locally_connected",
+    "gpuconv.cuda.pooling_backward",
+    "gpuconv.cuda.upsampling_backward",
+    "gpuconv.cuda.locally_connected_backward",
+    "gpuconv.cuda.conv_backward",
 )
 DEFAULT_ARCHS = (80, 90)
 PTXAS_VERBOSE = "--ptxas-options=-v"

@@ -13,19 +13,25 @@ import functools
 
 from . import device as _device
 from .conv import conv
+from .conv_backward import conv_backward_weights
 from .conv_transpose import conv_transpose
 from .depthwise import depthwise_conv
 from .epilogue import FUSED_ACTIVATIONS
 from .locally_connected import locally_connected
+from .locally_connected_backward import locally_connected_backward_input, locally_connected_backward_weights
 from .pooling import pool
+from .pooling_backward import pool_backward
 from .separable import separable_conv
 from .upsampling import upsample
+from .upsampling_backward import upsample_backward
 
 NAME = "cuda"
 
 __all__ = [
     "NAME", "FUSED_ACTIVATIONS", "asarray", "conv", "conv_transpose", "depthwise_conv", "separable_conv",
     "pool", "locally_connected", "upsample", "on_device",
+    "conv_backward_weights",
+    "pool_backward", "upsample_backward", "locally_connected_backward_input", "locally_connected_backward_weights",
 ]
 
 
@@ -43,7 +49,11 @@ class _DeviceEngine:
         self.NAME = device_name
         for name, fn in (("asarray", asarray), ("conv", conv), ("conv_transpose", conv_transpose),
                          ("depthwise_conv", depthwise_conv), ("separable_conv", separable_conv), ("pool", pool),
-                         ("locally_connected", locally_connected), ("upsample", upsample)):
+                         ("locally_connected", locally_connected), ("upsample", upsample),
+                         ("conv_backward_weights", conv_backward_weights),
+                         ("pool_backward", pool_backward), ("upsample_backward", upsample_backward),
+                         ("locally_connected_backward_input", locally_connected_backward_input),
+                         ("locally_connected_backward_weights", locally_connected_backward_weights)):
             setattr(self, name, self._bound(fn))
 
     def _bound(self, fn):

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import arrays as _arrays
 from .. import backend as _backend
+from ..autodiff import tape as _ad
 from .. import initializers, regularizers, constraints
 from ..serialization import DeserializationError, _Scope
 from ..serialization import to_snake_case  # noqa: F401  (Keras naming: conv2d, max_pooling2d)
@@ -221,10 +222,12 @@ class Layer:
         # On the active engine's device first: a NumPy input on the CUDA backend is uploaded once
         # here, so the weights' cached device copies (Variable.array_like) are what the op gets,
         # not host weights re-uploaded on every call.
+        original = inputs
         inputs = _backend.engine().asarray(inputs)
         if self.autocast and inputs.dtype != np.dtype(self.compute_dtype):
             # Keras' dtype policy: inputs are cast to the compute dtype (ints and bools included).
             inputs = inputs.astype(self.compute_dtype)
+        _ad.record_identity(original, inputs)  # a watched input stays connected through the move/cast
         return inputs
 
     def __call__(self, inputs, training=None):

@@ -55,7 +55,13 @@ def weight_array(var, x):
     ``autocast=False``; the op requires one dtype for inputs and weights.
     """
     w = var.array_like(x)
-    return w if w.dtype == x.dtype else w.astype(x.dtype)
+    if w.dtype == x.dtype:
+        return w
+    from ..autodiff import record_identity  # here: this brief's edit stays inside weight_array
+
+    cast = w.astype(x.dtype)
+    record_identity(w, cast)  # the variable's gradient flows back through the cast
+    return cast
 
 
 class ConvFamilyLayer(Layer):

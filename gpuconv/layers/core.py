@@ -3,7 +3,8 @@ Dropout, Activation, with Keras 3.15's signatures, defaults, configs and error t
 
 They compute with whichever array library owns the input (NumPy or CuPy, through
 ``arrays.array_module``), with the weights fetched on the input's device by
-``Variable.array_like``.
+``Variable.array_like``, through the recorded array functions (``gpuconv.autodiff.functions``)
+so a ``GradientTape`` can differentiate them.
 """
 import math
 import numbers
@@ -13,6 +14,8 @@ import numpy as np
 from .. import activations, constraints, initializers, regularizers
 from .. import arrays as _arrays
 from .. import geometry as g
+from ..autodiff import functions as F
+from ..autodiff import tape as _ad
 from .base_layer import InputSpec, Layer, unique_name
 
 __all__ = ["Input", "InputLayer", "Dense", "Flatten", "Dropout", "Activation"]
@@ -109,7 +112,11 @@ class InputLayer(Layer):
             raise TypeError(f'Layer "{self.name}" received inputs=None; expected an array.')
         if not (isinstance(inputs, np.ndarray) or _arrays.is_cupy_array(inputs)):
             inputs = np.asarray(inputs)
-        return inputs if inputs.dtype == self._input_dtype else inputs.astype(self._input_dtype)
+        if inputs.dtype == self._input_dtype:
+            return inputs
+        cast = inputs.astype(self._input_dtype)
+        _ad.record_identity(inputs, cast)
+        return cast
 
     def call(self, inputs):
         return inputs
@@ -195,14 +202,13 @@ class Dense(Layer):
         return self._kernel
 
     def call(self, inputs):
-        xp = _arrays.array_module(inputs)
         # float16 is multiplied in float32 and rounded once, as GPU GEMMs accumulate half in float.
         work = np.float32 if inputs.dtype == np.float16 else inputs.dtype
-        kernel = self._kernel.array_like(inputs).astype(work, copy=False)
-        y = xp.matmul(inputs.astype(work, copy=False), kernel)
+        kernel = F.cast(self._kernel.array_like(inputs), work)
+        y = F.matmul(F.cast(inputs, work), kernel)
         if self.bias is not None:
-            y = y + self.bias.array_like(inputs).astype(work, copy=False)
-        y = y.astype(inputs.dtype, copy=False)
+            y = F.add(y, F.cast(self.bias.array_like(inputs), work))
+        y = F.cast(y, inputs.dtype)
         return self.activation(y)
 
     def compute_output_shape(self, input_shape):
@@ -237,11 +243,10 @@ class Flatten(Layer):
         self.input_spec = InputSpec(min_ndim=1)
 
     def call(self, inputs):
-        xp = _arrays.array_module(inputs)
         if self.data_format == "channels_first" and inputs.ndim > 1:
-            inputs = xp.transpose(inputs, (0, *range(2, inputs.ndim), 1))
+            inputs = F.transpose(inputs, (0, *range(2, inputs.ndim), 1))
         features = math.prod(inputs.shape[1:])  # 1 for a rank-1 input; explicit so a batch of 0 works
-        return xp.reshape(inputs, (inputs.shape[0], features))
+        return F.reshape(inputs, (inputs.shape[0], features))
 
     def compute_output_shape(self, input_shape):
         rest = tuple(input_shape[1:])
@@ -315,14 +320,14 @@ class Dropout(Layer):
         if not training or self.rate == 0:
             return inputs
         if self.rate == 1:
-            return inputs * 0
+            return F.multiply(inputs, 0)
         shape = tuple(inputs.shape)
         if self.noise_shape is not None:
             shape = tuple(s if n is None else n for n, s in zip(self.noise_shape, inputs.shape))
         keep = self._rng.random(shape) >= self.rate  # drawn on the host so a seed gives the same mask everywhere
         xp = _arrays.array_module(inputs)
         scale = xp.asarray(keep / (1.0 - self.rate), dtype=inputs.dtype)
-        return inputs * scale
+        return F.multiply(inputs, scale)  # recorded: the gradient is the mask times the scale
 
     def compute_output_shape(self, input_shape):
         return input_shape  # Keras returns the argument itself (a list stays a list)

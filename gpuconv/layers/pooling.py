@@ -106,7 +106,11 @@ class BaseGlobalPooling(Layer):
         return tuple(range(first, first + self.rank))
 
     def call(self, inputs):
-        return getattr(inputs, self.reduce)(axis=self._spatial_axes, keepdims=self.keepdims)
+        # The recorded max / mean (gpuconv.autodiff.functions): max's gradient goes to the first
+        # maximum in row-major order, mean's is spread evenly.
+        from ..autodiff import functions as F
+
+        return getattr(F, self.reduce)(inputs, axis=self._spatial_axes, keepdims=self.keepdims)
 
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
@@ -162,12 +166,14 @@ class GlobalAveragePooling1D(_GlobalAverage):
     def call(self, inputs, mask=None):
         if mask is None:
             return super().call(inputs)
+        from ..autodiff import functions as F
+
         xp = _arrays.array_module(inputs)
         mask = xp.asarray(mask).astype(bool)
         mask = xp.expand_dims(mask, 2 if self.data_format == "channels_last" else 1)
         steps = self._spatial_axes
-        total = xp.where(mask, inputs, 0).sum(axis=steps, keepdims=self.keepdims)
-        return total / mask.astype(inputs.dtype).sum(axis=steps, keepdims=self.keepdims)
+        total = F.sum(F.where(mask, inputs, 0), axis=steps, keepdims=self.keepdims)
+        return F.divide(total, mask.astype(inputs.dtype).sum(axis=steps, keepdims=self.keepdims))
 
 
 class GlobalAveragePooling2D(_GlobalAverage):

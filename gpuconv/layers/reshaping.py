@@ -10,6 +10,7 @@ appears only for 'trilinear'.
 from .. import arrays as _arrays
 from .. import geometry as g
 from .. import ops
+from ..autodiff import tape as _ad
 from .base_layer import InputSpec, Layer
 
 __all__ = [
@@ -67,6 +68,30 @@ def _spatial_axes(rank, data_format):
     return tuple(range(first, first + rank))
 
 
+def _recorded_crop(inputs, index):
+    """``inputs[index]``; on a tape, the gradient is the output gradient placed back in zeros."""
+    y = inputs[index]
+    if _ad.recording(inputs):
+        xp, shape = _arrays.array_module(inputs), inputs.shape
+
+        def backward(g):
+            full = xp.zeros(shape, dtype=g.dtype)
+            full[index] = g
+            return (full,)
+
+        _ad.record((inputs,), y, backward)
+    return y
+
+
+def _recorded_pad(inputs, widths):
+    """Zero padding; on a tape, the gradient is the output gradient without the padded cells."""
+    y = _arrays.array_module(inputs).pad(inputs, widths)
+    if _ad.recording(inputs):
+        index = tuple(slice(before, before + size) for (before, _), size in zip(widths, inputs.shape))
+        _ad.record((inputs,), y, lambda g: (g[index],))
+    return y
+
+
 # --------------------------------------------------------------------------------------------
 # Cropping
 # --------------------------------------------------------------------------------------------
@@ -118,7 +143,7 @@ class BaseCropping(Layer):
         index = [slice(None)] * inputs.ndim
         for axis, (before, after) in zip(_spatial_axes(self.rank, self.data_format), self._pairs):
             index[axis] = slice(before, inputs.shape[axis] - after)
-        return inputs[tuple(index)]
+        return _recorded_crop(inputs, tuple(index))
 
     def get_config(self):
         config = super().get_config()
@@ -188,11 +213,10 @@ class BaseZeroPadding(Layer):
         return tuple(out)
 
     def call(self, inputs):
-        xp = _arrays.array_module(inputs)
         widths = [(0, 0)] * inputs.ndim
         for axis, pair in zip(_spatial_axes(self.rank, self.data_format), self._pairs):
             widths[axis] = pair
-        return xp.pad(inputs, widths)
+        return _recorded_pad(inputs, widths)
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,151 @@
+"""The weight gradient of a dense or grouped convolution on the GPU: ``kernels/conv_backward_weights.cu``.
+
+``conv_backward_weights(problem, x, dy)`` returns ``dW`` of ``problem.kernel_shape``:
+``dW[t, c, g*Fg + f] = sum_{n, o} x[n, o*s + t*d - pad_before, g*Cg + c] * dy[n, o, g*Fg + f]``.
+
+Why its own kernel: no forward op reduces over the batch and the output pixels. It is an
+implicit GEMM on the tile engine (rows = taps x channels of a group, columns = the group's
+filters, reduction = batch x output pixels), and a reduction that long must be split to fill the
+device. Split deterministically: :func:`plan_slices` (pure, no CUDA) cuts it into a fixed number
+of slices from the problem and the SM count, each slice writes a partial plane of a workspace in
+the accumulation type (float32 for float16 and float32, float64 for float64), and ``wgrad_sum``
+adds the planes in slice order and casts. No atomics, so repeated runs are bitwise identical on
+one device.
+"""
+import dataclasses
+import math
+
+import numpy as np
+
+from . import algorithms, launch, module_cache, registry, tensors, tile_engine
+from .indexing import index_type
+
+KERNEL_FILE = "conv_backward_weights.cu"
+TEMPLATE = "gc::conv_wgrad"
+SUM_TEMPLATE = "gc::wgrad_sum"
+THREADS = 256      # both kernels' __launch_bounds__
+CHUNK = 16         # positions per reduction chunk: BK of both tiles (tile_fma.cuh TileOf)
+CTAS_PER_SM = 4    # two resident CTAs per SM (MinBlocks) and a second wave to even out slices
+MIN_CHUNKS_PER_SLICE = 8   # below this a slice's partial tile costs more to write than to compute
+MAX_SLICES = 64
+MAX_WORKSPACE_BYTES = 256 * 2**20
+SUM_BLOCKS_PER_SM = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class SlicePlan:
+    """How the reduction of ``chunks`` chunks is cut: ``slices`` slices of ``chunks_per_slice``
+    chunks (the last may be shorter, none is empty)."""
+
+    slices: int
+    chunks_per_slice: int
+    chunks: int
+
+
+def _positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"Invalid value for argument `{name}`: expected a positive int. Received: {name}={value!r}")
+    return int(value)
+
+
+def plan_slices(positions, output_tiles, sm_count, plane_bytes, chunk=CHUNK):
+    """The slice plan of a reduction over ``positions`` (batch x output pixels) whose output is
+    ``output_tiles`` CTAs per slice, on a device of ``sm_count`` SMs, one workspace plane being
+    ``plane_bytes``. Enough slices to give every SM ``CTAS_PER_SM`` CTAs, but no slice shorter
+    than ``MIN_CHUNKS_PER_SLICE`` chunks, at most ``MAX_SLICES`` and a workspace within
+    ``MAX_WORKSPACE_BYTES``. A pure function of its arguments: the same problem on the same
+    device always sums in the same order."""
+    positions, output_tiles = _positive("positions", positions), _positive("output_tiles", output_tiles)
+    sm_count, plane_bytes = _positive("sm_count", sm_count), _positive("plane_bytes", plane_bytes)
+    chunks = -(-positions // _positive("chunk", chunk))
+    wanted = -(-sm_count * CTAS_PER_SM // output_tiles)
+    slices = max(1, min(wanted, chunks // MIN_CHUNKS_PER_SLICE, MAX_SLICES, MAX_WORKSPACE_BYTES // plane_bytes))
+    per = -(-chunks // slices)
+    return SlicePlan(slices=-(-chunks // per), chunks_per_slice=per, chunks=chunks)
+
+
+def choose_tile(problem, dtype, index_width):
+    """The forward convolution's rule (algorithms._narrow_fits): the narrow tile (16 columns)
+    for <= 16 filters per group where it is instantiated, else the wide one."""
+    if algorithms.TILE_NARROW in algorithms.tiles_for(dtype, index_width) and problem.filters_per_group <= 16:
+        return algorithms.TILE_NARROW
+    return algorithms.TILE_WIDE
+
+
+def acc_dtype(dtype):
+    """The workspace's dtype: the kernels' accumulation type."""
+    return np.dtype("float64") if np.dtype(dtype) == np.float64 else np.dtype("float32")
+
+
+def gemm_rows(problem):
+    """Rows of the per-group GEMM: taps x input channels of a group (the kernel's row order)."""
+    return math.prod(problem.kernel_size) * problem.channels_per_group
+
+
+def output_tiles(problem, tile):
+    rows, cols = algorithms.TILE_SHAPES[tile]
+    return -(-gemm_rows(problem) // rows) * tile_engine.channel_tiles(problem, cols)
+
+
+def name_expression(dtype, channels_last, index_width, tile):
+    return tensors.name_expression(TEMPLATE, dtype, channels_last, index_width, tile)
+
+
+def sum_name(dtype, index_width):
+    return registry.template_name(SUM_TEMPLATE, dtype, index_width)
+
+
+def instantiations():
+    return tensors.tiled_instantiations(TEMPLATE) + [
+        sum_name(dtype, width) for dtype in tensors.KERNEL_DTYPES for width in tensors.INDEX_WIDTHS]
+
+
+registry.register(KERNEL_FILE, instantiations())
+
+
+def _check(problem, x, dy):
+    if getattr(problem, "kind", None) != "conv":
+        raise ValueError(f"conv_backward_weights needs a 'conv' problem; received kind="
+                         f"{getattr(problem, 'kind', None)!r}")
+    for name, a, shape in (("x", x, problem.input_shape), ("dy", dy, problem.output_shape)):
+        if tuple(a.shape) != tuple(shape):
+            raise ValueError(f"Invalid shape for argument `{name}`: expected {tuple(shape)}. "
+                             f"Received: {tuple(a.shape)}")
+        if np.dtype(a.dtype) != np.dtype(problem.dtype):
+            raise TypeError(f"Invalid dtype for argument `{name}`: expected {np.dtype(problem.dtype)}. "
+                            f"Received: {np.dtype(a.dtype)}")
+
+
+def plan_launch(problem, width, sm_count):
+    """``(tile, SlicePlan)`` of ``problem`` at index width ``width`` on ``sm_count`` SMs (no CUDA)."""
+    tile = choose_tile(problem, problem.dtype, width)
+    plane = gemm_rows(problem) * problem.out_channels * acc_dtype(problem.dtype).itemsize
+    return tile, plan_slices(problem.output_pixels, output_tiles(problem, tile), sm_count, plane)
+
+
+def conv_backward_weights(problem, x, dy):
+    """``dW`` of ``problem.kernel_shape`` in ``problem.dtype`` (see the module docstring)."""
+    _check(problem, x, dy)
+    x, dy = tensors.contiguous(x), tensors.contiguous(dy)
+    dw = tensors.output_array(problem.kernel_shape, problem.dtype)
+    sm_count = launch.device_limits().sm_count
+    acc = acc_dtype(problem.dtype)
+    width = index_type(x, dy, dw)
+    tile, plan = plan_launch(problem, width, sm_count)
+    elements = gemm_rows(problem) * problem.out_channels
+    # The workspace is addressed with the same index type: widen (and re-plan) if it needs 64 bits.
+    if index_type((plan.slices, elements), itemsize=acc.itemsize) == "int64" and width == "int32":
+        width = "int64"
+        tile, plan = plan_launch(problem, width, sm_count)
+    ws = tensors.output_array((plan.slices, elements), acc)
+
+    rows, cols = algorithms.TILE_SHAPES[tile]
+    grid = launch.grid_nd((-(-gemm_rows(problem) // rows), tile_engine.channel_tiles(problem, cols), plan.slices))
+    fn = module_cache.get_function(KERNEL_FILE, name_expression(problem.dtype, problem.channels_last, width, tile))
+    sizes = (*tile_engine.window_sizes(problem), plan.slices, plan.chunks_per_slice)
+    launch.launch(fn, grid, (THREADS, 1, 1), (x, dy, ws, *(launch.index_scalar(v, width) for v in sizes)))
+
+    total = module_cache.get_function(KERNEL_FILE, sum_name(problem.dtype, width))
+    launch.launch(total, launch.grid_1d(elements, THREADS, max_blocks=sm_count * SUM_BLOCKS_PER_SM), (THREADS, 1, 1),
+                  (ws, dw, launch.index_scalar(elements, width), launch.index_scalar(plan.slices, width)))
+    return dw

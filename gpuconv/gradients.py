@@ -1,0 +1,122 @@
+"""The backward of every convolution-family op, written once in terms of problems and engines.
+
+Why here, above the engines: the backward of a windowed op is mostly other forward ops of the
+same geometry, and the problems already know how to say so. The input gradient of a convolution
+is the transposed convolution of ``problem.adjoint()`` (and the input gradient of a transposed
+convolution is the convolution of its adjoint), so both engines' existing forward kernels compute
+it; what no forward op can compute has its own engine function (``conv_backward_weights``,
+``pool_backward``, ``upsample_backward``, ``locally_connected_backward_input`` /
+``_backward_weights``). Every engine therefore differentiates every op the same way, and a new
+engine gets gradients by implementing those five functions.
+
+Each function takes the engine, the problem the forward op computed (before the planner's routing,
+so the gradient does not depend on which engine function ran), the forward inputs the tape kept
+and the output gradient ``dy``; it returns one gradient per differentiable input, in the forward
+call's argument order, ``None`` for an absent bias. The forward's fused activation is not part of
+the problem here: under a tape, ops applies it as a recorded op of its own.
+"""
+import dataclasses
+
+import numpy as np
+
+from . import arrays as _arrays
+from . import problems as _problems
+
+
+def _channel_sum(dy, axes, dtype):
+    """``dy`` summed over ``axes`` in float32 for float16 (one fixed-order reduction)."""
+    xp = _arrays.array_module(dy)
+    acc = np.float32 if np.dtype(dtype) == np.float16 else dtype
+    return xp.sum(dy, axis=axes, dtype=acc).astype(dtype, copy=False)
+
+
+def _bias_gradient(problem, dy):
+    """Gradient of a per-channel bias: ``dy`` summed over the batch and the spatial axes."""
+    channel_axis = dy.ndim - 1 if problem.channels_last else 1
+    return _channel_sum(dy, tuple(a for a in range(dy.ndim) if a != channel_axis), problem.dtype)
+
+
+def _as_dense(problem):
+    """A depthwise problem as the grouped convolution it is (one input channel per group); the
+    weight layout ``(*k, C, dm)`` is ``(*k, 1, C*dm)`` reshaped."""
+    if problem.kind == _problems.CONV:
+        return problem
+    return dataclasses.replace(problem, kind=_problems.CONV, out_channels=problem.mid_channels,
+                               groups=problem.in_channels, depth_multiplier=1, activation=None, has_bias=False)
+
+
+def conv(engine, problem, x, kernel, dy):
+    """``(dx, dkernel)`` of a convolution or depthwise convolution (kernel in its own layout)."""
+    dense = _as_dense(problem)
+    dense_kernel = kernel.reshape(dense.kernel_shape)
+    dx = engine.conv_transpose(dense.adjoint(), dy, dense_kernel, None)
+    dw = engine.conv_backward_weights(dense, x, dy)
+    return dx, dw.reshape(kernel.shape)
+
+
+def conv_with_bias(engine, problem, x, kernel, bias, dy):
+    dx, dw = conv(engine, problem, x, kernel, dy)
+    return dx, dw, None if bias is None else _bias_gradient(problem, dy)
+
+
+def conv_transpose_with_bias(engine, problem, x, kernel, bias, dy):
+    """A transposed convolution is the adjoint of the convolution ``problem.adjoint()``: its input
+    gradient is that convolution of ``dy``; its kernel gradient that convolution's, with the roles
+    of input and output gradient exchanged."""
+    forward = problem.adjoint()
+    dx = engine.conv(forward, dy, kernel, None)
+    dw = engine.conv_backward_weights(forward, dy, x)
+    return dx, dw, None if bias is None else _bias_gradient(problem, dy)
+
+
+def _pointwise_problem(problem):
+    """The separable op's second step: a 1x1, stride-1 convolution over the depthwise result."""
+    rank = problem.rank
+    return _problems.ConvProblem(
+        kind=_problems.CONV, batch=problem.batch, in_channels=problem.mid_channels,
+        out_channels=problem.out_channels, in_spatial=problem.out_spatial, out_spatial=problem.out_spatial,
+        kernel_size=(1,) * rank, strides=(1,) * rank, dilation=(1,) * rank, pad_before=(0,) * rank,
+        channels_last=problem.channels_last, dtype=problem.dtype,
+    )
+
+
+def separable_with_bias(engine, problem, x, depthwise_kernel, pointwise_kernel, bias, dy):
+    """Depthwise then pointwise: the depthwise result is recomputed here rather than kept by the
+    tape (it is ``C*dm`` channels at the output's resolution, often the largest tensor of the op)."""
+    depthwise = dataclasses.replace(problem, kind=_problems.DEPTHWISE, out_channels=problem.mid_channels,
+                                    activation=None, has_bias=False)
+    mid = engine.depthwise_conv(depthwise, x, depthwise_kernel, None)
+    pointwise = _pointwise_problem(problem)
+    d_mid = engine.conv_transpose(pointwise.adjoint(), dy, pointwise_kernel, None)
+    d_pointwise = engine.conv_backward_weights(pointwise, mid, dy)
+    dx, d_depthwise = conv(engine, depthwise, x, depthwise_kernel, d_mid)
+    return dx, d_depthwise, d_pointwise, None if bias is None else _bias_gradient(problem, dy)
+
+
+def pool(engine, problem, x, dy):
+    return (engine.pool_backward(problem, x, dy),)
+
+
+def upsample(engine, problem, x, dy):
+    return (engine.upsample_backward(problem, dy),)
+
+
+def locally_connected_with_bias(engine, problem, x, kernel, bias, dy):
+    """Bias ``(*out_spatial, F)``: ``dy`` summed over the batch, in the bias' own layout."""
+    dx = engine.locally_connected_backward_input(problem, dy, kernel)
+    dw = engine.locally_connected_backward_weights(problem, x, dy)
+    if bias is None:
+        return dx, dw, None
+    db = _channel_sum(dy, (0,), problem.dtype)
+    if not problem.channels_last:  # (F, *out) -> (*out, F)
+        db = _arrays.array_module(db).ascontiguousarray(_arrays.array_module(db).moveaxis(db, 0, -1))
+    return dx, dw, db
+
+
+# The backward of each forward problem kind (ops records the one matching what it ran).
+BACKWARD = {
+    _problems.CONV: conv_with_bias,
+    _problems.DEPTHWISE: conv_with_bias,
+    _problems.SEPARABLE: separable_with_bias,
+    _problems.CONV_TRANSPOSE: conv_transpose_with_bias,
+}
