@@ -194,6 +194,19 @@ def _conv_wgrad(rng, dtype, cl, tile):
     return "conv_backward_weights", (x, w, dy), kwargs
 
 
+def _depthwise_wgrad(rng, vec):
+    """A depthwise kernel gradient in grouped form (groups = C, one input channel per group):
+    V > 1 is channels_last with a multiple of V channels and dm 1, V = 1 channels_first, dm 2."""
+    cl = vec > 1
+    c, dm = (2 * vec, 1) if cl else (3, 2)
+    spatial, k, s, d = (5, 6), (3, 2), (1, 2), (1, 1)
+    x = random_array(rng, _shape(2, c, spatial, cl))
+    w = random_array(rng, (*k, 1, c * dm))
+    kwargs = dict(strides=s, padding=_same(spatial, k, s, d), dilation=d, groups=c, channels_last=cl)
+    dy = random_array(rng, calls.conv_problem(x, w, None, **kwargs).output_shape)
+    return "conv_backward_weights", (x, w, dy), kwargs
+
+
 def _conv_backward_weights_call(engine, x, kernel, dy, **geometry):
     return engine.conv_backward_weights(calls.conv_problem(x, kernel, None, **geometry), x, dy)
 
@@ -253,6 +266,8 @@ def _problem(name, rng):
         return (dtype, _INDEX[a[1]], *_with_dy(rng, op, _locally_connected(rng, dtype, a[1] == "int")))
     if template == "conv_wgrad":
         return (dtype, _INDEX[a[2]], *_conv_wgrad(rng, dtype, a[1] == "0", int(a[3])))
+    if template == "depthwise_wgrad":
+        return (dtype, _INDEX[a[1]], *_depthwise_wgrad(rng, int(a[2])))
     if template == "wgrad_sum":
         return (dtype, _INDEX[a[1]], *_conv_wgrad(rng, dtype, True, 0))
     raise AssertionError(f"no problem builds {name!r}: add one to _problem in {__file__}")

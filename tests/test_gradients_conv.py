@@ -369,3 +369,113 @@ def test_a_non_persistent_tape_releases_what_it_kept_after_gradient():
     del x, y
     gc.collect()
     assert kept() is None  # the conv's backward kept the input; the tape let it go with its records
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch autograd for the remaining ops: transposed, separable, locally connected
+# ---------------------------------------------------------------------------------------------
+def _torch_crop(full, out_spatial, crop):
+    """Keras' transposed output from torch's full scatter: ``y[o] = full[o + crop]``, zeros past
+    the end (output_padding can ask for cells no tap reaches)."""
+    rank = len(out_spatial)
+    need = [max(0, c + o - L) for c, o, L in zip(crop, out_spatial, full.shape[2:])]
+    if any(need):
+        full = F.pad(full, [v for n in reversed(need) for v in (0, n)])
+    index = (slice(None), slice(None)) + tuple(slice(c, c + o) for c, o in zip(crop, out_spatial))
+    return full[index] if rank else full
+
+
+@SETTINGS
+@given(conv_cases(), st.integers(0, 2**31 - 1), st.booleans())
+def test_conv_transpose_gradients_match_torch(case, seed, with_output_padding):
+    rng = np.random.default_rng(seed)
+    rank, groups = case["rank"], case["groups"]
+    padding = "same" if case["padding"] == "causal" else case["padding"]
+    output_padding = None
+    if with_output_padding:
+        output_padding = tuple(int(rng.integers(0, s)) if s > 1 else 0 for s in case["s"])
+    x = rng.standard_normal(g.make_shape(2, case["c"], case["spatial"], "channels_first")).astype(np.float32)
+    w = rng.standard_normal(case["k"] + (case["f"] // groups, case["c"])).astype(np.float32)
+    b = rng.standard_normal(case["f"]).astype(np.float32)
+    common = dict(strides=case["s"], padding=padding, output_padding=output_padding, data_format="channels_first",
+                  dilation_rate=case["d"], groups=groups)
+    y = ops.conv_transpose_core(x, w, b, **common)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    _, (gx, gw, gb) = _grads(lambda x, w, b: ops.conv_transpose_core(x, w, b, **common), [x, w, b], dy)
+    out, crop = g.conv_transpose_geometry(case["spatial"], case["k"], case["s"], case["d"], padding, output_padding)
+
+    tx = torch.tensor(x, requires_grad=True)
+    # Keras (k.., F/g, C) -> torch (C, F/g, k..)
+    tw = torch.tensor(np.moveaxis(w, (-1, -2), (0, 1)).copy(), requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True)
+    transpose = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[rank]
+    full = transpose(tx, tw, stride=case["s"], dilation=case["d"], groups=groups)
+    ty = _torch_crop(full, out, crop) + tb.reshape((1, -1) + (1,) * rank)
+    ty.backward(torch.tensor(dy))
+    assert _rel_l2(gx, tx.grad.numpy()) <= 1e-5
+    assert _rel_l2(gw, np.moveaxis(tw.grad.numpy(), (0, 1), (-1, -2))) <= 1e-5
+    assert _rel_l2(gb, tb.grad.numpy()) <= 1e-5
+
+
+@SETTINGS
+@given(st.integers(1, 2), st.integers(1, 2), st.sampled_from([1, 2]), st.integers(0, 2**31 - 1))
+def test_separable_gradients_match_torch(rank, dm, stride, seed):
+    rng = np.random.default_rng(seed)
+    c, f, k, spatial = 3, 4, (3,) * rank, (7,) * rank
+    x = rng.standard_normal(g.make_shape(2, c, spatial, "channels_first")).astype(np.float32)
+    dk = rng.standard_normal(k + (c, dm)).astype(np.float32)
+    pk = rng.standard_normal((1,) * rank + (c * dm, f)).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32)
+    common = dict(strides=stride, padding="same", data_format="channels_first")
+    y = ops.separable_conv_core(x, dk, pk, b, **common)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    _, (gx, gdk, gpk, gb) = _grads(lambda x, dk, pk, b: ops.separable_conv_core(x, dk, pk, b, **common),
+                                   [x, dk, pk, b], dy)
+    tx = torch.tensor(x, requires_grad=True)
+    tdk = torch.tensor(np.moveaxis(dk.reshape(k + (1, c * dm)), (-1, -2), (0, 1)).copy(), requires_grad=True)
+    tpk = torch.tensor(np.moveaxis(pk, (-1, -2), (0, 1)).copy(), requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True)
+    conv = _torch_conv(rank)
+    pads = _torch_pads(spatial, k, (stride,) * rank, (1,) * rank, "same")
+    ty = conv(conv(F.pad(tx, pads), tdk, stride=stride, groups=c), tpk, tb)
+    ty.backward(torch.tensor(dy))
+    assert _rel_l2(gx, tx.grad.numpy()) <= 1e-5
+    assert _rel_l2(gdk, np.moveaxis(tdk.grad.numpy(), (0, 1), (-1, -2)).reshape(dk.shape)) <= 1e-5
+    assert _rel_l2(gpk, np.moveaxis(tpk.grad.numpy(), (0, 1), (-1, -2))) <= 1e-5
+    assert _rel_l2(gb, tb.grad.numpy()) <= 1e-5
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_locally_connected_gradients_match_torch(padding, data_format):
+    """A 2-D locally connected op written position by position in torch (autograd through it)."""
+    rng = np.random.default_rng(11)
+    c, f, k, s, spatial = 3, 2, (3, 2), (2, 1), (6, 5)
+    x = rng.standard_normal(g.make_shape(2, c, spatial, data_format)).astype(np.float32)
+    out = tuple(g.locally_connected_output_length(L, kk, ss, padding) for L, kk, ss in zip(spatial, k, s))
+    w = rng.standard_normal((out[0] * out[1], k[0] * k[1] * c, f)).astype(np.float32)
+    b = rng.standard_normal(out + (f,)).astype(np.float32)
+    common = dict(kernel_size=k, strides=s, padding=padding, data_format=data_format)
+    y = ops.locally_connected_core(x, w, b, **common)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    _, (gx, gw, gb) = _grads(lambda x, w, b: ops.locally_connected_core(x, w, b, **common), [x, w, b], dy)
+
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    xl = tx if data_format == "channels_last" else tx.permute(0, 2, 3, 1)  # (N, H, W, C)
+    pads = [g.locally_connected_padding_pair(L, kk, ss, padding) for L, kk, ss in zip(spatial, k, s)]
+    xl = F.pad(xl, (0, 0, *pads[1], *pads[0]))
+    rows = []
+    for i in range(out[0]):
+        cols = []
+        for j in range(out[1]):
+            patch = xl[:, i * s[0]:i * s[0] + k[0], j * s[1]:j * s[1] + k[1], :]  # (N, k0, k1, C)
+            if data_format == "channels_first":
+                patch = patch.permute(0, 3, 1, 2)  # the kernel's rows are (C, *k) for channels_first
+            cols.append(patch.reshape(2, -1) @ tw[i * out[1] + j] + tb[i, j])
+        rows.append(torch.stack(cols, 1))
+    ty = torch.stack(rows, 1)  # (N, o0, o1, F)
+    if data_format == "channels_first":
+        ty = ty.permute(0, 3, 1, 2)
+    ty.backward(torch.tensor(dy))
+    for got, want in ((gx, tx), (gw, tw), (gb, tb)):
+        assert _rel_l2(got, want.grad.numpy()) <= 1e-5

@@ -36,6 +36,7 @@ KERNEL_MODULES = (
     "gpuconv.cuda.upsampling_backward",
     "gpuconv.cuda.locally_connected_backward",
     "gpuconv.cuda.conv_backward",
+    "gpuconv.cuda.depthwise_backward",
 )
 DEFAULT_ARCHS = (80, 90)
 PTXAS_VERBOSE = "--ptxas-options=-v"

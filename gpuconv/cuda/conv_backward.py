@@ -126,6 +126,10 @@ def plan_launch(problem, width, sm_count):
 def conv_backward_weights(problem, x, dy):
     """``dW`` of ``problem.kernel_shape`` in ``problem.dtype`` (see the module docstring)."""
     _check(problem, x, dy)
+    from . import depthwise_backward  # imports this module: imported here, not at the top
+
+    if depthwise_backward.is_depthwise(problem):  # 1-wide GEMMs on the tile engine: a reduction instead
+        return depthwise_backward.depthwise_backward_weights(problem, x, dy)
     x, dy = tensors.contiguous(x), tensors.contiguous(dy)
     dw = tensors.output_array(problem.kernel_shape, problem.dtype)
     sm_count = launch.device_limits().sm_count
@@ -145,7 +149,14 @@ def conv_backward_weights(problem, x, dy):
     sizes = (*tile_engine.window_sizes(problem), plan.slices, plan.chunks_per_slice)
     launch.launch(fn, grid, (THREADS, 1, 1), (x, dy, ws, *(launch.index_scalar(v, width) for v in sizes)))
 
-    total = module_cache.get_function(KERNEL_FILE, sum_name(problem.dtype, width))
-    launch.launch(total, launch.grid_1d(elements, THREADS, max_blocks=sm_count * SUM_BLOCKS_PER_SM), (THREADS, 1, 1),
-                  (ws, dw, launch.index_scalar(elements, width), launch.index_scalar(plan.slices, width)))
+    sum_slices(ws, dw, elements, plan.slices, width, sm_count)
     return dw
+
+
+def sum_slices(ws, dw, elements, slices, width, sm_count):
+    """``dw`` (``elements`` values) <- the sum of the ``slices`` workspace planes of ``ws``, in
+    slice order (``wgrad_sum``); shared with the depthwise weight gradient, whose workspace has
+    the same layout."""
+    total = module_cache.get_function(KERNEL_FILE, sum_name(dw.dtype, width))
+    launch.launch(total, launch.grid_1d(elements, THREADS, max_blocks=sm_count * SUM_BLOCKS_PER_SM), (THREADS, 1, 1),
+                  (ws, dw, launch.index_scalar(elements, width), launch.index_scalar(slices, width)))

@@ -16,6 +16,7 @@ from .conv import conv
 from .conv_backward import conv_backward_weights
 from .conv_transpose import conv_transpose
 from .depthwise import depthwise_conv
+from . import depthwise_backward  # noqa: F401  (registers its kernels; conv_backward_weights dispatches to it)
 from .epilogue import FUSED_ACTIVATIONS
 from .locally_connected import locally_connected
 from .locally_connected_backward import locally_connected_backward_input, locally_connected_backward_weights
