@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from gpuconv import backend
 from gpuconv.cuda import algorithms, cupy_device, epilogue, indexing, launch, module_cache, nvrtc, options, registry
-from gpuconv.cuda import sources, tensors
+from gpuconv.cuda import device, sources, tensors
 from gpuconv.errors import DeviceUnavailableError, KernelCompileError, KernelSourceNotFoundError
 
 try:
@@ -350,6 +350,8 @@ TINY = '#include "common.cuh"\ntemplate <typename T> __global__ void tiny(T* y) 
 def fake_device(monkeypatch, tmp_path):
     """get_function without a GPU: a fixed device/arch, cubins 'loaded' as (path, mangled name)."""
     monkeypatch.setenv(module_cache.CACHE_ENV, str(tmp_path))
+    # The CuPy device, whatever an earlier (emulated GPU) test left active.
+    monkeypatch.setattr(device, "_active", None)
     monkeypatch.setattr(cupy_device, "current_device", lambda: (0, 80))
     monkeypatch.setattr(module_cache, "kernels_from_cubin",
                         lambda path, lowered, names: {n: (path, lowered[n]) for n in names})
