@@ -2,10 +2,13 @@
 # The one command for the device machine (installs nothing; uses its python3 with CuPy 14,
 # PyTorch + cuDNN, NumPy and pytest):
 #     bash bench/gpu_check.sh            # from the repository root
-# 1. the GPU test suite (tests/test_cuda_gpu*.py; set GPUCHECK_LARGE=0 to skip the >2**31-element tests)
+# 1. the GPU test suite (every `gpu`-marked test of the CUDA, optimizer, device-weights and
+#    training-loop files; set GPUCHECK_LARGE=0 to skip the >2**31-element tests)
 # 2. compute-sanitizer memcheck and racecheck over a small subset (if the tool is found)
 # 3. a timing table of bench_suite.md's rows against PyTorch/cuDNN (TF32 off for float32):
-#    `python3 -m gpuconv.benchmarking --suite suite --backend cuda`, fp32 then fp16.
+#    `python3 -m gpuconv.benchmarking --suite suite --backend cuda`, fp32 then fp16, forward and
+#    backward passes
+# 4. one training epoch of the seed CNN against Keras 3 on torch CUDA (if keras is installed)
 # Logs go to $OUT (the device tool's folder) or /tmp/gpuconv-check. Exit status 1 if any step failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -38,7 +41,7 @@ echo "== 0. NVRTC compile check (sm_80, sm_90, spills)"
 $PY -m gpuconv.cuda.check 2>&1 | tail -15 | tee "$LOG_DIR/nvrtc_check.log" || status=1
 
 echo "== 1. GPU tests"
-GPU_TESTS=$(ls tests/test_cuda_gpu*.py)
+GPU_TESTS="$(ls tests/test_cuda_*.py) tests/test_variables_device_authority.py tests/test_training_loop.py"
 MARK="gpu and not large"
 if [ "${GPUCHECK_LARGE:-1}" != "0" ]; then MARK="gpu"; fi
 $PY -m pytest -q -rs -m "$MARK" $GPU_TESTS -p no:cacheprovider --junitxml "$LOG_DIR/gpu_tests.xml" 2>&1 | tee "$LOG_DIR/gpu_tests.log"
@@ -61,10 +64,19 @@ fi
 
 echo "== 3. timing against PyTorch/cuDNN (gpuconv-bench, every row checked against the oracle first)"
 for dt in float32 float16; do
-    $PY -m gpuconv.benchmarking --suite suite --backend cuda --dtype "$dt" \
-        --json "$LOG_DIR/bench_$dt.json" 2>&1 | tee "$LOG_DIR/bench_$dt.log"
-    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    for pass in forward backward; do
+        $PY -m gpuconv.benchmarking --suite suite --backend cuda --dtype "$dt" --pass "$pass" \
+            --json "$LOG_DIR/bench_${dt}_$pass.json" 2>&1 | tee "$LOG_DIR/bench_${dt}_$pass.log"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    done
 done
+
+echo "== 4. one training epoch (seed CNN, batch 32) against Keras on torch"
+KERAS_FLAG=""
+$PY -c "import keras" 2>/dev/null || KERAS_FLAG="--no-keras"
+$PY -m gpuconv.benchmarking.training --backend cuda --samples 4096 $KERAS_FLAG \
+    --json "$LOG_DIR/training_epoch.json" 2>&1 | tee "$LOG_DIR/training_epoch.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "== done: status $status (logs in $LOG_DIR)"
 exit $status

@@ -73,11 +73,19 @@ class Engine(Protocol):
     def locally_connected_backward_weights(self, problem, x, dy):
         """dW ``(positions, prod(k) * C, F)`` of a locally connected op."""
 
+    # Training. The one exception to "never mutate": an optimizer step updates in place.
+    def optimizer_update(self, rule, scalars, params, grads, slots, decays):
+        """One optimizer step for all variables at once (``gpuconv.optimizers.rules`` states the
+        contract): ``rule`` a key of ``RULES``, ``scalars`` {name: float} with exactly its
+        scalars; ``params`` (updated IN PLACE), ``grads`` (read only, same shapes and dtypes);
+        ``slots[i]`` the state arrays of ``params[i]`` in the rule's slot order (in place);
+        before the rule, ``p = p * (1 - decays[i])`` (skipped for 0.0). Returns None."""
+
 
 # The functions an engine must provide, in Protocol order (the conformance test reads it).
 OPERATIONS = ("asarray", "conv", "conv_transpose", "depthwise_conv", "separable_conv", "pool", "locally_connected",
               "upsample", "conv_backward_weights", "pool_backward", "upsample_backward",
-              "locally_connected_backward_input", "locally_connected_backward_weights")
+              "locally_connected_backward_input", "locally_connected_backward_weights", "optimizer_update")
 
 
 def resolve(engine=None):

@@ -6,7 +6,8 @@ random values come from NumPy's generator, so they are not bitwise Keras' values
 drawn in float64 and rounded once to ``dtype``.
 
 Seeds: an int seed makes every call of the initializer (and of any initializer built with the
-same seed) return the same values; ``seed=None`` draws fresh values on every call.
+same seed) return the same values; ``seed=None`` draws fresh values on every call, from a seed
+that gpuconv's generator gives (``gpuconv.utils.set_random_seed`` makes those reproducible).
 """
 import math
 import numbers
@@ -184,7 +185,10 @@ class RandomInitializer(Initializer):
         self.seed = None if seed is None else int(seed)
 
     def _rng(self):
-        return np.random.default_rng(self.seed)
+        # seed=None: a fresh seed from gpuconv's generator, so `set_random_seed` makes it reproducible.
+        from .utils.random import draw_seed
+
+        return np.random.default_rng(self.seed if self.seed is not None else draw_seed())
 
     def get_config(self):
         return {"seed": self.seed}

@@ -1,6 +1,7 @@
-"""``Sequential``: a stack of layers run one after the other, with Keras 3's API for inference:
-add, build, __call__, predict, summary, count_params, weights, get/set_weights,
-get_config/from_config, compute_output_shape.
+"""``Sequential``: a stack of layers run one after the other, with Keras 3's API: add, build,
+__call__, summary, count_params, weights, get/set_weights, save_weights/load_weights,
+get_config/from_config, compute_output_shape, and training (compile, fit, evaluate, predict:
+``gpuconv.training.Trainer``).
 
 The model knows its input shape from an ``Input(...)`` first entry, a first layer built with
 ``input_shape=...``, an explicit ``build(input_shape)``, or its first call (the batch size is
@@ -12,6 +13,7 @@ from . import arrays as _arrays
 from .layers.base_layer import Layer
 from .layers.core import InputLayer, SymbolicTensor
 from .serialization import _Scope, deserialize_object, serialize_object
+from .training import Trainer
 
 __all__ = ["Sequential"]
 
@@ -40,7 +42,7 @@ def _weights_bytes(weights):
     return sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in weights)
 
 
-class Sequential(Layer):
+class Sequential(Trainer, Layer):
     def __init__(self, layers=None, trainable=True, name=None):
         super().__init__(name=name, trainable=trainable)
         self._input_layer = None
@@ -177,24 +179,6 @@ class Sequential(Layer):
     def call(self, inputs):
         return self(inputs)
 
-    def predict(self, x, batch_size=None, verbose=0):
-        """Run in batches of ``batch_size`` (default 32) and return one NumPy array."""
-        if batch_size is None:
-            batch_size = 32
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-            raise ValueError(f"Argument `batch_size` must be a positive integer. Received: batch_size={batch_size}")
-        if x is None:
-            raise TypeError(f'Model "{self.name}" received inputs=None; expected an array.')
-        if not (isinstance(x, np.ndarray) or _arrays.is_cupy_array(x)):
-            x = np.asarray(x)
-        if x.ndim == 0:
-            raise ValueError(f"`predict` expects an array with a batch axis. Received: x of shape {x.shape}")
-        n = x.shape[0]
-        if n == 0:
-            return _arrays.to_numpy(self(x))
-        outputs = [_arrays.to_numpy(self(x[start:start + batch_size])) for start in range(0, n, batch_size)]
-        return np.concatenate(outputs, axis=0)
-
     # ---- weights ------------------------------------------------------------------------------
     @property
     def weights(self):
@@ -236,6 +220,20 @@ class Sequential(Layer):
                 )
         for var, value in zip(expected, weights):
             var.assign(value)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Keras 3's ``.weights.h5`` file: every layer's weights, and the optimizer's variables
+        once the model is compiled (as Keras writes them)."""
+        from . import weights_file
+
+        weights_file.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False):
+        """Weights from a ``.weights.h5`` file written by gpuconv or by Keras 3 for the same
+        architecture (the optimizer's variables too when they fit exactly)."""
+        from . import weights_file
+
+        weights_file.load_weights(self, filepath, skip_mismatch=skip_mismatch)
 
     def count_params(self):
         unbuilt = [layer.name for layer in self._layers if not layer.built]

@@ -108,14 +108,20 @@ def _finish(y, after):
     return y if after is None else after(y)
 
 
-def _run(eng, problem, x, weights, bias, recording):
-    """The planner's run of ``problem``, recorded on the active tapes with its backward when
-    ``recording`` (the tape keeps the inputs and weights, never an intermediate)."""
-    y = _planning.run(eng, problem, x, weights, bias)
+def _recorded(recording, inputs, y, backward, *arguments):
+    """``y``, recorded on the active tapes as computed from ``inputs`` with the gradient
+    ``backward(*arguments, dy)`` when ``recording`` (the tape keeps ``arguments``: the inputs
+    and weights a backward needs, never an intermediate)."""
     if recording:
-        backward = functools.partial(_gradients.BACKWARD[problem.kind], eng, problem, x, *weights, bias)
-        _autodiff.record((x, *weights, bias), y, backward)
+        _autodiff.record(inputs, y, functools.partial(backward, *arguments))
     return y
+
+
+def _run(eng, problem, x, weights, bias, recording):
+    """The planner's run of ``problem``, recorded with its backward when ``recording``."""
+    y = _planning.run(eng, problem, x, weights, bias)
+    return _recorded(recording, (x, *weights, bias), y, _gradients.BACKWARD[problem.kind], eng, problem, x,
+                     *weights, bias)
 
 
 def _channel_bias(bias, ndim, data_format):
@@ -299,10 +305,7 @@ def pool_core(inputs, mode, pool_size, strides=None, padding="valid", data_forma
         pad_before=tuple(p[0] for p in g.pool_padding(spatial, pool_size, strides, padding)),
         channels_last=data_format == "channels_last", dtype=x.dtype,
     )
-    y = eng.pool(problem, x)
-    if _autodiff.recording(x):
-        _autodiff.record((x,), y, functools.partial(_gradients.pool, eng, problem, x))
-    return y
+    return _recorded(_autodiff.recording(x), (x,), eng.pool(problem, x), _gradients.pool, eng, problem, x)
 
 
 def locally_connected_core(inputs, kernel, bias=None, *, kernel_size, strides=1, padding="valid",
@@ -360,10 +363,8 @@ def locally_connected_core(inputs, kernel, bias=None, *, kernel_size, strides=1,
         channels_last=data_format == "channels_last", dtype=x.dtype, activation=fused, has_bias=bias is not None,
     )
     y = eng.locally_connected(problem, x, kernel, bias)
-    if recording:
-        backward = functools.partial(_gradients.locally_connected_with_bias, eng, problem, x, kernel, bias)
-        _autodiff.record((x, kernel, bias), y, backward)
-    return _finish(y, after)
+    return _finish(_recorded(recording, (x, kernel, bias), y, _gradients.locally_connected_with_bias, eng,
+                             problem, x, kernel, bias), after)
 
 
 def upsampling_core(inputs, size, interpolation="nearest", data_format=None, engine=None):
@@ -391,10 +392,9 @@ def upsampling_core(inputs, size, interpolation="nearest", data_format=None, eng
         batch=int(x.shape[0]), channels=int(c), in_spatial=tuple(spatial), out_spatial=out_spatial, size=size,
         interpolation=interpolation, channels_last=data_format == "channels_last", dtype=x.dtype,
     )
-    y = eng.upsample(problem, x)
-    if _autodiff.recording(x):  # the adjoint needs only the geometry: the input is not kept
-        _autodiff.record((x,), y, functools.partial(_gradients.upsample, eng, problem, None))
-    return y
+    # The adjoint needs only the geometry: the input is not kept.
+    return _recorded(_autodiff.recording(x), (x,), eng.upsample(problem, x), _gradients.upsample, eng, problem,
+                     None)
 
 
 # --------------------------------------------------------------------------------------------

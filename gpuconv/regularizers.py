@@ -1,7 +1,9 @@
 """Keras 3's weight regularizers: L1, L2, L1L2, OrthogonalRegularizer.
 
 A regularizer is called on a weight array (NumPy or CuPy) and returns the penalty as a 0-d array
-of the same library and dtype. Names, configs and error texts follow Keras 3.15
+of the same library and dtype, computed with the recorded functions of
+``gpuconv.autodiff.functions``: under a ``GradientTape`` that watches the weight, the penalty is
+differentiable (``Layer.losses`` relies on it). Names, configs and error texts follow Keras 3.15
 (``keras/src/regularizers``). Besides Keras' names ('l1', 'l2', 'l1l2', 'L1L2', ...), 'l1_l2'
 is accepted too (the Keras 2 spelling).
 """
@@ -9,6 +11,7 @@ import numpy as np
 import math
 
 from . import arrays as _arrays
+from .autodiff import functions as F
 from .serialization import get_object, registry, serialize_object, deserialize_object
 
 _KIND = "regularizer"
@@ -34,6 +37,14 @@ def validate_float_arg(value, name):
 def _as_array(x):
     xp = _arrays.array_module(x)
     return xp, xp.asarray(x)
+
+
+def _l1_penalty(l1, x):
+    return F.multiply(l1, F.sum(F.abs(x)))
+
+
+def _l2_penalty(l2, x):
+    return F.multiply(l2, F.sum(F.square(x)))
 
 
 class Regularizer:
@@ -64,9 +75,9 @@ class L1L2(Regularizer):
         xp, x = _as_array(x)
         penalty = xp.zeros((), dtype=x.dtype)
         if self.l1:
-            penalty = penalty + (self.l1 * xp.sum(xp.abs(x))).astype(x.dtype)
+            penalty = F.add(penalty, _l1_penalty(self.l1, x))
         if self.l2:
-            penalty = penalty + (self.l2 * xp.sum(x * x)).astype(x.dtype)
+            penalty = F.add(penalty, _l2_penalty(self.l2, x))
         return penalty
 
     def get_config(self):
@@ -82,8 +93,7 @@ class L1(Regularizer):
         self.l1 = float(np.float32(validate_float_arg(0.01 if l1 is None else l1, name="l1")))
 
     def __call__(self, x):
-        xp, x = _as_array(x)
-        return (self.l1 * xp.sum(xp.abs(x))).astype(x.dtype)
+        return _l1_penalty(self.l1, _as_array(x)[1])
 
     def get_config(self):
         return {"l1": self.l1}
@@ -96,8 +106,7 @@ class L2(Regularizer):
         self.l2 = validate_float_arg(0.01 if l2 is None else l2, name="l2")
 
     def __call__(self, x):
-        xp, x = _as_array(x)
-        return (self.l2 * xp.sum(x * x)).astype(x.dtype)
+        return _l2_penalty(self.l2, _as_array(x)[1])
 
     def get_config(self):
         return {"l2": self.l2}
@@ -120,16 +129,15 @@ class OrthogonalRegularizer(Regularizer):
         xp, x = _as_array(inputs)
         if x.ndim != 2:
             raise ValueError(f"Inputs to OrthogonalRegularizer must have rank 2. Received: inputs.shape={tuple(x.shape)}")
-        vectors = x if self.mode == "rows" else x.T
-        # Keras' ops.normalize: x * min(rsqrt(sum x^2), 1/epsilon) (zero rows stay zero), written
-        # as 1/sqrt(max(sum x^2, epsilon^2)) so a zero row divides by epsilon, never by zero.
-        inv_norm = 1.0 / xp.sqrt(xp.maximum(xp.sum(vectors * vectors, axis=1, keepdims=True), _EPSILON ** 2))
-        unit = vectors * inv_norm
-        product = unit @ unit.T
+        vectors = x if self.mode == "rows" else F.transpose(x)
+        # Keras' ops.normalize (zero rows stay zero, and keep a finite gradient here).
+        unit = F.normalize(vectors, axis=1, epsilon=_EPSILON)
+        product = F.matmul(unit, F.transpose(unit))
         size = product.shape[0]
-        off_diagonal = product * (1.0 - xp.eye(size, dtype=product.dtype))
+        off_diagonal = F.multiply(product, 1.0 - xp.eye(size, dtype=product.dtype))
         num_pairs = size * (size - 1.0) / 2.0
-        return (self.factor * 0.5 * xp.sum(xp.abs(off_diagonal)) / num_pairs).astype(x.dtype)
+        # a single row has no pairs: 0 / 0 is NaN, as in Keras
+        return F.divide(F.multiply(self.factor * 0.5, F.sum(F.abs(off_diagonal))), num_pairs)
 
     def get_config(self):
         return {"factor": self.factor, "mode": self.mode}

@@ -3,6 +3,11 @@
 A :class:`Variable` keeps its value on the host (NumPy, the layout Keras uses) and a per-device
 CuPy copy made on first use by a GPU call. The copy is reused until ``assign`` changes the value,
 so weights are uploaded once, not on every call.
+
+Training on a GPU updates weights where they live: ``array_for_update(like)`` hands an optimizer
+the array to update in place on ``like``'s device, and that copy becomes the value's authority
+(the host copy is refreshed from it only when something on the host reads the value), so a step
+never moves weights between host and device.
 """
 import threading
 
@@ -31,6 +36,7 @@ class Variable:
         self.regularizer = regularizer
         self.constraint = constraint
         self._device_copies = {}
+        self._authority = None  # the device key whose copy is newer than the host's, else None
         self._lock = threading.Lock()
 
     @property
@@ -41,15 +47,40 @@ class Variable:
     def dtype(self):
         return str(self._value.dtype)
 
+    def _host(self):
+        """The host value, first brought up to date from a device copy an optimizer updated."""
+        if self._authority is not None:
+            with self._lock:
+                if self._authority is not None:
+                    self._value[...] = _arrays.to_numpy(self._device_copies[self._authority])
+                    self._authority = None
+        return self._value
+
     @property
     def value(self):
-        value = self._value
+        value = self._host()
         if _tape._active():  # a tape watching this variable links the array read to it
             _tape.variable_read(self, value)
         return value
 
     def numpy(self):
-        return self._value.copy()
+        return self._host().copy()
+
+    def array_for_update(self, like):
+        """The array an optimizer updates in place, on ``like``'s device (NumPy: the host value).
+        Every other copy is dropped, so no stale value can be read after the update; a device
+        copy stays the authority until the host reads the value."""
+        key = self._device_key(like)
+        if key is None:
+            value = self._host()
+            with self._lock:
+                self._device_copies = {}
+            return value
+        copy = self._array_like(like)
+        with self._lock:
+            self._device_copies = {key: copy}
+            self._authority = key
+        return copy
 
     def assign(self, value):
         value = _arrays.to_numpy(value)
@@ -64,6 +95,7 @@ class Variable:
         with self._lock:
             self._value = new
             self._device_copies = {}
+            self._authority = None
 
     def array_like(self, x):
         """The value on the same device as ``x``: NumPy for host inputs, a cached CuPy copy otherwise
@@ -74,33 +106,42 @@ class Variable:
             _tape.variable_read(self, value)
         return value
 
-    def _array_like(self, x):
+    @staticmethod
+    def _device_key(x):
+        """Where ``x`` lives: None (host), "emulator", or a CUDA device id."""
         if _arrays.is_emulator_array(x):
+            return "emulator"
+        return x.device.id if _arrays.is_cupy_array(x) else None
+
+    def _array_like(self, x):
+        key = self._device_key(x)
+        if self._authority is not None and key != self._authority:
+            self._host()  # another device's copy is newer: bring the host up to date first
+        if key is None:
+            return self._value
+        with self._lock:
+            copy = self._device_copies.get(key)
+            if copy is None:
+                copy = self._device_copies[key] = self._upload(key)
+            return copy
+
+    def _upload(self, key):
+        if key == "emulator":
             from .emulator import xp
 
-            with self._lock:
-                copy = self._device_copies.get(0)
-                if copy is None:
-                    copy = self._device_copies[0] = xp.asarray(self._value)
-                return copy
-        if not _arrays.is_cupy_array(x):
-            return self._value
+            return xp.asarray(self._value)
         import cupy
 
-        dev = x.device.id
-        with self._lock:
-            copy = self._device_copies.get(dev)
-            if copy is None:
-                with cupy.cuda.Device(dev):
-                    copy = cupy.asarray(self._value)
-                self._device_copies[dev] = copy
-            return copy
+        with cupy.cuda.Device(key):
+            return cupy.asarray(self._value)
 
     # Locks cannot be pickled or deep-copied; the device copies are a cache. A copy gets fresh ones.
     def __getstate__(self):
+        self._host()
         state = dict(self.__dict__)
         del state["_lock"]
         state["_device_copies"] = {}
+        state["_authority"] = None
         return state
 
     def __setstate__(self, state):
@@ -108,7 +149,8 @@ class Variable:
         self._lock = threading.Lock()
 
     def __array__(self, dtype=None, copy=None):
-        return self._value if dtype is None else self._value.astype(dtype)
+        value = self._host()
+        return value if dtype is None else value.astype(dtype)
 
     def __repr__(self):
         return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}>"

@@ -162,6 +162,12 @@ CASES = {
     "logsumexp_all": (_normal, lambda a: ops.logsumexp(a), lambda a: torch.logsumexp(a, dim=tuple(range(a.ndim)))),
     "cast": (_normal, lambda a: ops.multiply(ops.cast(a, "float32"), np.float32(2.0)),
              lambda a: (a.to(torch.float32) * 2.0)),
+    "power": (lambda r, s: [r.uniform(0.2, 3.0, s), r.standard_normal(s)], lambda a, b: ops.power(a, b), torch.pow),
+    "power_scalar": (_normal, lambda a: ops.power(a, 2.0), lambda a: torch.pow(a, 2.0)),
+    "normalize": (_normal, lambda a: ops.normalize(a, axis=-1),
+                  lambda a: torch.nn.functional.normalize(a, p=2.0, dim=-1, eps=1e-7)),
+    "normalize_order3": (lambda r, s: [away_from(r.standard_normal(s), [0.0])], lambda a: ops.normalize(a, axis=0, order=3),
+                         lambda a: torch.nn.functional.normalize(a, p=3.0, dim=0, eps=1e-7)),
 }
 
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)
@@ -175,7 +181,7 @@ def test_every_function_is_exported_by_ops_without_collisions():
         "add", "subtract", "multiply", "divide", "negative", "square", "sqrt", "exp", "log", "log1p", "abs",
         "maximum", "minimum", "clip", "where", "sum", "mean", "max", "min", "matmul", "reshape", "transpose",
         "concatenate", "stack", "squeeze", "expand_dims", "take", "take_along_axis", "one_hot", "softmax",
-        "log_softmax", "logsumexp", "cast"}
+        "log_softmax", "logsumexp", "cast", "power", "normalize"}
     for name in functions.__all__:
         assert getattr(ops, name) is getattr(functions, name)
     for name in ("conv", "conv_transpose", "depthwise_conv", "separable_conv", "max_pool", "average_pool"):

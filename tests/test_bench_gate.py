@@ -77,6 +77,9 @@ class CountingEngine:
     def locally_connected_backward_weights(self, problem, x, dy):
         return self._counted(cpu_engine.locally_connected_backward_weights(problem, x, dy))
 
+    def optimizer_update(self, rule, scalars, params, grads, slots, decays):
+        cpu_engine.optimizer_update(rule, scalars, params, grads, slots, decays)  # in place: nothing to count
+
 
 def test_the_counting_engine_implements_the_engine_protocol():
     engine = CountingEngine()

@@ -20,6 +20,7 @@ import zlib
 
 import engine_calls as calls
 import numpy as np
+import optimizer_cases
 import pytest
 
 from conftest import CUDA_MARKS, ON_EMULATOR, assert_close, gpu_xp, random_array
@@ -211,8 +212,27 @@ def _conv_backward_weights_call(engine, x, kernel, dy, **geometry):
     return engine.conv_backward_weights(calls.conv_problem(x, kernel, None, **geometry), x, dy)
 
 
+def _optimizer_update(rng, dtype, functor):
+    """One step of the rule whose kernel functor is ``functor`` on one param of 1003 elements
+    (vectors and a scalar tail), its slots in the rule's domain and its scalars rounded to
+    ``dtype`` (tests/optimizer_cases.py), the same scalars for the float64 reference."""
+    from gpuconv.cuda import optimizer_updates
+
+    rule = {f: r for r, f in optimizer_updates.FUNCTORS.items()}[functor]
+    p, grad = random_array(rng, (1003,)), random_array(rng, (1003,))
+    return "optimizer_update", (p, grad, *optimizer_cases.initial_slots(rule, (1003,), "float64", rng)), \
+        dict(rule=rule, scalars=optimizer_cases.scalars_for(rule, dtype))
+
+
+def _optimizer_update_call(engine, p, grad, *slots, rule, scalars):
+    """The param after one step with weight decay."""
+    engine.optimizer_update(rule, scalars, [p], [grad], [list(slots)], [0.01])
+    return p
+
+
 # Ops that engine_calls does not spell: the backward calls built here.
-_BACKWARD_CALLS = {"pool_backward": _pool_backward_call, "upsample_backward": _upsample_backward_call,
+_BACKWARD_CALLS = {"optimizer_update": _optimizer_update_call,
+                   "pool_backward": _pool_backward_call, "upsample_backward": _upsample_backward_call,
                    "locally_connected_backward_input": _lc_backward_input_call,
                    "locally_connected_backward_weights": _lc_backward_weights_call,
                    "conv_backward_weights": _conv_backward_weights_call}
@@ -270,6 +290,8 @@ def _problem(name, rng):
         return (dtype, _INDEX[a[1]], *_depthwise_wgrad(rng, int(a[2])))
     if template == "wgrad_sum":
         return (dtype, _INDEX[a[1]], *_conv_wgrad(rng, dtype, True, 0))
+    if template == "optimizer_update":
+        return (dtype, _INDEX[a[1]], *_optimizer_update(rng, dtype, a[2]))
     raise AssertionError(f"no problem builds {name!r}: add one to _problem in {__file__}")
 
 

@@ -27,10 +27,12 @@ def _python_blocks(text):
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
-def test_readme_python_examples_run(monkeypatch):
-    """The README's Python examples run as written, in order, on the NumPy engine."""
+def test_readme_python_examples_run(monkeypatch, tmp_path):
+    """The README's Python examples run as written, in order, on the NumPy engine (in a scratch
+    directory: the training example writes a weights file)."""
     import gpuconv
 
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(gpuconv.backend, "probe_cuda", lambda: (False, "disabled for the README test"))
     gpuconv.backend.reset()
     try:
@@ -39,5 +41,7 @@ def test_readme_python_examples_run(monkeypatch):
             exec(compile(block, "README.md", "exec"), namespace)
         assert namespace["probs"].shape == (4, 10)
         assert namespace["y"].shape == (8, 16, 16, 32)
+        assert set(namespace["history"].history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+        assert (tmp_path / "seed.weights.h5").is_file()
     finally:
         gpuconv.backend.reset()

@@ -12,6 +12,9 @@ Choices where the derivative is not unique (documented, tested at exactly the po
 - ``max`` / ``min`` give the whole gradient to the FIRST occurrence of the extreme in row-major
   order over the reduced axes (the issue's max-pool rule; a NaN is the maximum and the minimum).
 - ``abs'(0) = 0``; ``sqrt'(0) = inf`` (as PyTorch).
+- ``power``: no gradient to the base where the exponent is 0, none to the exponent where the
+  base is 0 and the exponent >= 0 (PyTorch's pow). ``normalize`` keeps a zero vector's gradient
+  finite (Keras' rsqrt form gives NaN there).
 - ``where``'s condition, ``one_hot`` and integer indices carry no gradient.
 float16 reductions and matmul accumulate in float32 and round once. Broadcasting in the binary
 ops is undone in the backward by summing over the broadcast axes.
@@ -29,7 +32,7 @@ __all__ = [
     "add", "subtract", "multiply", "divide", "negative", "square", "sqrt", "exp", "log", "log1p", "abs",
     "maximum", "minimum", "clip", "where", "sum", "mean", "max", "min", "matmul", "reshape", "transpose",
     "concatenate", "stack", "squeeze", "expand_dims", "take", "take_along_axis", "one_hot", "softmax",
-    "log_softmax", "logsumexp", "cast",
+    "log_softmax", "logsumexp", "cast", "power", "normalize",
 ]
 
 _F32 = np.dtype("float32")
@@ -172,6 +175,29 @@ def _divide_backward(a, b, y):
 
 def divide(x1, x2):
     return _binary(x1, x2, lambda xp, a, b: xp.true_divide(a, b), _divide_backward)
+
+
+def _power_backward(a, b, y):
+    """PyTorch's pow backward: d/da = b a^(b-1), zero where b == 0 (so 0^0 has no inf * 0);
+    d/db = y log(a), zero where a == 0 and b >= 0 (the limit of a^b log a)."""
+    xp = _xp(a, b)
+
+    def backward(g):
+        with np.errstate(all="ignore"):
+            ga = gb = None
+            if _arr(a) is not None and a.dtype.kind == "f":
+                ga = _grad(a, g * xp.where(xp.asarray(b) == 0, 0, b * xp.power(a, b - 1)).astype(g.dtype, copy=False))
+            if _arr(b) is not None and b.dtype.kind == "f":
+                zero_base = (xp.asarray(a) == 0) & (xp.asarray(b) >= 0)
+                gb = _grad(b, g * xp.where(zero_base, 0, y * xp.log(a)).astype(g.dtype, copy=False))
+            return ga, gb
+
+    return backward
+
+
+def power(x1, x2):
+    """``x1 ** x2`` (NumPy's power; a Python scalar exponent keeps the array's dtype)."""
+    return _binary(x1, x2, lambda xp, a, b: xp.power(a, b), _power_backward)
 
 
 def _tie_split(wins):
@@ -359,6 +385,27 @@ def logsumexp(x, axis=None, keepdims=False):
             return (_grad(x, gk * xp.exp(w - lse)),)
 
     return _record((x,), y, backward)
+
+
+def normalize(x, axis=-1, order=2, epsilon=None):
+    """Keras' ``ops.normalize``: ``x / max(norm(x), epsilon)`` along ``axis`` (epsilon 1e-7 by
+    default). ``order=2`` is Keras' ``x * min(rsqrt(sum x^2), 1/epsilon)``, written as
+    ``x / sqrt(max(sum x^2, epsilon^2))``: the same numbers, but a zero vector divides by
+    epsilon, never by zero, so it stays zero with a finite gradient (rsqrt(0) = inf makes the
+    gradient NaN in Keras)."""
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise ValueError(f"Argument `order` must be an int >= 1. Received: order={order}")
+    eps = 1e-7 if epsilon is None else float(epsilon)
+    xp, x = _input(x)
+    if x.ndim == 0:
+        x = expand_dims(x, 0)
+    if order == 2:
+        return divide(x, sqrt(maximum(sum(square(x), axis=axis, keepdims=True), eps * eps)))
+    if order == 1:
+        norm = sum(abs(x), axis=axis, keepdims=True)
+    else:
+        norm = power(sum(power(abs(x), float(order)), axis=axis, keepdims=True), 1.0 / order)
+    return divide(x, maximum(norm, eps))
 
 
 def softmax(x, axis=-1):

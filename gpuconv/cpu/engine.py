@@ -10,6 +10,7 @@ from . import conv_transpose as _conv_transpose
 from . import depthwise as _depthwise
 from . import locally_connected as _locally_connected
 from . import locally_connected_backward as _locally_connected_backward
+from . import optimizer_updates as _optimizer_updates
 from . import pooling as _pooling
 from . import pooling_backward as _pooling_backward
 from . import separable as _separable
@@ -33,10 +34,13 @@ upsample_backward = _quiet(_upsampling_backward.upsample_backward)
 locally_connected_backward_input = _quiet(_locally_connected_backward.locally_connected_backward_input)
 locally_connected_backward_weights = _quiet(_locally_connected_backward.locally_connected_backward_weights)
 
+# Training (issue 12): one optimizer step over all variables, in place.
+optimizer_update = _quiet(_optimizer_updates.optimizer_update)
+
 NAME = "numpy"
 
 __all__ = [
     "NAME", "FUSED_ACTIVATIONS", "asarray", "conv", "conv_transpose", "depthwise_conv", "separable_conv",
     "pool", "locally_connected", "upsample", "conv_backward_weights", "pool_backward", "upsample_backward",
-    "locally_connected_backward_input", "locally_connected_backward_weights",
+    "locally_connected_backward_input", "locally_connected_backward_weights", "optimizer_update",
 ]

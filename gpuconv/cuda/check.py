@@ -37,6 +37,7 @@ KERNEL_MODULES = (
     "gpuconv.cuda.locally_connected_backward",
     "gpuconv.cuda.conv_backward",
     "gpuconv.cuda.depthwise_backward",
+    "gpuconv.cuda.optimizer_updates",
 )
 DEFAULT_ARCHS = (80, 90)
 PTXAS_VERBOSE = "--ptxas-options=-v"

@@ -20,6 +20,7 @@ from . import depthwise_backward  # noqa: F401  (registers its kernels; conv_bac
 from .epilogue import FUSED_ACTIVATIONS
 from .locally_connected import locally_connected
 from .locally_connected_backward import locally_connected_backward_input, locally_connected_backward_weights
+from .optimizer_updates import optimizer_update
 from .pooling import pool
 from .pooling_backward import pool_backward
 from .separable import separable_conv
@@ -33,6 +34,7 @@ __all__ = [
     "pool", "locally_connected", "upsample", "on_device",
     "conv_backward_weights",
     "pool_backward", "upsample_backward", "locally_connected_backward_input", "locally_connected_backward_weights",
+    "optimizer_update",
 ]
 
 
@@ -54,7 +56,8 @@ class _DeviceEngine:
                          ("conv_backward_weights", conv_backward_weights),
                          ("pool_backward", pool_backward), ("upsample_backward", upsample_backward),
                          ("locally_connected_backward_input", locally_connected_backward_input),
-                         ("locally_connected_backward_weights", locally_connected_backward_weights)):
+                         ("locally_connected_backward_weights", locally_connected_backward_weights),
+                         ("optimizer_update", optimizer_update)):
             setattr(self, name, self._bound(fn))
 
     def _bound(self, fn):

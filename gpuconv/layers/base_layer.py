@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import arrays as _arrays
 from .. import backend as _backend
+from ..autodiff import functions as _F
 from ..autodiff import tape as _ad
 from .. import initializers, regularizers, constraints
 from ..serialization import DeserializationError, _Scope
@@ -176,8 +177,13 @@ class Layer:
 
     @property
     def losses(self):
-        """The last call's activity penalty, then the weights' penalties in weight order (Keras' order)."""
-        weight_losses = [float(w.regularizer(w.value)) for w in self._weights if w.regularizer is not None]
+        """The last call's activity penalty, then the weights' penalties in weight order (Keras'
+        order), as 0-d arrays recorded on an active tape (``tape.gradient(layer.losses, w)``).
+        A weight penalty is computed where the last call ran (its device copy: no host copy
+        of a weight an optimizer updated on the device)."""
+        like = getattr(self, "_penalty_device", None)
+        weight_losses = [w.regularizer(w.value if like is None else w.array_like(like))
+                         for w in self._weights if w.regularizer is not None]
         return list(self._activity_losses) + weight_losses
 
     # ---- build / call ----------------------------------------------------------------------
@@ -240,10 +246,15 @@ class Layer:
                 self.input_spec.check(inputs.shape, self.name)
         outputs = self.call(inputs) if training is None else self._call_training(inputs, training)
         if self.activity_regularizer is not None:
-            # Keras divides the penalty by the batch size (so it does not grow with the batch).
-            penalty = float(self.activity_regularizer(outputs))
+            # Keras divides the penalty by the batch size (so it does not grow with the batch),
+            # 0 for an empty batch (divide_no_nan).
+            penalty = self.activity_regularizer(outputs)
             batch = outputs.shape[0] if outputs.ndim > 0 else 1
-            self._activity_losses = [penalty / batch if batch else 0.0]
+            self._activity_losses = [_F.divide(penalty, batch) if batch else _F.multiply(penalty, 0.0)]
+        if any(w.regularizer is not None for w in self._weights):
+            # Where the weight penalties are computed: the last call's device (marked by an array
+            # of no elements there), or the host.
+            self._penalty_device = None if type(inputs) is np.ndarray else inputs.reshape(-1)[:0].copy()
         return outputs
 
     def _call_training(self, inputs, training):

@@ -310,7 +310,11 @@ class Dropout(Layer):
         self.rate = rate
         self.seed = seed
         self.noise_shape = _validate_noise_shape(noise_shape)
-        self._rng = np.random.default_rng(seed)
+        # seed=None: drawn now from gpuconv's generator (Keras' SeedGenerator does the same), so
+        # a model built after `set_random_seed` drops the same units on every run.
+        from ..utils.random import draw_seed
+
+        self._rng = np.random.default_rng(seed if seed is not None else draw_seed())
         self._build_at_init()  # no weights: built at construction, as Keras does
 
     def call(self, inputs):
