@@ -141,6 +141,8 @@ def _d_relu(xp, w, y, g, negative_slope=0.0, max_value=None, threshold=0.0):
     # only) takes the slope at 0; x > threshold passes; relu6 (max_value=6, no threshold) is 0 at
     # 0 and 6; any other max_value clips with clamp's rule (passes AT max_value); the leaky part
     # relu(threshold - x) contributes the slope strictly below the threshold.
+    if negative_slope == 0 and max_value is None and threshold == 0:  # plain relu: one pass
+        return xp.multiply(g, w > 0)
     if negative_slope != 0 and max_value is None and threshold == 0:
         return g * xp.where(w > 0, 1.0, negative_slope).astype(w.dtype)
     if threshold != 0:

@@ -12,8 +12,10 @@ engine gets gradients by implementing those five functions.
 Each function takes the engine, the problem the forward op computed (before the planner's routing,
 so the gradient does not depend on which engine function ran), the forward inputs the tape kept
 and the output gradient ``dy``; it returns one gradient per differentiable input, in the forward
-call's argument order, ``None`` for an absent bias. The forward's fused activation is not part of
-the problem here: under a tape, ops applies it as a recorded op of its own.
+call's argument order, ``None`` for an absent bias and for an input whose gradient the tape does
+not need (``input_needed``: the batch fed to a first layer, a frozen weight). The forward's fused
+activation is not part of the problem here: under a tape, ops applies it as a recorded op of
+its own.
 """
 import dataclasses
 
@@ -21,6 +23,7 @@ import numpy as np
 
 from . import arrays as _arrays
 from . import problems as _problems
+from .autodiff.tape import input_needed
 
 
 def _channel_sum(dy, axes, dtype):
@@ -45,18 +48,22 @@ def _as_dense(problem):
                                groups=problem.in_channels, depth_multiplier=1, activation=None, has_bias=False)
 
 
-def conv(engine, problem, x, kernel, dy):
-    """``(dx, dkernel)`` of a convolution or depthwise convolution (kernel in its own layout)."""
+def conv(engine, problem, x, kernel, dy, need_x=True, need_kernel=True):
+    """``(dx, dkernel)`` of a convolution or depthwise convolution (kernel in its own layout);
+    None for a gradient not needed."""
     dense = _as_dense(problem)
-    dense_kernel = kernel.reshape(dense.kernel_shape)
-    dx = engine.conv_transpose(dense.adjoint(), dy, dense_kernel, None)
-    dw = engine.conv_backward_weights(dense, x, dy)
-    return dx, dw.reshape(kernel.shape)
+    dx = engine.conv_transpose(dense.adjoint(), dy, kernel.reshape(dense.kernel_shape), None) if need_x else None
+    dw = engine.conv_backward_weights(dense, x, dy).reshape(kernel.shape) if need_kernel else None
+    return dx, dw
+
+
+def _bias_gradient_if_needed(problem, bias, dy, index):
+    return None if bias is None or not input_needed(index) else _bias_gradient(problem, dy)
 
 
 def conv_with_bias(engine, problem, x, kernel, bias, dy):
-    dx, dw = conv(engine, problem, x, kernel, dy)
-    return dx, dw, None if bias is None else _bias_gradient(problem, dy)
+    dx, dw = conv(engine, problem, x, kernel, dy, input_needed(0), input_needed(1))
+    return dx, dw, _bias_gradient_if_needed(problem, bias, dy, 2)
 
 
 def conv_transpose_with_bias(engine, problem, x, kernel, bias, dy):
@@ -64,9 +71,9 @@ def conv_transpose_with_bias(engine, problem, x, kernel, bias, dy):
     gradient is that convolution of ``dy``; its kernel gradient that convolution's, with the roles
     of input and output gradient exchanged."""
     forward = problem.adjoint()
-    dx = engine.conv(forward, dy, kernel, None)
-    dw = engine.conv_backward_weights(forward, dy, x)
-    return dx, dw, None if bias is None else _bias_gradient(problem, dy)
+    dx = engine.conv(forward, dy, kernel, None) if input_needed(0) else None
+    dw = engine.conv_backward_weights(forward, dy, x) if input_needed(1) else None
+    return dx, dw, _bias_gradient_if_needed(problem, bias, dy, 2)
 
 
 def _pointwise_problem(problem):
@@ -88,9 +95,9 @@ def separable_with_bias(engine, problem, x, depthwise_kernel, pointwise_kernel, 
     mid = engine.depthwise_conv(depthwise, x, depthwise_kernel, None)
     pointwise = _pointwise_problem(problem)
     d_mid = engine.conv_transpose(pointwise.adjoint(), dy, pointwise_kernel, None)
-    d_pointwise = engine.conv_backward_weights(pointwise, mid, dy)
-    dx, d_depthwise = conv(engine, depthwise, x, depthwise_kernel, d_mid)
-    return dx, d_depthwise, d_pointwise, None if bias is None else _bias_gradient(problem, dy)
+    d_pointwise = engine.conv_backward_weights(pointwise, mid, dy) if input_needed(2) else None
+    dx, d_depthwise = conv(engine, depthwise, x, depthwise_kernel, d_mid, input_needed(0), input_needed(1))
+    return dx, d_depthwise, d_pointwise, _bias_gradient_if_needed(problem, bias, dy, 3)
 
 
 def pool(engine, problem, x, dy):
@@ -103,9 +110,9 @@ def upsample(engine, problem, x, dy):
 
 def locally_connected_with_bias(engine, problem, x, kernel, bias, dy):
     """Bias ``(*out_spatial, F)``: ``dy`` summed over the batch, in the bias' own layout."""
-    dx = engine.locally_connected_backward_input(problem, dy, kernel)
-    dw = engine.locally_connected_backward_weights(problem, x, dy)
-    if bias is None:
+    dx = engine.locally_connected_backward_input(problem, dy, kernel) if input_needed(0) else None
+    dw = engine.locally_connected_backward_weights(problem, x, dy) if input_needed(1) else None
+    if bias is None or not input_needed(2):
         return dx, dw, None
     db = _channel_sum(dy, (0,), problem.dtype)
     if not problem.channels_last:  # (F, *out) -> (*out, F)

@@ -320,3 +320,25 @@ def test_layer_trainable_weights_gradient():
     gk, gb = tape.gradient(loss, layer.trainable_weights)
     np.testing.assert_allclose(gk, np.broadcast_to(x.sum(axis=0)[:, None], (5, 3)))
     np.testing.assert_array_equal(gb, [4.0, 4.0, 4.0])
+
+
+def test_a_backward_skips_gradients_no_source_needs(monkeypatch):
+    """The batch fed to a first convolution is not watched: its input gradient (a transposed
+    convolution) is never computed; a watched one is, and the kernel gradient is the same."""
+    from gpuconv.cpu import engine as cpu
+
+    calls = []
+    real = cpu.conv_transpose
+    monkeypatch.setattr(cpu, "conv_transpose", lambda *a: calls.append(1) or real(*a))
+    layer = gpuconv.layers.Conv2D(2, 3)
+    x = np.random.default_rng(0).standard_normal((2, 5, 5, 1)).astype("float32")
+    with gpuconv.GradientTape() as tape:
+        loss = gpuconv.ops.sum(layer(x))
+    (dw_only,) = tape.gradient(loss, [layer.kernel])
+    assert calls == []
+    with gpuconv.GradientTape() as tape:
+        tape.watch(x)
+        loss = gpuconv.ops.sum(layer(x))
+    dw, dx = tape.gradient(loss, [layer.kernel, x])
+    assert calls == [1] and dx.shape == x.shape
+    np.testing.assert_array_equal(dw, dw_only)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from gpuconv import geometry as g
 from gpuconv.cpu import engine as eng
-from gpuconv.cpu import memory
+from gpuconv.cpu import memory, pooling_backward
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -362,6 +362,24 @@ def test_pool_backward_matches_the_loop_reference(case):
     cl = case["channels_last"]
     want = loop_pool_backward(last(x, cl), last(dy, cl), case["mode"], case["pool_size"], case["strides"],
                               problem.pad_before)
+    assert got.shape == problem.input_shape and got.dtype == np.dtype(case["dtype"]) and got.flags.c_contiguous
+    assert_close(last(got, cl), want, case["dtype"])
+
+
+@SETTINGS
+@given(pool_cases(), st.booleans())
+def test_max_pool_backward_of_tiling_windows_matches_the_loop_reference(case, nans):
+    """Stride = pool size, 'valid' (the seed CNN's pooling): the one-argmax path, with ties
+    and NaNs, including inputs the windows do not cover to the end."""
+    case = dict(case, mode="max", strides=case["pool_size"], padding="valid")
+    rng = np.random.default_rng(7)
+    problem, x, dy, _ = pool_setup(rng, **case)
+    if nans:
+        x = np.where(rng.random(x.shape) < 0.2, np.nan, x).astype(x.dtype)
+    assert pooling_backward.tiles_the_input(problem)
+    got = eng.pool_backward(problem, x, dy)
+    cl = case["channels_last"]
+    want = loop_pool_backward(last(x, cl), last(dy, cl), "max", case["pool_size"], case["strides"], problem.pad_before)
     assert got.shape == problem.input_shape and got.dtype == np.dtype(case["dtype"]) and got.flags.c_contiguous
     assert_close(last(got, cl), want, case["dtype"])
 

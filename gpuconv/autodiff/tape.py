@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import arrays as _arrays
 
-__all__ = ["GradientTape", "recording", "record", "record_identity", "stop_recording"]
+__all__ = ["GradientTape", "recording", "record", "record_identity", "stop_recording", "input_needed"]
 
 _local = threading.local()
 
@@ -306,7 +306,11 @@ class GradientTape:
                 for n, (xp, shape, dtype) in zip(rec.outputs, rec.out_meta):
                     g = grads.pop(n, None)
                     out_grads.append(xp.zeros(shape, dtype=dtype) if g is None else _as(g, xp, dtype, shape))
-                in_grads = rec.backward(*out_grads)
+                _local.needed = tuple(n is not None and n in relevant for n in rec.inputs)
+                try:
+                    in_grads = rec.backward(*out_grads)
+                finally:
+                    _local.needed = None
                 if not self._persistent:
                     rec.backward = None  # its saved arrays go now, not at the end
                 if len(in_grads) != len(rec.inputs):
@@ -384,6 +388,14 @@ def record_identity(source, result):
         return (g if g.dtype == dtype else g.astype(dtype),)
 
     record((source,), result, backward)
+
+
+def input_needed(index):
+    """Inside a recorded backward: whether the gradient of its input ``index`` leads to a source
+    of the ``gradient()`` call (a backward may skip the others, e.g. a first convolution's input
+    gradient, or a frozen kernel's). Outside one: True."""
+    needed = getattr(_local, "needed", None)
+    return True if needed is None else needed[index]
 
 
 def variable_read(var, array):

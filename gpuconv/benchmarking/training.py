@@ -29,7 +29,7 @@ import numpy as np
 _PARTS = (
     ("forward", ("models.py", "__call__")),
     ("backward", ("tape.py", "gradient")),
-    ("optimizer", ("base_optimizer.py", "apply")),
+    ("optimizer", ("optimizer.py", "apply")),
     ("loss", ("compile_utils.py", "__call__")),
     ("metrics", ("compile_utils.py", "update_state")),
 )

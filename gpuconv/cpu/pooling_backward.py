@@ -6,6 +6,8 @@ Max: the whole gradient of a window goes to its first maximum in the window's ro
 wins. The forward's reduction over taps is replayed once, keeping the winning tap per output:
 a later tap wins only when it is larger (so ties stay with the first), or a NaN over a non-NaN.
 Average: ``dy / (real cells of the window)`` to every real cell of it, as the forward divides.
+Max pooling whose windows tile the input (stride = pool size, no padding) takes one ``argmax``
+per window instead (``_tiled_max_backward``).
 
 As in the forward, taps that read only padding at every output are left out
 (``_windows.WindowPlan``), and the work is done in pieces of output rows (``memory.chunks``),
@@ -36,6 +38,8 @@ def pool_backward(problem, x, dy):
             raise ValueError(f"Expected `{name}` of shape {tuple(shape)} for {problem}; "
                              f"received {name}.shape={a.shape}")
     ctype = compute_dtype(problem.dtype)
+    if problem.mode == "max" and tiles_the_input(problem):
+        return _tiled_max_backward(problem, x, dy, ctype)
     rank = problem.rank
     ones = (1,) * rank
     plan = WindowPlan(x, problem.pool_size, problem.strides, ones, problem.padding, problem.out_spatial,
@@ -66,6 +70,46 @@ def pool_backward(problem, x, dy):
         winner = _first_maxima(plan, bs, rs, tap_list, pads)
         for i, tap in enumerate(tap_list):
             _add_tap(target, np.where(winner == i, g, 0), axes, tap, problem.strides, ones, before, first_in)
+    return dx.astype(problem.dtype, copy=False)
+
+
+def tiles_the_input(problem):
+    """Windows that tile the input without overlap or padding (stride = pool size, as in the
+    ubiquitous 2x2/2 'valid' pooling): each input cell belongs to at most one window."""
+    return (tuple(problem.strides) == tuple(problem.pool_size) and not any(problem.pad_before)
+            and all(o * k <= n for o, k, n in zip(problem.out_spatial, problem.pool_size, problem.in_spatial)))
+
+
+def _tiled_max_backward(problem, x, dy, ctype):
+    """Max pooling's input gradient when windows tile the input: each window cell is a strided
+    view of ``x`` with the output's shape (no copy, no padding). The window maxima come from
+    NaN-propagating ``maximum``s; then, cell by cell in row-major order, a cell equal to its
+    window's maximum (or a NaN, where the maximum is NaN) that no earlier cell took gets the
+    gradient, multiplied straight into ``dx``'s view of that cell. Plain arithmetic over views:
+    NumPy's masked assignments would cost several times more."""
+    first = 1 if problem.channels_last else 2
+
+    def cell_view(a, offsets):
+        index = [slice(None)] * a.ndim
+        for i, (t, o, k) in enumerate(zip(offsets, problem.out_spatial, problem.pool_size)):
+            index[first + i] = slice(t, t + o * k, k)
+        return a[tuple(index)]
+
+    cells = [cell_view(x, cell) for cell in taps(problem.pool_size)]  # row-major: ties stay with the first
+    peak = cells[0]
+    for v in cells[1:]:
+        peak = np.maximum(peak, v)  # a NaN propagates: NaN windows have a NaN peak
+    has_nan = x.dtype.kind == "f" and bool(np.isnan(peak).any())
+    g = dy.astype(ctype, copy=False)
+    dx = np.zeros(problem.input_shape, ctype)
+    taken = np.zeros(peak.shape, bool)
+    for offsets, v in zip(taps(problem.pool_size), cells):
+        wins = v == peak
+        if has_nan:
+            wins |= np.isnan(v)
+        wins &= ~taken
+        taken |= wins
+        np.multiply(g, wins, out=cell_view(dx, offsets))
     return dx.astype(problem.dtype, copy=False)
 
 
