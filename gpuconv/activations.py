@@ -571,6 +571,17 @@ _CANONICAL = {fn: fn.__name__ for fn in _BUILTINS}
 _KIND = "activation function"
 
 
+# Activations whose derivative the output alone gives exactly (relu: y > 0; relu6: 0 < y < 6,
+# 0 at both kinks as above), so a convolution can keep its fused epilogue under a gradient tape
+# and pass the output gradient through ``OUTPUT_DERIVATIVES[name](y, dy)`` in its backward. The
+# smooth ones (sigmoid, tanh) are left out: from the output, 1 - y**2 and y * (1 - y) cancel
+# where they saturate, which the input-based derivatives above avoid.
+OUTPUT_DERIVATIVES = {
+    "relu": lambda y, g: _arrays.array_module(y).multiply(g, y > 0),
+    "relu6": lambda y, g: _arrays.array_module(y).multiply(g, (y > 0) & (y < 6)),
+}
+
+
 def builtin_elementwise_name(fn):
     """The canonical name of ``fn`` when it is one of the built-in elementwise activations, else
     None. The very object is looked up, never its name, so a user function that happens to be

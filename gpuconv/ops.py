@@ -91,15 +91,18 @@ def _epilogue(eng, activation, recording=False):
     """``(fused, after)``: the name the engine fuses after the bias (None: nothing), and the
     callable ops applies to the engine's result (None: nothing). Resolved once per call from a
     name, a callable or None; only a built-in elementwise activation the engine lists in
-    ``FUSED_ACTIVATIONS`` is fused, and nothing is fused under a gradient tape (the activation is
-    then a recorded op of its own, whose backward needs the pre-activation result)."""
+    ``FUSED_ACTIVATIONS`` is fused. Under a gradient tape only one whose derivative the output
+    gives (``activations.OUTPUT_DERIVATIVES``: relu, relu6) stays fused, its derivative applied
+    first in the op's backward; any other is then a recorded op of its own, whose backward
+    needs the pre-activation result."""
     if activation is None:
         return None, None
     fn = _activations.get(activation)
     name = _activations.builtin_elementwise_name(fn)
     if name == "linear":
         return None, None
-    if name is not None and name in eng.FUSED_ACTIVATIONS and not recording:
+    if name is not None and name in eng.FUSED_ACTIVATIONS and (
+            not recording or name in _activations.OUTPUT_DERIVATIVES):
         return name, None
     return None, fn
 
@@ -108,12 +111,18 @@ def _finish(y, after):
     return y if after is None else after(y)
 
 
-def _recorded(recording, inputs, y, backward, *arguments):
+def _recorded(recording, inputs, y, backward, *arguments, activation=None):
     """``y``, recorded on the active tapes as computed from ``inputs`` with the gradient
     ``backward(*arguments, dy)`` when ``recording`` (the tape keeps ``arguments``: the inputs
-    and weights a backward needs, never an intermediate)."""
+    and weights a backward needs, never an intermediate). A fused ``activation`` (one of
+    ``OUTPUT_DERIVATIVES``) is differentiated first, from ``y``, which the tape then keeps."""
     if recording:
-        _autodiff.record(inputs, y, functools.partial(backward, *arguments))
+        linear = functools.partial(backward, *arguments)
+        if activation is None:
+            _autodiff.record(inputs, y, linear)
+        else:
+            derivative = _activations.OUTPUT_DERIVATIVES[activation]
+            _autodiff.record(inputs, y, lambda dy: linear(derivative(y, dy)))
     return y
 
 
@@ -121,7 +130,7 @@ def _run(eng, problem, x, weights, bias, recording):
     """The planner's run of ``problem``, recorded with its backward when ``recording``."""
     y = _planning.run(eng, problem, x, weights, bias)
     return _recorded(recording, (x, *weights, bias), y, _gradients.BACKWARD[problem.kind], eng, problem, x,
-                     *weights, bias)
+                     *weights, bias, activation=problem.activation)
 
 
 def _channel_bias(bias, ndim, data_format):
@@ -364,7 +373,7 @@ def locally_connected_core(inputs, kernel, bias=None, *, kernel_size, strides=1,
     )
     y = eng.locally_connected(problem, x, kernel, bias)
     return _finish(_recorded(recording, (x, kernel, bias), y, _gradients.locally_connected_with_bias, eng,
-                             problem, x, kernel, bias), after)
+                             problem, x, kernel, bias, activation=problem.activation), after)
 
 
 def upsampling_core(inputs, size, interpolation="nearest", data_format=None, engine=None):

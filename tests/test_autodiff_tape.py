@@ -342,3 +342,38 @@ def test_a_backward_skips_gradients_no_source_needs(monkeypatch):
     dw, dx = tape.gradient(loss, [layer.kernel, x])
     assert calls == [1] and dx.shape == x.shape
     np.testing.assert_array_equal(dw, dw_only)
+
+
+@pytest.mark.parametrize("activation", ["relu", "relu6"])
+@pytest.mark.parametrize("layer_class,kwargs", [
+    (gpuconv.layers.Conv2D, {"filters": 3, "kernel_size": 3}),
+    (gpuconv.layers.Conv2DTranspose, {"filters": 3, "kernel_size": 3, "strides": 2}),
+    (gpuconv.layers.DepthwiseConv2D, {"kernel_size": 3}),
+    (gpuconv.layers.LocallyConnected2D, {"filters": 3, "kernel_size": 3}),
+])
+def test_a_fused_relu_differentiates_like_a_separate_one(layer_class, kwargs, activation, backend_name):
+    """Under a tape a convolution keeps relu / relu6 fused (one record, the derivative taken
+    from its output); the gradients equal the unfused layer followed by the recorded
+    activation, bit for bit (y > 0 exactly where the pre-activation is > 0)."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((2, 7, 7, 2)) * 4).astype("float32")  # relu6 clips some outputs
+    fused = layer_class(activation=activation, **kwargs)
+    plain = layer_class(**kwargs)
+    fused.build(x.shape)
+    plain.build(x.shape)
+    plain.set_weights(fused.get_weights())
+    act = getattr(gpuconv.activations, activation)
+    grads, records = [], []
+    for layer, after in ((fused, None), (plain, act)):
+        with gpuconv.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            if after is not None:
+                y = after(y)
+            loss = ops.sum(ops.multiply(y, y))
+        records.append(len(tape._records))
+        grads.append([gpuconv.to_numpy(g) for g in tape.gradient(loss, [x] + layer.trainable_weights)])
+    fused_here = activation in gpuconv.backend.engine().FUSED_ACTIVATIONS  # the NumPy engine has no relu6
+    assert records[0] == records[1] - fused_here  # a fused activation is not recorded on its own
+    for got, want in zip(*grads):
+        np.testing.assert_array_equal(got, want)

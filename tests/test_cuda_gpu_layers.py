@@ -70,11 +70,10 @@ def test_layer_on_cuda_matches_numpy_backend(restore_backend, rng, name, kwargs,
 
 
 def test_weights_are_uploaded_once_and_refreshed_by_set_weights(restore_backend, rng):
-    cupy = gpu_xp()
-
     gpu_layer, x, _ = _pair("Conv2D", dict(filters=4, kernel_size=3), (2, 6, 6, 3), rng)
-    gpu_layer(x)
-    kernel_var, device = gpu_layer.weights[0], cupy.cuda.Device().id
+    y = gpu_layer(x)
+    kernel_var = gpu_layer.weights[0]
+    device = kernel_var._device_key(y)  # the GPU's id, or "emulator"
     first = kernel_var._device_copies[device]
     gpu_layer(x)
     assert kernel_var._device_copies[device] is first, "weights re-uploaded on every call"
