@@ -132,7 +132,11 @@ def _data(rng, input_shape, classes, n):
 
 
 def _twins(builder):
-    """The same architecture in Keras and gpuconv, gpuconv given Keras' initial weights."""
+    """The same architecture in Keras and gpuconv, gpuconv given Keras' initial weights (drawn
+    from a fixed Keras seed, so every run checks the same numbers: an adaptive optimizer's first
+    steps, about sign(g) * lr, amplify float32 noise in a gradient that is nearly zero, and a
+    random draw can land on one)."""
+    keras.utils.set_random_seed(1234)
     theirs, ours = builder(keras), builder(gpuconv)
     ours.set_weights(theirs.get_weights())
     return theirs, ours
