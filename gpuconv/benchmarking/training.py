@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from .environment import cpu_threads
+
 # (label, (file suffix, function name)) of the step's parts, in the order they are reported.
 _PARTS = (
     ("forward", ("models.py", "__call__")),
@@ -90,7 +92,7 @@ def run(samples=10000, batch_size=32, backend="numpy", keras=True, profile_steps
     y = rng.integers(0, 10, size=samples)
     steps = -(-samples // batch_size)
     result = {"samples": samples, "batch_size": batch_size, "steps": steps, "backend": gpuconv.get_backend(),
-              "threads": _blas_threads()}
+              "threads": cpu_threads()}
     weights = None
     if keras:
         os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -115,12 +117,6 @@ def run(samples=10000, batch_size=32, backend="numpy", keras=True, profile_steps
         outside = fractions["rest of the step"] + fractions["loss"] + fractions["metrics"]
         result["gpuconv"]["overhead_outside_layers_ms"] = outside * result["gpuconv"]["step_ms"]
     return result
-
-
-def _blas_threads():
-    from .environment import cpu_threads
-
-    return cpu_threads()
 
 
 def report(result):

@@ -88,12 +88,11 @@ def _tiled_max_backward(problem, x, dy, ctype):
     gradient, multiplied straight into ``dx``'s view of that cell. Plain arithmetic over views:
     NumPy's masked assignments would cost several times more."""
     first = 1 if problem.channels_last else 2
+    axes = tuple(range(first, first + problem.rank))
+    ones = (1,) * problem.rank
 
-    def cell_view(a, offsets):
-        index = [slice(None)] * a.ndim
-        for i, (t, o, k) in enumerate(zip(offsets, problem.out_spatial, problem.pool_size)):
-            index[first + i] = slice(t, t + o * k, k)
-        return a[tuple(index)]
+    def cell_view(a, offsets):  # the cell at ``offsets`` of every window: a strided view
+        return a[tap_slices(offsets, axes, a.ndim, problem.out_spatial, problem.pool_size, ones)]
 
     cells = [cell_view(x, cell) for cell in taps(problem.pool_size)]  # row-major: ties stay with the first
     peak = cells[0]

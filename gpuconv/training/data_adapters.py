@@ -191,7 +191,8 @@ def class_weight_to_sample_weights(y, class_weight):
 
 
 # ---- argument checks --------------------------------------------------------------------------------
-def _check_positive_int(name, value, allow_none=True):
+def check_positive_int(name, value, allow_none=True):
+    """``value`` as an int; ValueError naming the argument unless a positive integer (or None)."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
@@ -301,8 +302,8 @@ class ArrayDataAdapter(DataAdapter):
                 )
         if not _leaves(x):
             raise ValueError(f"Argument `x` must hold at least one array. Received: x={x!r}")
-        batch_size = _check_positive_int("batch_size", batch_size)
-        steps = _check_positive_int("steps", steps)
+        batch_size = check_positive_int("batch_size", batch_size)
+        steps = check_positive_int("steps", steps)
         self._shuffle = _check_shuffle(shuffle)
         x, y, sample_weight = (_standardize_arrays(part, name) for name, part in parts.items())
         if sample_weight is not None and class_weight is not None:
@@ -608,8 +609,8 @@ class EpochIterator:
 
     def __init__(self, x, y=None, sample_weight=None, batch_size=None, steps_per_epoch=None, shuffle=False,
                  class_weight=None, steps_per_execution=1):
-        self.steps_per_epoch = _check_positive_int("steps_per_epoch", steps_per_epoch)
-        self.steps_per_execution = _check_positive_int("steps_per_execution", steps_per_execution,
+        self.steps_per_epoch = check_positive_int("steps_per_epoch", steps_per_epoch)
+        self.steps_per_execution = check_positive_int("steps_per_execution", steps_per_execution,
                                                        allow_none=False)
         self.data_adapter = get_data_adapter(x, y=y, sample_weight=sample_weight, batch_size=batch_size,
                                              steps_per_epoch=self.steps_per_epoch, shuffle=shuffle,

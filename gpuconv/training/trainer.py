@@ -20,6 +20,7 @@ from .. import backend as _backend
 from ..autodiff import functions as F
 from ..autodiff.tape import GradientTape
 from . import compile_utils
+from .data_adapters import check_positive_int as _check_positive_int
 
 __all__ = ["Trainer"]
 
@@ -51,13 +52,6 @@ def _batch_size_of(x):
     return int(first.shape[0])
 
 
-def _check_positive_int(value, name, allow_none=True):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Argument `{name}` must be a positive integer. Received: {name}={value!r}")
-
-
 class Trainer:
     """compile / fit / evaluate / predict for a model callable as ``self(x, training=...)``."""
 
@@ -84,7 +78,7 @@ class Trainer:
         from .. import metrics as metrics_module
         from .. import optimizers
 
-        _check_positive_int(steps_per_execution, "steps_per_execution", allow_none=False)
+        _check_positive_int("steps_per_execution", steps_per_execution, allow_none=False)
         if steps_per_execution != 1:
             # Keras' PyTorch backend has the same limit: one step per call of the train function.
             raise ValueError(f"`steps_per_execution` must be 1. Received: steps_per_execution={steps_per_execution}")
@@ -129,8 +123,7 @@ class Trainer:
         if isinstance(config.get("optimizer"), dict):
             config["optimizer"] = optimizers.deserialize(config["optimizer"])
         self.compile(**config)
-        if self.built and not self.optimizer.built:
-            self.optimizer.build(self.trainable_weights)
+        self._build_for(None)
 
     def _assert_compile_called(self, method_name):
         if not self.compiled:
@@ -227,15 +220,17 @@ class Trainer:
         return self(x, training=False)
 
     # ---- loops ---------------------------------------------------------------------------------
-    def _prepare(self, iterator):
-        """Build the model from the data's shape and the optimizer on the trainable weights
-        before any callback runs (a callback may load or read weights in on_train_begin)."""
-        if not self.built:
-            shape = iterator.peek_input_shape() if hasattr(iterator, "peek_input_shape") else None
-            if shape is not None:
-                self.build((None,) + tuple(shape[1:]))
+    def _build_for(self, input_shape):
+        """Build the model for ``input_shape`` (batch first; None: only if it is already built)
+        and the optimizer on its trainable weights, before any step or callback runs (a callback
+        may load or read weights in on_train_begin)."""
+        if not self.built and input_shape is not None:
+            self.build((None,) + tuple(input_shape[1:]))
         if self.built and self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_weights)
+
+    def _prepare(self, iterator):
+        self._build_for(None if self.built else iterator.peek_input_shape())
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
@@ -244,7 +239,7 @@ class Trainer:
         from . import data_adapters
 
         self._assert_compile_called("fit")
-        _check_positive_int(batch_size, "batch_size")
+        _check_positive_int("batch_size", batch_size)
         _check_epochs(epochs, initial_epoch)
         if validation_split and validation_data is None:
             (x, y, sample_weight), validation_data = data_adapters.train_validation_split(
@@ -307,7 +302,7 @@ class Trainer:
         if kwargs:
             raise ValueError(f"Arguments not recognized: {kwargs}")
         self._assert_compile_called("evaluate")
-        _check_positive_int(batch_size, "batch_size")
+        _check_positive_int("batch_size", batch_size)
         if iterator is None:
             iterator = data_adapters.EpochIterator(x=x, y=y, sample_weight=sample_weight, batch_size=batch_size,
                                                    steps_per_epoch=steps, shuffle=False)
@@ -334,7 +329,7 @@ class Trainer:
         from .. import callbacks as callbacks_module
         from . import data_adapters
 
-        _check_positive_int(batch_size, "batch_size")
+        _check_positive_int("batch_size", batch_size)
         x = _plain_input(x, self.name)
         if _is_array(x) and x.shape[0] == 0:  # no batch to iterate: the empty output's shape
             return _arrays.to_numpy(self(x, training=False))
@@ -385,10 +380,8 @@ class Trainer:
         return _concat_outputs([self.predict_step((x,))])
 
     def _build_from_batch(self, x):
-        if not self.built and not isinstance(x, (list, tuple, dict)) and hasattr(x, "shape"):
-            self.build((None,) + tuple(x.shape[1:]))
-        if self.built and self.optimizer is not None and not self.optimizer.built:
-            self.optimizer.build(self.trainable_weights)
+        single = not isinstance(x, (list, tuple, dict)) and hasattr(x, "shape")
+        self._build_for(x.shape if single else None)
 
 
 def _is_array(x):
