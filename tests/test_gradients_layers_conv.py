@@ -3,11 +3,13 @@ input, through ``gpuconv.GradientTape``: central finite differences in float64 o
 engine, and the CUDA engine (a real GPU, or the cuda-emulator in CI) against the NumPy engine for
 every backward kernel the layers reach.
 """
+import zlib
+
 import numpy as np
 import pytest
 
 import gpuconv
-from conftest import CUDA_MARKS, assert_close, gpu_xp
+from conftest import CUDA_MARKS, assert_close, gpu_xp, tolerance
 from gpuconv import layers
 
 # (name, factory, input shape (channels_last)): small enough for elementwise finite differences.
@@ -39,7 +41,7 @@ def _gradients(layer, x, dy):
 @pytest.mark.parametrize("name, factory, shape", LAYERS, ids=IDS)
 def test_layer_gradients_match_finite_differences(name, factory, shape, restore_backend):
     gpuconv.set_backend("numpy")
-    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))  # the same data in every process
     layer = type(factory()).from_config({**factory().get_config(), "dtype": "float64"})
     x = rng.standard_normal(shape)
     y = layer(x)
@@ -90,7 +92,7 @@ def test_layer_gradients_match_finite_differences(name, factory, shape, restore_
 def test_cuda_layer_gradients_match_the_numpy_engine(name, factory, shape, dtype):
     """Every backward the layer reaches, on the CUDA engine, against the NumPy engine's float64
     gradients of the same rounded weights and inputs."""
-    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))  # the same data in every process
     xp = gpu_xp()
     x = rng.standard_normal(shape).astype(dtype)
     layer = type(factory()).from_config({**factory().get_config(), "dtype": dtype})
@@ -107,8 +109,25 @@ def test_cuda_layer_gradients_match_the_numpy_engine(name, factory, shape, dtype
         reference(x.astype(np.float64))
         reference.set_weights([w.astype(np.float64) for w in weights])
         want = _gradients(reference, x.astype(np.float64), dy.astype(np.float64))
+        # What each bias entry adds up: with an increasing activation (f' >= 0) the gradient
+        # for |dy| is the sum of the terms' magnitudes, sum |dy f'(z)|.
+        assert layer.get_config().get("activation") in (None, "linear", "tanh", "sigmoid")
+        magnitudes = _gradients(reference, x.astype(np.float64), np.abs(dy.astype(np.float64)))
     finally:
         gpuconv.set_backend(backend)
-    for g_got, g_want in zip(got, want):
+    for weight, g_got, g_want, g_abs in zip([None] + list(layer.trainable_weights), got, want, magnitudes):
         assert g_got.dtype == np.dtype(dtype)
-        assert_close(gpuconv.to_numpy(g_got), g_want, dtype)
+        if weight is not None and weight.name == "bias":
+            _assert_sum_close(gpuconv.to_numpy(g_got), g_want, g_abs, dtype)
+        else:
+            assert_close(gpuconv.to_numpy(g_got), g_want, dtype)
+
+
+def _assert_sum_close(got, exact, magnitudes, dtype):
+    """A bias gradient is a sum over the batch and the positions of terms that carry the
+    rounding of ``dtype`` (a float16 output feeds each one): a cancelling sum in a few channels
+    has a relative error far above ``dtype``'s whatever the kernel does. Each entry is held to
+    the bound of that error model instead: ``tolerance(dtype) * sum(|terms|)``."""
+    error = np.abs(got.astype(np.float64) - exact)
+    bound = tolerance(dtype) * magnitudes
+    assert np.all(error <= bound), f"bias gradient error {error.ravel()} > bound {bound.ravel()}"
