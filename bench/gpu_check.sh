@@ -2,6 +2,7 @@
 # The one command for the device machine (installs nothing; uses its python3 with CuPy 14,
 # PyTorch + cuDNN, NumPy and pytest):
 #     bash bench/gpu_check.sh            # from the repository root
+# 0. the NVRTC audit; first-call compile cost (python -m gpuconv.cuda.warmup, cold then warm)
 # 1. the GPU test suite (every `gpu`-marked test of the CUDA, optimizer, device-weights and
 #    training-loop files; set GPUCHECK_LARGE=0 to skip the >2**31-element tests)
 # 2. compute-sanitizer memcheck and racecheck over a small subset (if the tool is found)
@@ -39,6 +40,14 @@ PYEOF
 
 echo "== 0. NVRTC compile check (sm_80, sm_90, spills)"
 $PY -m gpuconv.cuda.check 2>&1 | tail -15 | tee "$LOG_DIR/nvrtc_check.log" || status=1
+
+echo "== 0b. first-call compiles on this GPU: the quick suite's layers into an empty kernel cache, then again from disk"
+COLD_DIR=$(mktemp -d)
+for run in cold warm; do
+    echo "-- $run"
+    GPUCONV_CACHE_DIR="$COLD_DIR" $PY -m gpuconv.cuda.warmup --suite quick --training 2>&1 | tail -14 | tee "$LOG_DIR/warmup_$run.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+done
 
 echo "== 1. GPU tests"
 GPU_TESTS="$(ls tests/test_cuda_*.py) tests/test_variables_device_authority.py tests/test_training_loop.py"

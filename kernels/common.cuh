@@ -2,7 +2,7 @@
 //
 //   gc::half            16-bit float storage type (raw IEEE binary16 payload, no cuda_fp16.h)
 //   gc::Traits<T>       acc_t (float for half and float, double for double), to_acc, from_acc
-//   gc::Act / activate<ACT>(x) / activate_dispatch(act, x) / activate_inline(act, x)  the fused
+//   gc::Act / activate<ACT>(x) / activate_dispatch(act, x) / activate_inline(act, x) / activate_compact(act, v)  the fused
 //                       activations; the numbering is mirrored in gpuconv/cuda/epilogue.py
 //   gc::add_bias, gc::epilogue  bias (+ activation), the end of every convolution kernel
 //   gc::Layout          CHANNELS_LAST / CHANNELS_FIRST (a template parameter of layout-aware kernels)
@@ -294,10 +294,10 @@ __device__ __forceinline__ void activate_each(A (&v)[N]) {
 // parameter: the switch is uniform across the grid (no divergence), runs once per thread's
 // register array after a reduction of many FMAs, and keeps the instantiation count 25x smaller.
 //
-// activate_inline: the epilogue of the memory-bound kernels (depthwise, separable, locally
-// connected), every activation fused. One switch for the thread's whole register array, each case
-// an unrolled loop: a switch per element made the separable epilogue keep its offsets live across
-// the branches (+20 registers). Every body is call-free (reciprocal / quotient / sqrt_ge1 above
+// activate_inline: every activation fused, the switch the memory-bound kernels' epilogue runs
+// (depthwise, separable, locally connected, through activate_compact below). One switch for the
+// thread's whole register array, each case an unrolled loop: a switch per element made the
+// separable epilogue keep its offsets live across the branches (+20 registers). Every body is call-free (reciprocal / quotient / sqrt_ge1 above
 // instead of IEEE division and sqrt, log1p_unit for double; exp, expm1, log, tanh, erfc compile
 // inline in both precisions), so ptxas
 // never caps the kernel's registers for an ABI call. gpuconv/cuda/epilogue.py mirrors which
@@ -331,6 +331,49 @@ __device__ __forceinline__ void activate_inline(int act, A (&v)[N]) {
         case ACT_SPARSE_SIGMOID: activate_each<ACT_SPARSE_SIGMOID>(v); break;
         default: break;
     }
+}
+
+// The activations networks fuse most (relu, relu6, leaky_relu; linear does nothing): cheap
+// enough to run inline on the registers in any epilogue (activate_compact).
+__device__ __forceinline__ bool is_cheap_activation(int act) {
+    return act == ACT_LINEAR || act == ACT_RELU || act == ACT_RELU6 || act == ACT_LEAKY_RELU;
+}
+
+template <typename A, int N>
+__device__ __forceinline__ void activate_cheap(int act, A (&v)[N]) {
+    switch (act) {
+        case ACT_RELU: activate_each<ACT_RELU>(v); break;
+        case ACT_RELU6: activate_each<ACT_RELU6>(v); break;
+        case ACT_LEAKY_RELU: activate_each<ACT_LEAKY_RELU>(v); break;
+        default: break;
+    }
+}
+
+// activate_compact: activate_inline's results with one copy of the activation bodies, for a
+// thread's whole epilogue array. Inlining all 25 bodies once per element of an unrolled
+// epilogue is most of a memory-bound kernel's code and of its NVRTC time (the separable kernel:
+// 229 KB of PTX and 1.4 s for one instantiation; 59 KB and 0.7 s with this), and a layer's
+// first call waits for that compile. The cheap activations still run inline on the registers; any other
+// goes through a copy of the array in thread-local memory and a loop that is not unrolled, so
+// its switch is compiled once. Still call-free (see activate_inline), and the round trip
+// through L1 is small next to the exp / tanh / erfc those activations evaluate.
+template <typename A, int N>
+__device__ __forceinline__ void activate_compact(int act, A (&v)[N]) {
+    if (is_cheap_activation(act)) {
+        activate_cheap(act, v);
+        return;
+    }
+    A local[N];
+#pragma unroll
+    for (int i = 0; i < N; ++i) local[i] = v[i];
+#pragma unroll 1
+    for (int i = 0; i < N; ++i) {
+        A one[1] = {local[i]};
+        activate_inline(act, one);
+        local[i] = one[0];
+    }
+#pragma unroll
+    for (int i = 0; i < N; ++i) v[i] = local[i];
 }
 
 // activate_dispatch: one value, as a real call (not inlined), for the dense convolutions'

@@ -2,7 +2,8 @@
 //
 //   y[n, c*dm + m, o] = bias[c*dm + m] + sum_t x[n, c, o*s + t*d - pad_before] * w[t, c, m]
 //
-// Epilogue: bias, then the fused activation (every one, common.cuh activate_inline).
+// Epilogue: bias, then the fused activation (every one: common.cuh activate_inline in the tile
+// kernel, activate_compact in the direct one).
 //
 // Two kernels (gpuconv/cuda/depthwise.py chooses):
 //
@@ -54,12 +55,20 @@ __device__ __forceinline__ AccVec<T, V> load_dw_weights(const T* __restrict__ w,
 }
 
 // Bias of output channels (c+i)*dm + m and the fused activation (common.cuh), on the V lanes.
-template <typename T, int V>
+// COMPACT: activate_compact (one copy of the activation bodies: the direct kernel), else the full
+// inline switch per pixel (the tile kernel, whose register tile was tuned with it; a compact
+// epilogue there shrinks its code 7x but moves ptxas' register allocation across occupancy
+// steps in some instantiations, which only a GPU run can judge).
+template <typename T, int V, bool COMPACT>
 __device__ __forceinline__ void dw_epilogue(AccVec<T, V>& acc, const T* __restrict__ bias, int c, int m, int dm,
                                             int act) {
 #pragma unroll
     for (int i = 0; i < V; ++i) acc.v[i] = add_bias<T>(acc.v[i], bias, (c + i) * dm + m);
-    activate_inline(act, acc.v);
+    if constexpr (COMPACT) {
+        activate_compact(act, acc.v);
+    } else {
+        activate_inline(act, acc.v);
+    }
 }
 
 // Stores the V finished outputs (channels (c+i)*dm + m) of the pixel at `pixel_offset`, as OutT.
@@ -186,7 +195,7 @@ __global__ void __launch_bounds__(256, 1) depthwise_tile(
                 }
                 if (c_ok)
 #pragma unroll
-                    for (int j = 0; j < PPT; ++j) dw_epilogue<T, V>(acc[j], bias, c, m, dm, act);
+                    for (int j = 0; j < PPT; ++j) dw_epilogue<T, V, false>(acc[j], bias, c, m, dm, act);
 #pragma unroll
                 for (int j = 0; j < PPT; ++j)
                     if (ok[j]) store_dw_outputs<T, OutT, Index, V>(y, yoff[j], yt.sc, acc[j], c, m, dm);
@@ -214,7 +223,7 @@ __global__ void __launch_bounds__(256, 2) depthwise_direct(
         for (int m = 0; m < dm; ++m) {
             Acc acc = window_sum<T, V>(x, xt, o.n, c, d0, h0, w0, ID, IH, IW, KD, KH, KW, DD, DH, DW,
                                        [&](int tap) { return load_dw_weights<T, V>(w, tap, c, m, C, dm); });
-            dw_epilogue<T, V>(acc, bias, c, m, dm, act);
+            dw_epilogue<T, V, true>(acc, bias, c, m, dm, act);
             store_dw_outputs<T, OutT, Index, V>(y, yoff, yt.sc, acc, c, m, dm);
         }
     }

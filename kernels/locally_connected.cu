@@ -1,7 +1,7 @@
 // locally_connected.cu: LocallyConnected1D/2D (unshared weights), Keras 2 implementation=1 layout.
 //
 //   y[n, p, f] = act(bias[p, f] + sum_k patch(n, p)[k] * w[p, k, f]),  k over prod(kernel) * C
-// (every fused activation in the epilogue, common.cuh activate_inline)
+// (every fused activation in the epilogue, common.cuh activate_compact)
 // patch order (*k, C) for channels_last and (C, *k) for channels_first; positions row-major;
 // padding pairs applied in the gather (a padded cell is a literal zero times its weight).
 //
@@ -76,7 +76,7 @@ __global__ void __launch_bounds__(256, 2) locally_connected(
             if (f_ok)
 #pragma unroll
                 for (int j = 0; j < LC_BATCH; ++j) acc[j] = add_bias<T>(acc[j], bias, Index(pos) * F + f);
-            activate_inline(act, acc);
+            activate_compact(act, acc);
             // Output (n, pos, f): channels_last (N, *out, F), channels_first (N, F, *out).
             Index off[LC_BATCH];
             bool ok[LC_BATCH];

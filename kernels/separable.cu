@@ -1,5 +1,5 @@
 // separable.cu: separable convolution (depthwise k x k, then pointwise 1x1, bias, activation).
-// Bias and every fused activation are applied in the epilogue (common.cuh activate_inline).
+// Bias and every fused activation are applied in the epilogue (common.cuh activate_compact).
 //
 // separable_fused<T, Index>: one kernel, the intermediate never touches global memory. A CTA
 //   takes a run of P consecutive output pixels (flattened over batch and space) and
@@ -46,7 +46,7 @@ __device__ __forceinline__ void pointwise_store(T* __restrict__ y, typename Trai
     if (f_ok)
 #pragma unroll
         for (int j = 0; j < PW_PIXELS; ++j) acc[j] = add_bias<T>(acc[j], bias, f);
-    activate_inline(act, acc);
+    activate_compact(act, acc);
     Index off[PW_PIXELS];
     bool ok[PW_PIXELS];
 #pragma unroll

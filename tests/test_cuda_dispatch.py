@@ -3,6 +3,7 @@ marshalling, algorithm choice, the compile cache (exactly once, failures not cac
 name file / instantiation / options / log), kernel-source lookup, the activation table, the
 ptxas report parser and the backend probe. NVRTC runs where a test compiles a tiny source; the
 tests that need it skip with a reason when CuPy is not importable."""
+import json
 import pathlib
 import re
 import threading
@@ -241,9 +242,14 @@ def test_name_expression_format():
 # --------------------------------------------------------------------------------------------
 # Activation table: Python and common.cuh agree
 # --------------------------------------------------------------------------------------------
-def test_activation_codes_match_common_cuh():
+def _enum_block(name):
     text = sources.read_source("common.cuh")
-    enum = {m.group(1).lower(): int(m.group(2)) for m in re.finditer(r"\bACT_([A-Z0-9_]+)\s*=\s*(\d+)", text)}
+    return re.search(r"enum\s+%s\s*\{(.*?)\}" % name, text, re.S).group(1)
+
+
+def test_activation_codes_match_common_cuh():
+    enum = {m.group(1).lower(): int(m.group(2))
+            for m in re.finditer(r"\bACT_([A-Z0-9_]+)\s*=\s*(\d+)", _enum_block("Act"))}
     enum.pop("count")
     assert enum == epilogue.ACTIVATION_CODES
 
@@ -400,10 +406,11 @@ def test_bad_define_option_raises_kernel_compile_error(monkeypatch, fake_device)
 
 
 @needs_nvrtc
-def test_disk_cache_and_one_compile_per_file(monkeypatch, fake_device):
+def test_a_first_call_compiles_only_its_instantiation_once_then_the_disk_serves_it(monkeypatch, fake_device):
     monkeypatch.setattr(registry, "_registry", {"tiny.cu": ("tiny<float>", "tiny<gc::half>", "tiny<double>")})
     _serve(monkeypatch, {"tiny.cu": TINY})
-    before = module_cache.stats.get("nvrtc_compiles:tiny.cu", 0)
+    compiles = lambda: module_cache.stats.get("nvrtc_compiles:tiny.cu", 0)  # noqa: E731
+    before = compiles()
     results = []
     threads = [threading.Thread(target=lambda: results.append(module_cache.get_function("tiny.cu", "tiny<double>")))
                for _ in range(6)]
@@ -411,14 +418,33 @@ def test_disk_cache_and_one_compile_per_file(monkeypatch, fake_device):
         t.start()
     for t in threads:
         t.join()
-    assert module_cache.stats["nvrtc_compiles:tiny.cu"] == before + 1  # one NVRTC run, all names at once
+    assert compiles() == before + 1  # six threads, one NVRTC run
     assert len(set(results)) == 1
-    module_cache.clear_cache()  # a new process would find the cubin on disk
+    cubins = list(fake_device.glob("tiny_cu-*.cubin"))
+    assert len(cubins) == 1
+    assert json.loads(cubins[0].with_suffix(".json").read_text())["names"] == ["tiny<double>"]  # nothing else
+    module_cache.get_function("tiny.cu", "tiny<gc::half>")  # another instantiation: its own run
+    assert compiles() == before + 2
+    module_cache.clear_cache()  # a new process finds both cubins on disk
     hits = module_cache.stats.get("disk_hits:tiny.cu", 0)
+    module_cache.get_function("tiny.cu", "tiny<double>")
     module_cache.get_function("tiny.cu", "tiny<gc::half>")
-    assert module_cache.stats["nvrtc_compiles:tiny.cu"] == before + 1
-    assert module_cache.stats["disk_hits:tiny.cu"] == hits + 1
-    assert list(fake_device.glob("tiny_cu-*.cubin"))
+    assert compiles() == before + 2
+    assert module_cache.stats["disk_hits:tiny.cu"] == hits + 2
+    assert len(list(fake_device.glob("tiny_cu-*.cubin"))) == 2
+
+
+def test_recording_requests_lists_what_calls_ask_for_and_nests(monkeypatch, fake_device):
+    monkeypatch.setattr(registry, "_registry", {"tiny.cu": ("tiny<float>", "tiny<double>")})
+    monkeypatch.setattr(module_cache, "once", lambda key, build: {n: n for n in key[-1]})
+    with module_cache.recording_requests() as outer:
+        module_cache.get_function("tiny.cu", "tiny<float>")
+        with module_cache.recording_requests() as inner:
+            module_cache.get_function("tiny.cu", "tiny<double>")
+        assert inner == [("tiny.cu", "tiny<double>")]
+    assert outer == [("tiny.cu", "tiny<float>"), ("tiny.cu", "tiny<double>")]
+    with pytest.raises(KeyError, match="tiny<int>"):
+        module_cache.get_function("tiny.cu", "tiny<int>")
 
 
 def _elf64_extent(data):

@@ -24,6 +24,10 @@ class CupyDevice:
         dev_id, arch = current_device()
         return ("cuda", dev_id, filename, options.compile_options(arch), tuple(names))
 
+    def compile_unit(self, filename, name_expression):
+        # One NVRTC program per instantiation: the first call of a layer pays for its kernel only.
+        return (name_expression,)
+
     def load_kernels(self, filename, names):
         _, arch = current_device()
         return module_cache.load_module(filename, names, options.compile_options(arch))

@@ -28,8 +28,12 @@ class Device(Protocol):
     def module_key(self, filename, names):
         """A hashable key of everything that makes a compiled module of ``filename`` differ."""
 
+    def compile_unit(self, filename, name_expression):
+        """The registered instantiations of ``filename`` compiled together with
+        ``name_expression`` (a tuple that contains it, the same for each of its members)."""
+
     def load_kernels(self, filename, names):
-        """``{name expression: kernel}`` for every registered instantiation of one source file."""
+        """``{name expression: kernel}`` for the instantiations ``names`` of one source file."""
 
     def limits(self):
         """:class:`gpuconv.cuda.launch.DeviceLimits` of this device."""
@@ -103,8 +107,9 @@ _override = threading.local()
 @contextlib.contextmanager
 def using(name):
     """Run the block on device ``name`` in this thread only (an explicit engine of one call:
-    ``gpuconv.ops.conv(..., engine="cuda-emulator")``), whatever the global choice is."""
-    dev = get(name)
+    ``gpuconv.ops.conv(..., engine="cuda-emulator")``), whatever the global choice is. ``name``
+    may also be a device object (``dry_run.DryRunDevice``)."""
+    dev = get(name) if isinstance(name, str) else name
     previous = getattr(_override, "device", None)
     _override.device = dev
     try:

@@ -8,7 +8,8 @@ Aliases Keras accepts ('swish', 'hard_swish') map to the same code as their cano
 ``activation_code(name) -> int``: 0 for None/'linear', ValueError for a name we do not fuse.
 Every kernel epilogue applies these in registers: the dense kernels through
 ``gc::activate_dispatch``, the memory-bound ones (depthwise, separable, locally connected) through
-``gc::activate_inline``; both are call-free switches over ``gc::activate`` (common.cuh).
+``gc::activate_inline`` or ``gc::activate_compact`` (one copy of each body); all are call-free
+switches over ``gc::activate`` (common.cuh).
 """
 
 ACTIVATION_CODES = {

@@ -1,7 +1,8 @@
-"""Compile each kernel file once: once per machine on disk, once per device and process in memory.
+"""Compile each kernel once: once per machine on disk, once per device and process in memory.
 
-An NVRTC run of a kernel file takes seconds, and many threads may ask for the same kernel at the
-same moment, so a compiled file is kept at two levels:
+An NVRTC run costs about a second per instantiation (ptxas dominates: the kernels are unrolled
+per template), and many threads may ask for the same kernel at the same moment, so a compiled
+unit is kept at two levels:
 
 - on disk, a cubin per (file, instantiations, options, NVRTC version, source and header text),
   content-addressed and verified on load (``disk_cache.py``): a new process finds it there
@@ -12,9 +13,13 @@ same moment, so a compiled file is kept at two levels:
   many threads ask at the same time: the others wait and share the result or the exception.
   Failures are not cached, so the next call tries again.
 
-The whole file is built with every registered instantiation (``registry.py``) at once, and
-:func:`get_function` refuses a name that is not registered: only what CI compiled can be asked for.
+What is built together is the device's choice (``Device.compile_unit``): on a GPU one NVRTC
+program per instantiation, so the first call of a layer compiles only the kernel it launches
+(the depthwise file alone registers 88); the emulator's host compiler builds a whole file at
+once. :func:`get_function` refuses a name that is not registered: only what CI compiled can be
+asked for.
 """
+import contextlib
 import hashlib
 import threading
 
@@ -55,7 +60,7 @@ def _cache_key(filename, names, compile_options):
     return h.hexdigest()[:32]
 
 
-def _cubin_on_disk(filename, names, compile_options):
+def cubin_on_disk(filename, names, compile_options):
     """(cubin path, lowered names): from the disk cache, else compiled now and stored."""
     stem = f"{filename.replace('.', '_')}-{_cache_key(filename, names, compile_options)}"
     suffix = ".ptx" if options.emits_ptx(compile_options) else ".cubin"
@@ -80,7 +85,7 @@ def kernels_from_cubin(path, lowered, names):
 
 def load_module(filename, names, compile_options):
     """{name expression: kernel} from the disk cache or a fresh NVRTC run (the CuPy device's loader)."""
-    path, lowered = _cubin_on_disk(filename, names, compile_options)
+    path, lowered = cubin_on_disk(filename, names, compile_options)
     return kernels_from_cubin(path, lowered, names)
 
 
@@ -128,13 +133,16 @@ def once(key, build, table=None, lock=None):
     return slot.value
 
 
-def _kernels_for(filename):
-    """Every registered kernel of ``filename`` on the active device, built exactly once per module key."""
+def _kernel(filename, name_expression):
+    """The kernel of ``name_expression`` on the active device: its compile unit built exactly
+    once per module key, from the disk cache when it holds it."""
     from . import device
 
     dev = device.active()
-    names = registry.registered(filename)
-    return once(dev.module_key(filename, names), lambda: dev.load_kernels(filename, names))
+    unit = dev.compile_unit(filename, name_expression)
+    if _requests is not None:
+        _requests.append((filename, name_expression))
+    return once(dev.module_key(filename, unit), lambda: dev.load_kernels(filename, unit))[name_expression]
 
 
 def get_function(filename, name_expression):
@@ -146,7 +154,25 @@ def get_function(filename, name_expression):
             f"{name_expression!r} is not a registered instantiation of {filename!r} "
             f"(registered: {', '.join(names)}); CI compiles only registered ones."
         )
-    return _kernels_for(filename)[name_expression]
+    return _kernel(filename, name_expression)
+
+
+# (filename, name expression) of every kernel asked for while :func:`recording_requests` is open.
+_requests = None
+
+
+@contextlib.contextmanager
+def recording_requests():
+    """Collect the kernels the calls in the block ask for, in order, repeats included (the
+    cold-start benchmark and the warm-up learn from the real dispatch what a call needs)."""
+    global _requests
+    outer, _requests = _requests, []
+    try:
+        yield _requests
+    finally:
+        if outer is not None:
+            outer.extend(_requests)
+        _requests = outer
 
 
 def clear_cache():

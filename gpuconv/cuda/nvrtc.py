@@ -3,8 +3,9 @@
 Both ``module_cache`` (what a GPU loads) and ``python -m gpuconv.cuda.check`` (what CI proves,
 without a GPU) compile through :func:`nvrtc_compile`, so the two cannot compile different things.
 NVRTC is driven directly through ``cupy.cuda.nvrtc`` rather than ``cupy.RawModule(code=...)``,
-which would add its own options and ask a device for its architecture. The whole file is compiled
-with all its name expressions at once: one NVRTC call per file, not per instantiation.
+which would add its own options and ask a device for its architecture. One call compiles the
+name expressions it is given: the runtime gives one (``module_cache``: a first call compiles only
+its kernel), the audit a whole file (one report per file and architecture).
 """
 import dataclasses
 import struct

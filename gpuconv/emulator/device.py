@@ -13,6 +13,7 @@ import weakref
 
 import numpy as np
 
+from ..cuda import registry
 from ..cuda.launch import DeviceLimits
 from . import build, runtime
 
@@ -48,6 +49,11 @@ class EmulatorDevice:
     # -- kernels -----------------------------------------------------------------------------
     def module_key(self, filename, names):
         return ("cuda-emulator", self.check, self.fma, filename, tuple(names))
+
+    def compile_unit(self, filename, name_expression):
+        # The host compiler's cost is mostly per file (parsing the runtime and the headers), and
+        # one shared object per file keeps the emulated suite's build count small.
+        return registry.registered(filename)
 
     def load_kernels(self, filename, names):
         library = runtime.Library(build.build(filename, names, self.check, self.fma))
