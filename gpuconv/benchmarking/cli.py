@@ -1,13 +1,16 @@
 """gpuconv-bench: time gpuconv per layer shape against the roofline and against PyTorch.
 
     gpuconv-bench --suite quick                      # CPU-sized subset, < 1 min on the NumPy engine
-    gpuconv-bench --suite suite --dtype float16      # bench_suite.md's rows (needs a GPU to be quick)
+    gpuconv-bench --suite suite --dtype float16      # docs/bench_suite.md's rows (needs a GPU to be quick)
     gpuconv-bench --suite cpu --pass backward        # the gradients of each row (GradientTape) vs torch autograd
     gpuconv-bench --op conv2d --batch 32 --in 64 --out 128 --size 56 --kernel 3 --padding same
 
 Exit status: 0 when every row passed its correctness check, 1 when a row failed or errored
 (a wrong answer is never timed), 2 for a usage error (impossible flags, a backend that is not
 available, --plot without matplotlib).
+
+The suites' table, how the roofline percentage and the ceilings are computed, and what a flagged
+ratio means: docs/bench_suite.md in the repository.
 """
 import argparse
 import os
@@ -45,6 +48,10 @@ OP_EXAMPLES = ("conv1d", "conv2d", "conv3d", "conv2d_transpose", "depthwise_conv
                "max_pool2d", "avg_pool2d", "dense")
 
 
+HELP_EPILOG = ("The suites' table, the roofline percentage, the ceilings and the flagged ratios (!) are "
+               "explained in docs/bench_suite.md (in the gpuconv repository).")
+
+
 class UsageError(Exception):
     """Reported as one line, exit status 2."""
 
@@ -55,11 +62,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    p = _Parser(prog="gpuconv-bench", description=__doc__.split("\n\n")[0],
+    p = _Parser(prog="gpuconv-bench", description=__doc__.split("\n\n")[0], epilog=HELP_EPILOG,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_argument_group("what to run")
     what.add_argument("--suite", choices=SUITE_NAMES,
-                      help="a declared suite (default: quick); 'suite' is bench_suite.md, 'cpu' its CPU-sized twin")
+                      help="a declared suite (default: quick); 'suite' is docs/bench_suite.md's table, "
+                           "'cpu' its CPU-sized twin")
     what.add_argument("--rows", help="comma-separated row ids to keep from the suite (e.g. D4,W1)")
     what.add_argument("--list", action="store_true", help="list the suite's rows and exit")
     layer = p.add_argument_group("a single layer from flags (instead of --suite)")
@@ -326,6 +334,11 @@ def _run(args, title, rows, backend, engine):
     threads = environment.cpu_threads()
     comparison, comparison_error = _comparison(device, threads, not args.no_compare)
     env = environment.collect(backend, comparison.version if comparison else None)
+    env["load_average_1min"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    comparison_text = comparison.label if comparison else ""
+    if comparison is not None and comparison.placement:  # CPU: how torch's OpenMP threads are placed
+        env["compare_threads"] = comparison.placement
+        comparison_text += f", {comparison.placement}"
     ceilings = _ceilings(device, env, args.measure_ceilings)
     flusher = None
     if device == "cuda":
@@ -334,8 +347,11 @@ def _run(args, title, rows, backend, engine):
         flusher = L2Flusher()
     runner = Runner(settings, GpuconvSubject(backend, engine), ceilings, comparison, comparison_error, flusher)
 
-    print(report.render_header(title, len(rows), settings, env, ceilings,
-                               comparison.label if comparison else "", comparison_error), flush=True)
+    print(report.render_header(title, len(rows), settings, env, ceilings, comparison_text, comparison_error),
+          flush=True)
+    busy = report.load_warning(env["load_average_1min"], threads) if device == "cpu" else ""
+    if busy:
+        print(busy, flush=True)
     progress = report.Progress(len(rows))
     results = []
     for i, row in enumerate(rows):
@@ -366,10 +382,13 @@ def _run(args, title, rows, backend, engine):
     if args.csv:
         export.write_csv(args.csv, doc)
     if args.plot:
+        from .ceilings import remeasure_cpu
         from .plot import write_plot
 
+        # measured CPU ceilings undershoot on a busy machine: the plot re-checks them after the rows
+        plot_ceilings = remeasure_cpu(ceilings) if device == "cpu" else ceilings
         write_plot(args.plot, results, f"gpuconv-bench {title}, {settings.dtype} {settings.data_format}, "
-                                       f"{env['gpu'] or env['cpu']}")
+                                       f"{env['gpu'] or env['cpu']}", plot_ceilings)
     return 0 if summary["fail"] == 0 and summary["error"] == 0 else 1
 
 

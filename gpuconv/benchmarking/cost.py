@@ -1,7 +1,7 @@
 """The two numbers of every row: floating-point operations and compulsory bytes, and the roofline
 bound they give against a device's ceilings.
 
-FLOPs count a multiply-add as 2 and follow bench_suite.md: a transposed conv counts every tap of
+FLOPs count a multiply-add as 2 and follow docs/bench_suite.md: a transposed conv counts every tap of
 the scatter over the *input* (``2 N C K/g I k``), causal and 'same' padding taps are counted as
 real work (the kernel window is fixed), and a bias add is one FLOP per output element. Pooling
 counts one operation per window cell.

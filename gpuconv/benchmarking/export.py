@@ -5,7 +5,9 @@ JSON: ``{"schema", "environment", "settings", "ceilings", "summary", "rows": [..
 when the row was not timed. ``pass`` says what was timed ('forward', 'backward', 'both'); a backward
 row's ``rel_errs`` (and ``compare.rel_errs``) give each gradient's error (``{"dx": ..., "dkernel":
 ...}``; null for forward rows), flattened in the CSV as ``rel_err_dx``, ``compare_rel_err_dx``, ... Non-finite numbers (an error of inf after a NaN) become null; the
-row's ``status`` and ``error`` say why. CSV: one line per row with the same fields flattened
+row's ``status`` and ``error`` say why. ``flags`` lists what not to trust in a row (``runner.RATIO_FLAG``:
+its ratio stayed outside ``runner.RATIO_BOUNDS`` after a re-measurement; the row's notes give both
+measurements); the summary's ``flagged_rows`` counts them. CSV: one line per row with the same fields flattened
 (``time_median_s``, ``compare_ratio``, ...), and the environment and ceilings repeated on each
 line as ``env_*`` / ``ceilings_*`` columns so every line stands alone.
 """
@@ -68,6 +70,7 @@ def row_record(r):
         "roofline_pct": r.roofline_pct,
         "compare": comp,
         "notes": list(r.notes),
+        "flags": list(r.flags),
     }
 
 
@@ -104,7 +107,7 @@ def csv_lines(doc):
     for rec in doc["rows"]:
         flat = {}
         for k, v in rec.items():
-            if k in ("time", "compare", "notes", "rel_errs"):
+            if k in ("time", "compare", "notes", "rel_errs", "flags"):
                 continue
             flat[k] = "x".join(str(x) for x in v) if isinstance(v, list) else v
         flat.update({f"rel_err_{k}": v for k, v in (rec["rel_errs"] or {}).items()})
@@ -115,6 +118,7 @@ def csv_lines(doc):
         flat.update({f"compare_rel_err_{k}": v for k, v in (comp.get("rel_errs") or {}).items()})
         flat.update(_flat_time("compare_time_", comp.get("time")))
         flat["notes"] = " | ".join(rec["notes"])
+        flat["flags"] = " ".join(rec["flags"])  # flag names have no spaces
         flat.update(env)
         flat.update(ceil)
         lines.append(flat)

@@ -1,6 +1,6 @@
 """The benchmark suites, declared as data.
 
-``SUITE`` is the table of /work/shared/bench_suite.md, row for row (25 lines: S1a and S1b are the
+``SUITE`` is the table of docs/bench_suite.md, row for row (25 lines: S1a and S1b are the
 two halves of one separable layer). The table gives PyTorch-style explicit padding ``p``; every
 row here says the same thing in Keras terms, checked against the table's output size:
 

@@ -5,7 +5,19 @@ Set-up follows what a careful PyTorch user would do: ``cudnn.benchmark = True``;
 convolutions and matmuls (float32 is compared with float32); channels_last memory format when the
 data is channels_last (the input is a permuted view of the NHWC buffer, as
 ``x.to(memory_format=torch.channels_last)`` would make it, and the weights are converted to
-the same format); on the CPU the same thread count as the NumPy engine's BLAS.
+the same format); on the CPU the same thread count as the NumPy engine's BLAS, and its OpenMP
+workers pinned one per CPU, as the NumPy engine pins its own workers.
+
+Why pinned: PyTorch's CPU ops run on an OpenMP pool whose threads spin while they wait. Unpinned
+on a 2-CPU machine, a woken worker is often queued on the CPU of the thread that woke it, which
+spins at the barrier until the scheduler's next tick (4 ms steps on the 2-vCPU bench machine):
+every parallel call then costs whole ticks. Measured on the keras suite's Dense 3136->100 (torch
+alone, 40 calls, 2 threads): 8-12 ms median unpinned in 5 processes of 5, 0.5-0.9 ms pinned. The pinning is
+``OMP_PROC_BIND=true`` while torch is imported (libgomp reads it when it loads), then the
+environment and the calling thread's CPU mask are put back (libgomp binds the importing thread
+too). A placement the user chose (``OMP_PROC_BIND``, ``OMP_PLACES``, ``GOMP_CPU_AFFINITY``,
+``KMP_AFFINITY``) is kept, and an OpenMP runtime loaded before the benchmark cannot be pinned any
+more; the run's header (and the exports' ``env compare_threads``) say which of these happened.
 
 Backward rows (``pass_name`` 'backward' / 'both') differentiate the same call with respect to the
 input, the weights (as PyTorch holds them: leaf tensors in torch's layout, converted once) and the
@@ -22,19 +34,73 @@ Keras' torch backend does too. Transposed convs map Keras' crop to ``padding`` +
 ``output_padding`` (or a slice of the uncropped result).
 """
 import math
+import os
+import sys
 
 from .. import geometry as g
 from .row import POOL_MODES
+
+# Variables by which a user already chose where an OpenMP runtime puts its threads.
+OMP_PLACEMENT_VARS = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY", "KMP_AFFINITY")
 
 
 class Unsupported(Exception):
     """The row has no faithful PyTorch equivalent; the reason is reported instead of a ratio."""
 
 
-class TorchSubject:
-    def __init__(self, device, threads):
+def omp_pinning_plan(environ, torch_imported, openmp_loaded):
+    """``(pin, words)``: whether :func:`import_torch_pinned` may pin torch's OpenMP workers, and
+    the few words of the run's header that say how its threads are placed."""
+    chosen = [v for v in OMP_PLACEMENT_VARS if environ.get(v)]
+    if chosen:
+        return False, f"OpenMP placement from ${chosen[0]}={environ[chosen[0]]}"
+    if torch_imported or openmp_loaded:
+        return False, "OpenMP workers unpinned: an OpenMP runtime was loaded before the benchmark"
+    if not hasattr(os, "sched_setaffinity"):  # macOS, Windows: no CPU masks to put back
+        return False, "OpenMP workers unpinned (no CPU affinity on this OS)"
+    return True, "OpenMP workers pinned"
+
+
+def _openmp_loaded():
+    """Whether an OpenMP runtime is mapped into this process already (it has read its settings)."""
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read()
+    except OSError:
+        return False
+    return any(name in maps for name in ("libgomp", "libiomp", "libomp"))
+
+
+def import_torch_pinned():
+    """``(torch, words)``: torch imported with its OpenMP workers pinned where that is still
+    possible (see the module doc), and the label words saying what was done."""
+    pin, words = omp_pinning_plan(os.environ, "torch" in sys.modules, _openmp_loaded())
+    if not pin:
         import torch
 
+        return torch, words
+    mask = os.sched_getaffinity(0)
+    before = os.environ.get("OMP_PROC_BIND")  # None, or an empty value: no choice made
+    os.environ["OMP_PROC_BIND"] = "true"
+    try:
+        import torch
+    finally:
+        if before is None:
+            del os.environ["OMP_PROC_BIND"]
+        else:
+            os.environ["OMP_PROC_BIND"] = before
+        os.sched_setaffinity(0, mask)
+    return torch, words
+
+
+class TorchSubject:
+    placement = ""  # CPU: how its OpenMP threads are placed (the header and the exports say it)
+
+    def __init__(self, device, threads):
+        if device == "cuda":
+            import torch
+        else:
+            torch, self.placement = import_torch_pinned()
         self.torch = torch
         self.device = device
         if device == "cuda":
