@@ -150,10 +150,10 @@ class Sequential(Trainer, Layer):
         x = inputs
         if self._input_layer is not None:
             x = self._input_layer(x)
-        elif not (isinstance(x, np.ndarray) or _arrays.is_cupy_array(x)):
-            if x is None:
-                raise TypeError(f'Model "{self.name}" received inputs=None; expected an array.')
-            x = np.asarray(x)
+        elif x is None:
+            raise TypeError(f'Model "{self.name}" received inputs=None; expected an array.')
+        else:
+            x = _arrays.as_array(x, "inputs", f'model "{self.name}"')
         if not self.built:
             return self._first_call(x, training)
         return self._run_layers(x, training)

@@ -31,14 +31,9 @@ _FLOAT_DTYPES = (np.dtype("float16"), np.dtype("float32"), np.dtype("float64"))
 # Validation helpers (shared by every op)
 # --------------------------------------------------------------------------------------------
 def _check_array(x, name):
-    """Refuse None / non-float arrays; convert array-likes (lists) with ``np.asarray``."""
-    if x is None:
-        raise TypeError(f"Argument `{name}` must be an array. Received: {name}=None")
-    if not (isinstance(x, np.ndarray) or _arrays.is_cupy_array(x)):
-        try:
-            x = np.asarray(x)
-        except Exception as e:
-            raise TypeError(f"Argument `{name}` must be an array. Received: {name} of type {type(x)}") from e
+    """Refuse None / non-float arrays; take other libraries' arrays (torch, JAX, anything with
+    ``__dlpack__`` / ``__array__``) and lists through ``arrays.as_array``."""
+    x = _arrays.as_array(x, name)
     if x.dtype not in _FLOAT_DTYPES:
         raise TypeError(
             f"Argument `{name}` must be a float16, float32 or float64 array; got {x.dtype}. "

@@ -215,11 +215,7 @@ class Layer:
     def _standardize_input(self, inputs):
         if inputs is None:
             raise TypeError(f'Layer "{self.name}" received inputs=None; expected an array.')
-        if not (isinstance(inputs, np.ndarray) or _arrays.is_cupy_array(inputs)):
-            try:
-                inputs = np.asarray(inputs)
-            except Exception as e:
-                raise TypeError(f'Layer "{self.name}" expected an array; received {type(inputs)}') from e
+        inputs = _arrays.as_array(inputs, "inputs", f'layer "{self.name}"')  # torch, JAX, DLPack, lists
         kind = inputs.dtype.kind
         if kind == "c":
             raise TypeError(f'Layer "{self.name}" does not accept complex inputs; received dtype {inputs.dtype}.')

@@ -110,8 +110,7 @@ class InputLayer(Layer):
         inputs to the Input's dtype); the next layer's InputSpec checks the shape."""
         if inputs is None:
             raise TypeError(f'Layer "{self.name}" received inputs=None; expected an array.')
-        if not (isinstance(inputs, np.ndarray) or _arrays.is_cupy_array(inputs)):
-            inputs = np.asarray(inputs)
+        inputs = _arrays.as_array(inputs, "inputs", f'layer "{self.name}"')
         if inputs.dtype == self._input_dtype:
             return inputs
         cast = inputs.astype(self._input_dtype)

@@ -6,7 +6,8 @@ decides how many batches make an epoch (``steps_per_epoch``) and what happens wh
 runs out. This module follows that split and Keras' rules, with gpuconv's two differences:
 
 - batches stay where the arrays live: CuPy (and cuda-emulator) arrays are sliced on their
-  device and never copied to the host; everything else becomes NumPy;
+  device and never copied to the host, as are other libraries' CUDA tensors (taken as CuPy
+  views through DLPack, ``arrays.as_array``); everything else becomes NumPy;
 - shuffling draws from ``gpuconv.utils.random.global_generator()``, so
   ``set_random_seed(s)`` makes the order of every epoch reproducible.
 
@@ -68,35 +69,22 @@ def _is_nested(structure):
 
 
 # ---- single arrays -------------------------------------------------------------------------------
-def _is_torch_tensor(x):
-    return any(cls.__name__ == "Tensor" and cls.__module__.startswith("torch") for cls in type(x).__mro__)
-
-
 def _is_device_array(x):
     return _arrays.is_cupy_array(x) or _arrays.is_emulator_array(x)
 
 
-def _is_array_like(x):
-    """What the array adapter can slice: NumPy, CuPy, torch tensors, anything with ``__array__``."""
-    return isinstance(x, np.ndarray) or _arrays.is_cupy_array(x) or _is_torch_tensor(x) or hasattr(x, "__array__")
-
-
-def _as_batch_array(x):
-    """A leaf of a batch as the trainer gets it: device arrays and NumPy arrays unchanged, torch
-    tensors and other array-likes as NumPy, anything else (a Python scalar) as it is."""
-    if isinstance(x, np.ndarray) or _is_device_array(x):
-        return x
-    if _is_torch_tensor(x):
-        return x.detach().cpu().numpy()
-    if hasattr(x, "__array__"):
-        return np.asarray(x)
-    return x
+def _as_batch_array(x, name="x"):
+    """A leaf of a batch as the trainer gets it: device arrays and NumPy arrays unchanged, other
+    libraries' arrays through ``arrays.as_array`` (CPU tensors as NumPy views, CUDA tensors as
+    CuPy views; a tensor that requires grad is refused, as a layer refuses it), anything else (a
+    Python scalar) as it is."""
+    return _arrays.as_array(x, name) if _arrays.is_array_like(x) else x
 
 
 def _as_dataset_array(x, name):
     """A leaf of array data as the array adapter keeps it: on its device or as NumPy, with a batch
     axis, float data in Keras' floatx."""
-    array = _as_batch_array(x)
+    array = _as_batch_array(x, name)
     if array.ndim == 0:
         raise ValueError(
             f"Argument `{name}` must hold arrays with a batch axis. Received an array of shape {tuple(array.shape)}."
@@ -114,7 +102,7 @@ def _standardize_arrays(structure, name):
 def can_convert_arrays(structure):
     """Whether every leaf of ``structure`` (None allowed) is array-like (Keras' test for taking
     data through the array adapter)."""
-    return all(leaf is None or _is_array_like(leaf) for leaf in _leaves(structure))
+    return all(leaf is None or _arrays.is_array_like(leaf) for leaf in _leaves(structure))
 
 
 # ---- (x, y, sample_weight) tuples ----------------------------------------------------------------
@@ -149,7 +137,8 @@ def pack_x_y_sample_weight(x, y=None, sample_weight=None):
 
 def _batch_tuple(data):
     """One batch of any source as the trainer gets it: ``(x, y, sample_weight)``."""
-    return tuple(_map_structure(_as_batch_array, part) for part in unpack_x_y_sample_weight(data))
+    return tuple(_map_structure(lambda leaf, name=name: _as_batch_array(leaf, name), part)
+                 for name, part in zip(("x", "y", "sample_weight"), unpack_x_y_sample_weight(data)))
 
 
 # ---- class weights --------------------------------------------------------------------------------
@@ -174,7 +163,7 @@ def class_weight_to_sample_weights(y, class_weight):
     _check_class_weight(class_weight)
     if y is None:
         raise ValueError(f"Argument `class_weight` needs targets `y`. Received: y=None, class_weight={class_weight}")
-    labels = _arrays.to_numpy(_as_batch_array(y))
+    labels = _arrays.to_numpy(_as_batch_array(y, "y"))
     shape = labels.shape
     if labels.ndim > 1:
         labels = np.argmax(labels, axis=-1) if labels.shape[-1] != 1 else np.squeeze(labels, axis=-1)
@@ -493,7 +482,7 @@ class PyDatasetAdapter(DataAdapter):
 
 
 def _is_generator(x):
-    return isinstance(x, collections.abc.Iterator) and not _is_array_like(x)
+    return isinstance(x, collections.abc.Iterator) and not _arrays.is_array_like(x)
 
 
 def _refuse_argument(name, description, input_type):
@@ -560,7 +549,7 @@ def train_validation_split(arrays, validation_split):
             f"Received: validation_split={validation_split!r}"
         )
     leaves = _leaves(arrays)
-    unsplittable = [type(leaf) for leaf in leaves if not _is_array_like(leaf)]
+    unsplittable = [type(leaf) for leaf in leaves if not _arrays.is_array_like(leaf)]
     if unsplittable:
         raise ValueError(
             "Argument `validation_split` is only supported for tensors or NumPy arrays. "

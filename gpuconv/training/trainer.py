@@ -32,17 +32,16 @@ def _pythonify(logs):
     return plain_logs(logs)
 
 
-def _on_device(value):
-    """A batch part on the active engine's device (arrays only; None and nested parts kept)."""
+def _on_device(value, name):
+    """A batch part (``name``: x, y or sample_weight) on the active engine's device (arrays only;
+    None and nested parts kept)."""
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
-        return type(value)(_on_device(v) for v in value)
+        return type(value)(_on_device(v, name) for v in value)
     if isinstance(value, dict):
-        return {k: _on_device(v) for k, v in value.items()}
-    if not (isinstance(value, np.ndarray) or _arrays.is_cupy_array(value) or _arrays.is_emulator_array(value)):
-        value = np.asarray(value)
-    return _backend.engine().asarray(value)
+        return {k: _on_device(v, name) for k, v in value.items()}
+    return _backend.engine().asarray(_arrays.as_array(value, name))
 
 
 def _batch_size_of(x):
@@ -193,7 +192,7 @@ class Trainer:
 
     def train_step(self, data):
         x, y, sample_weight = _unpack(data)
-        x, y, sample_weight = _on_device(x), _on_device(y), _on_device(sample_weight)
+        x, y, sample_weight = _on_device(x, "x"), _on_device(y, "y"), _on_device(sample_weight, "sample_weight")
         with GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
@@ -209,7 +208,7 @@ class Trainer:
 
     def test_step(self, data):
         x, y, sample_weight = _unpack(data)
-        x, y, sample_weight = _on_device(x), _on_device(y), _on_device(sample_weight)
+        x, y, sample_weight = _on_device(x, "x"), _on_device(y, "y"), _on_device(sample_weight, "sample_weight")
         y_pred = self(x, training=False)
         loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
         self._loss_tracker.update_state(loss, sample_weight=_batch_size_of(x))
@@ -395,6 +394,8 @@ def _plain_input(x, model_name):
         raise TypeError(f'Model "{model_name}" received inputs=None; expected an array.')
     if isinstance(x, (list, tuple)) and not any(_is_array(v) for v in x):
         x = np.asarray(x)
+    elif _arrays.is_array_like(x):  # torch, JAX, DLPack: checked as the NumPy array they are
+        x = _arrays.as_array(x, "x")
     if _is_array(x) and x.ndim == 0:
         raise ValueError(f"`predict` expects an array with a batch axis. Received: x of shape {x.shape}")
     return x
