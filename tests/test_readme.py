@@ -41,6 +41,8 @@ def test_readme_python_examples_run(monkeypatch, tmp_path):
             exec(compile(block, "README.md", "exec"), namespace)
         assert namespace["probs"].shape == (4, 10)
         assert namespace["y"].shape == (8, 16, 16, 32)
+        assert tuple(namespace["back"].shape) == (8, 32, 32, 16)  # the DLPack round trip
+        assert type(namespace["back"]).__module__.startswith("torch")
         assert set(namespace["history"].history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
         assert (tmp_path / "seed.weights.h5").is_file()
     finally:
