@@ -7,7 +7,7 @@
 //   gc::Tensor5        element offsets of an (N, C, D, H, W) tensor stored channels_last or
 //                      channels_first; 1-D and 2-D ops use the same view with leading extents of 1
 //   gc::Pixel5         an output coordinate decoded from a flat work index
-//   gc::vector_work_items / decode_vector_work / store_acc_vec
+//   gc::vector_work_items / decode_vector_work / store_acc_vec / for_each_input_vector
 //                      the one-thread-per-(pixel, channel vector) kernels' work split and store
 //   gc::window_sum     one output pixel's depthwise window (depthwise_direct, separable_fused)
 //
@@ -180,6 +180,21 @@ __device__ __forceinline__ void store_acc_vec(T* __restrict__ y, Index off, cons
         store_vec<T, V>(y + off, out);
     } else {
         y[off] = out.v[0];
+    }
+}
+
+// The walk of the gather-form backward kernels (pooling_backward.cu, upsample_backward.cu): one
+// thread per vector of V input cells of the (N, C, ID, IH, IW) input `xt` describes, by a
+// grid-stride loop; `cell_gradient(p)` sums the cell's gradient over the outputs that read it
+// (an AccVec) and it is stored into dx at p. No two threads write one cell: no atomics.
+template <typename T, int V, typename Index, typename CellGradient>
+__device__ __forceinline__ void for_each_input_vector(T* __restrict__ dx, const Tensor5<Index>& xt, Index N, int C,
+                                                      int ID, int IH, int IW, bool channels_last,
+                                                      CellGradient cell_gradient) {
+    const Index total = vector_work_items<V>(N, C, ID, IH, IW);
+    for (Index i = grid_start_x<Index>(); i < total; i += grid_step_x<Index>()) {
+        const Pixel5<Index> p = decode_vector_work<V>(i, C, ID, IH, IW, channels_last);
+        store_acc_vec<T, V>(dx, xt.at(p.n, p.c, p.d, p.h, p.w), cell_gradient(p));
     }
 }
 

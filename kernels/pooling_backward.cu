@@ -59,10 +59,7 @@ __global__ void __launch_bounds__(256, 2) pool_backward(const T* __restrict__ x,
     const bool cl = channels_last != 0;
     const Tensor5<Index> xt(Index(C), Index(ID), Index(IH), Index(IW), cl);
     const Tensor5<Index> yt(Index(C), Index(OD), Index(OH), Index(OW), cl);
-    const Index total = vector_work_items<V>(N, C, ID, IH, IW);
-
-    for (Index i = grid_start_x<Index>(); i < total; i += grid_step_x<Index>()) {
-        const Pixel5<Index> p = decode_vector_work<V>(i, C, ID, IH, IW, cl);
+    for_each_input_vector<T, V>(dx, xt, N, C, ID, IH, IW, cl, [&](const Pixel5<Index>& p) {
         const int d = int(p.d), h = int(p.h), w = int(p.w);
         const OutputRange rd = covering_outputs(d, pad_d, KD, SD, OD);
         const OutputRange rh = covering_outputs(h, pad_h, KH, SH, OH);
@@ -91,8 +88,8 @@ __global__ void __launch_bounds__(256, 2) pool_backward(const T* __restrict__ x,
                         for (int v = 0; v < V; ++v) acc.v[v] += g.v[v] * inv;
                     }
                 }
-        store_acc_vec<T, V>(dx, xt.at(p.n, p.c, p.d, p.h, p.w), acc);
-    }
+        return acc;
+    });
 }
 
 }  // namespace gc

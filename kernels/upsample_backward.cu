@@ -77,10 +77,7 @@ __global__ void __launch_bounds__(256, 2) upsample_backward(const T* __restrict_
     const int OD = ID * SD, OH = IH * SH, OW = IW * SW;
     const Tensor5<Index> xt(Index(C), Index(ID), Index(IH), Index(IW), cl);
     const Tensor5<Index> yt(Index(C), Index(OD), Index(OH), Index(OW), cl);
-    const Index total = vector_work_items<V>(N, C, ID, IH, IW);
-
-    for (Index i = grid_start_x<Index>(); i < total; i += grid_step_x<Index>()) {
-        const Pixel5<Index> p = decode_vector_work<V>(i, C, ID, IH, IW, cl);
+    for_each_input_vector<T, V>(dx, xt, N, C, ID, IH, IW, cl, [&](const Pixel5<Index>& p) {
         const int d = int(p.d), h = int(p.h), w = int(p.w);
         const SourceRange rd = readers(lin_d, d, SD, ID);
         const SourceRange rh = readers(lin_hw, h, SH, IH);
@@ -104,8 +101,8 @@ __global__ void __launch_bounds__(256, 2) upsample_backward(const T* __restrict_
                 }
             }
         }
-        store_acc_vec<T, V>(dx, xt.at(p.n, p.c, p.d, p.h, p.w), acc);
-    }
+        return acc;
+    });
 }
 
 }  // namespace gc

@@ -17,13 +17,6 @@ try:
 except ImportError:
     HAVE_TORCH = False
 
-try:
-    import matplotlib  # noqa: F401
-
-    HAVE_MATPLOTLIB = True
-except ImportError:
-    HAVE_MATPLOTLIB = False
-
 CUDA_OK, CUDA_REASON = _backend.probe_cuda()
 ONE_ROW = ["--backend", "numpy", "--repeat", "1", "--warmup", "0", "--seed", "3"]
 
@@ -74,8 +67,12 @@ def test_backend_cuda_without_a_gpu_is_a_clean_exit_2(capsys):
     assert "--backend cuda" in line and "unavailable" in line and "Traceback" not in line
 
 
-@pytest.mark.skipif(HAVE_MATPLOTLIB, reason="matplotlib is installed, so --plot works")
-def test_plot_without_matplotlib_is_a_clean_exit_2_before_any_row_runs(capsys, tmp_path):
+def test_plot_without_matplotlib_is_a_clean_exit_2_before_any_row_runs(capsys, tmp_path, monkeypatch):
+    # A None entry in sys.modules makes `import matplotlib` raise ImportError, as on a machine
+    # without it, whether or not this one has it.
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main(ONE_ROW + ["--suite", "quick", "--rows", "W1", "--plot", str(tmp_path / "p.png")]) == 2
     assert "matplotlib" in _error_line(capsys)
 
