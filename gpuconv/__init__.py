@@ -13,4 +13,5 @@ from .backend import backend_info, get_backend, set_backend
 from .errors import DeviceMismatchError, DeviceUnavailableError, KernelCompileError, KernelSourceNotFoundError
 from .geometry import image_data_format, set_image_data_format
 from .layers.base_layer import clear_session
-from .models import *  # noqa: F401,F403  (Sequential)
+from .layers.core import Input
+from .models import *  # noqa: F401,F403  (Model, Sequential)

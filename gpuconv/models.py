@@ -7,15 +7,14 @@ The model knows its input shape from an ``Input(...)`` first entry, a first laye
 ``input_shape=...``, an explicit ``build(input_shape)``, or its first call (the batch size is
 then recorded as None). Shapes in ``summary()`` come from chaining ``compute_output_shape``.
 """
-import numpy as np
-
 from . import arrays as _arrays
+from .layers import symbolic as _symbolic
 from .layers.base_layer import Layer
 from .layers.core import InputLayer, SymbolicTensor
+from .model import Model, _param_cell
 from .serialization import _Scope, deserialize_object, serialize_object
-from .training import Trainer
 
-__all__ = ["Sequential"]
+__all__ = ["Model", "Sequential"]
 
 _LAYERS_MODULE = "keras.layers"
 
@@ -28,21 +27,7 @@ def _layer_classes():
     return {name: obj for name, obj in vars(layers).items() if isinstance(obj, type) and issubclass(obj, Layer)}
 
 
-def _readable_size(num_bytes):
-    """Keras' ``readable_memory_size``: '1.27 MB' (powers of 1024)."""
-    size = float(num_bytes)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size / 1024 < 1:
-            return f"{size:.2f} {unit}"
-        size /= 1024
-    return f"{size:.2f} PB"
-
-
-def _weights_bytes(weights):
-    return sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in weights)
-
-
-class Sequential(Trainer, Layer):
+class Sequential(Model):
     def __init__(self, layers=None, trainable=True, name=None):
         super().__init__(name=name, trainable=trainable)
         self._input_layer = None
@@ -147,6 +132,8 @@ class Sequential(Trainer, Layer):
     # ---- running -------------------------------------------------------------------------------
     def __call__(self, inputs, training=None):
         """Run the layers in order; returns the backend's array (NumPy or CuPy)."""
+        if _symbolic.any_symbolic(inputs):  # a Sequential inside a functional model
+            return _symbolic.symbolic_call(self, [inputs])
         x = inputs
         if self._input_layer is not None:
             x = self._input_layer(x)
@@ -179,107 +166,12 @@ class Sequential(Trainer, Layer):
     def call(self, inputs):
         return self(inputs)
 
-    # ---- weights ------------------------------------------------------------------------------
-    @property
-    def weights(self):
-        return [w for layer in self._layers for w in layer.weights]
-
-    @property
-    def trainable_weights(self):
-        if not self.trainable:
-            return []
-        return [w for layer in self._layers for w in layer.trainable_weights]
-
-    @property
-    def non_trainable_weights(self):
-        if not self.trainable:
-            return self.weights
-        return [w for layer in self._layers for w in layer.non_trainable_weights]
-
-    @property
-    def losses(self):
-        return [loss for layer in self._layers for loss in layer.losses]
-
-    def get_weights(self):
-        return [w.numpy() for w in self.weights]
-
-    def set_weights(self, weights):
-        weights = list(weights)
-        expected = self.weights
-        if len(weights) != len(expected):
-            raise ValueError(
-                f"You called `set_weights(weights)` on model '{self.name}' with a weight list of length "
-                f"{len(weights)}, but the model was expecting {len(expected)} weights."
-            )
-        for var, value in zip(expected, weights):
-            shape = tuple(np.shape(_arrays.to_numpy(value)))
-            if shape != var.shape:
-                raise ValueError(
-                    f"Weight '{var.path}' of model '{self.name}' has shape {var.shape}, "
-                    f"which is not compatible with the provided weight shape {shape}."
-                )
-        for var, value in zip(expected, weights):
-            var.assign(value)
-
-    def save_weights(self, filepath, overwrite=True):
-        """Keras 3's ``.weights.h5`` file: every layer's weights, and the optimizer's variables
-        once the model is compiled (as Keras writes them)."""
-        from . import weights_file
-
-        weights_file.save_weights(self, filepath, overwrite=overwrite)
-
-    def load_weights(self, filepath, skip_mismatch=False):
-        """Weights from a ``.weights.h5`` file written by gpuconv or by Keras 3 for the same
-        architecture (the optimizer's variables too when they fit exactly)."""
-        from . import weights_file
-
-        weights_file.load_weights(self, filepath, skip_mismatch=skip_mismatch)
-
-    def count_params(self):
-        unbuilt = [layer.name for layer in self._layers if not layer.built]
-        if unbuilt:
-            raise ValueError(
-                f"You tried to call `count_params` on layer '{self.name}', but the layer isn't built. "
-                f"Unbuilt layers: {unbuilt}. You can build it manually via: `model.build(input_shape)`."
-            )
-        return sum(layer.count_params() for layer in self._layers)
-
     # ---- summary --------------------------------------------------------------------------------
-    def summary(self, print_fn=None, line_length=88):
-        """Keras' table: each layer's ``name (Type)``, output shape and parameter count, then the
-        totals with thousands separators and their size in memory. ``print_fn`` gets each line."""
-        print_fn = print if print_fn is None else print_fn
-        headers = ("Layer (type)", "Output Shape", "Param #")
+    def _summary_rows(self):
         rows = []
         for layer, shape in zip(self._layers, self._layer_output_shapes()):
-            params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
-            rows.append((f"{layer.name} ({type(layer).__name__})", "?" if shape is None else str(shape), params))
-        widths = [int(line_length * 0.45), int(line_length * 0.80) - int(line_length * 0.45)]
-        widths.append(line_length - sum(widths))
-        widths = [max(w - 3, len(h), *(len(r[i]) for r in rows)) for i, (w, h) in enumerate(zip(widths, headers))]
-
-        def line(left, fill, mid, right):
-            return left + mid.join(fill * (w + 2) for w in widths) + right
-
-        def cells(values, sep):
-            texts = [v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths))]
-            return sep + sep.join(f" {t} " for t in texts) + sep
-
-        trainable, non_trainable = self.trainable_weights, self.non_trainable_weights
-        n_trainable = sum(int(np.prod(w.shape)) for w in trainable)
-        n_non_trainable = sum(int(np.prod(w.shape)) for w in non_trainable)
-        total_bytes = _weights_bytes(trainable) + _weights_bytes(non_trainable)
-        out = [f'Model: "{self.name}"', line("┏", "━", "┳", "┓"), cells(headers, "┃"), line("┡", "━", "╇", "┩")]
-        for i, row in enumerate(rows):
-            if i:
-                out.append(line("├", "─", "┼", "┤"))
-            out.append(cells(row, "│"))
-        out.append(line("└", "─", "┴", "┘"))
-        out.append(f" Total params: {n_trainable + n_non_trainable:,} ({_readable_size(total_bytes)})")
-        out.append(f" Trainable params: {n_trainable:,} ({_readable_size(_weights_bytes(trainable))})")
-        out.append(f" Non-trainable params: {n_non_trainable:,} ({_readable_size(_weights_bytes(non_trainable))})")
-        for text in out:
-            print_fn(text)
+            rows.append((f"{layer.name} ({type(layer).__name__})", "?" if shape is None else str(shape), _param_cell(layer)))
+        return rows, False
 
     # ---- config ------------------------------------------------------------------------------------
     def get_config(self):

@@ -71,11 +71,20 @@ custom_object_scope = CustomObjectScope
 # --------------------------------------------------------------------------------------------
 # Generic (de)serialization of any gpuconv object
 # --------------------------------------------------------------------------------------------
+def model_classes():
+    """The model classes a config may name (Keras' module strings for them are 'keras' and
+    'keras.src.models.functional')."""
+    from .functional import Functional
+    from .models import Sequential
+
+    return {"Sequential": Sequential, "Functional": Functional, "Model": Functional}
+
+
 def _tables():
     """{Keras module: {name: built-in}} for every family (imported here: layers import saving's
     lower half, serialization, themselves)."""
     from . import activations, constraints, initializers, regularizers
-    from .models import Sequential, _layer_classes
+    from .models import _layer_classes
 
     tables = {
         "keras.activations": activations.ALL_OBJECTS_DICT,
@@ -83,7 +92,7 @@ def _tables():
         "keras.regularizers": regularizers.ALL_OBJECTS_DICT,
         "keras.constraints": constraints.ALL_OBJECTS_DICT,
         "keras.layers": _layer_classes(),
-        "keras": {"Sequential": Sequential},
+        "keras": model_classes(),
     }
     tables["builtins"] = tables["keras.activations"]  # Keras' module for functions stored by name
     return tables
@@ -109,14 +118,15 @@ def serialize_keras_object(obj):
     pass through; lists element by element."""
     from . import activations, constraints, initializers, regularizers
     from .layers.base_layer import Layer
-    from .models import Sequential
 
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return obj
     if isinstance(obj, (list, tuple)):
         return type(obj)(serialize_keras_object(x) for x in obj)
-    if isinstance(obj, Sequential):
-        return _s.serialize_object(obj, "keras")
+    if isinstance(obj, Layer) and hasattr(obj, "layers"):  # Sequential, Functional
+        from .functional_config import serialize_operation
+
+        return serialize_operation(obj)
     if isinstance(obj, Layer):
         return _s.serialize_object(obj, "keras.layers")
     for base, family in ((initializers.Initializer, initializers), (regularizers.Regularizer, regularizers),

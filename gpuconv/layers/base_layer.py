@@ -13,6 +13,7 @@ from .. import backend as _backend
 from ..autodiff import functions as _F
 from ..autodiff import tape as _ad
 from .. import initializers, regularizers, constraints
+from . import symbolic as _symbolic
 from ..serialization import DeserializationError, _Scope
 from ..serialization import to_snake_case  # noqa: F401  (Keras naming: conv2d, max_pooling2d)
 from ..variables import Variable, check_numeric
@@ -79,6 +80,10 @@ class InputSpec:
 
 
 class Layer:
+    # A layer whose call takes a list of inputs (the merge layers): each element is standardized
+    # on its own, build / compute_output_shape get a list of shapes.
+    _multi_input = False
+
     def __init__(self, *, name=None, dtype=None, trainable=True, autocast=True, activity_regularizer=None, **kwargs):
         # Keras keeps `input_shape`/`input_dim` for Sequential, which turns them into an Input.
         input_shape = kwargs.pop("input_shape", None)
@@ -198,8 +203,10 @@ class Layer:
             return
         with self._build_lock:
             if not self.built:
-                self.build(tuple(input_shape))
+                shapes = [tuple(s) for s in input_shape] if self._multi_input else tuple(input_shape)
+                self.build(shapes)
                 self.built = True
+                self._build_shapes = shapes  # Keras' build_config in a functional config
 
     def _build_at_init(self):
         """Weightless layers Keras builds in __init__; they record no build shape (no build_config)."""
@@ -232,14 +239,29 @@ class Layer:
         _ad.record_identity(original, inputs)  # a watched input stays connected through the move/cast
         return inputs
 
+    def _standardize_inputs(self, inputs):
+        """A multi-input layer's list, each element standardized as a single input is."""
+        if not isinstance(inputs, (list, tuple)):
+            raise ValueError(
+                f'Layer "{self.name}" expects a list of inputs. Received: inputs of type {type(inputs).__name__}'
+            )
+        return [self._standardize_input(x) for x in inputs]
+
     def __call__(self, inputs, training=None):
-        inputs = self._standardize_input(inputs)
-        if self.input_spec is not None:
-            self.input_spec.check(inputs.shape, self.name)
-        if not self.built:
-            self._ensure_built(inputs.shape)
+        if _symbolic.any_symbolic(inputs):  # building a functional model: record a node
+            return _symbolic.symbolic_call(self, [inputs])
+        if self._multi_input:
+            inputs = self._standardize_inputs(inputs)
+            if not self.built:
+                self._ensure_built([x.shape for x in inputs])
+        else:
+            inputs = self._standardize_input(inputs)
             if self.input_spec is not None:
                 self.input_spec.check(inputs.shape, self.name)
+            if not self.built:
+                self._ensure_built(inputs.shape)
+                if self.input_spec is not None:
+                    self.input_spec.check(inputs.shape, self.name)
         outputs = self.call(inputs) if training is None else self._call_training(inputs, training)
         if self.activity_regularizer is not None:
             # Keras divides the penalty by the batch size (so it does not grow with the batch),

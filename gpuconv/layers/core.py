@@ -17,6 +17,7 @@ from .. import geometry as g
 from ..autodiff import functions as F
 from ..autodiff import tape as _ad
 from .base_layer import InputSpec, Layer, unique_name
+from .symbolic import Node, SymbolicTensor
 
 __all__ = ["Input", "InputLayer", "Dense", "Flatten", "Dropout", "Activation"]
 
@@ -46,24 +47,6 @@ def _standardize_shape(shape):
 # --------------------------------------------------------------------------------------------
 # Input
 # --------------------------------------------------------------------------------------------
-class SymbolicTensor:
-    """What ``Input`` returns: a shape (batch first, None where unknown), a dtype, and the
-    InputLayer that made it. ``Sequential`` accepts it as its first entry."""
-
-    def __init__(self, shape, dtype, name, layer):
-        self.shape = tuple(shape)
-        self.dtype = dtype
-        self.name = name
-        self._input_layer = layer
-
-    @property
-    def ndim(self):
-        return len(self.shape)
-
-    def __repr__(self):
-        return f"<SymbolicTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
-
-
 class InputLayer(Layer):
     """The entry point of a model: holds the batch shape and dtype; passes arrays through."""
 
@@ -95,6 +78,7 @@ class InputLayer(Layer):
         self.ragged = False
         self.optional = bool(optional)
         self.output = SymbolicTensor(self._batch_shape, self._input_dtype, self.name, self)
+        Node(self, [], [self.output])  # the input node every functional graph starts from
         self.built = True
 
     @property
