@@ -92,6 +92,8 @@ def _map_graph(inputs, outputs):
     computable = {id(t) for t in inputs}
     reached = []
     for node in sorted(node_depth, key=lambda n: -node_depth[n]):
+        if node.is_input:  # only the model's own inputs feed the graph
+            continue
         for tensor in node.inputs:
             if id(tensor) not in computable:
                 raise ValueError(

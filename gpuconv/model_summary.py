@@ -31,25 +31,40 @@ def weights_bytes(weights):
     return sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in weights)
 
 
-def _column_widths(rows, headers, positions, line_length):
-    widths, current = [], 0
-    for pos in positions:
-        width = int(pos * line_length) - current
-        widths.append(width)
-        current += width
-    # Text columns are as wide as their position allows (or their widest cell); a long
-    # "Connected to" cell wraps instead of widening the table.
-    out = []
-    for i, (w, h) in enumerate(zip(widths, headers)):
-        cells = [len(r[i]) for r in rows] if i < 3 else [len(part) for r in rows for part in r[i].split(", ")]
-        out.append(max(w - 3, len(h), *cells, 1))
+def _ratio_reduce(total, values):
+    """rich's ``ratio_reduce`` with equal ratios: take ``total`` off ``values``, spread evenly
+    and rounded as Python rounds (3.5 -> 4)."""
+    out, remaining, count = [], total, len(values)
+    for value in values:
+        taken = min(value, round(remaining / count))
+        out.append(value - taken)
+        remaining -= taken
+        count -= 1
     return out
 
 
-def _wrap(text, width, column):
-    if column < 3 or len(text) <= width:
+def _column_widths(positions, line_length):
+    """The text width of each column as rich lays out Keras' table: each column asks for its
+    share of ``line_length`` plus one space of padding either side; the table (borders
+    included) must fit ``line_length``, so the excess is taken evenly off every column."""
+    widths, current = [], 0
+    for pos in positions:
+        width = int(pos * line_length) - current
+        widths.append(width + 2)
+        current += width
+    excess = sum(widths) - (line_length - len(widths) - 1)
+    if excess > 0:
+        widths = _ratio_reduce(excess, widths)
+    return [max(w - 2, 1) for w in widths]
+
+
+def _wrap(text, width):
+    """A cell's lines as rich wraps them: at spaces, a word too long for the column cut with
+    an ellipsis."""
+    if len(text) <= width:
         return [text]
-    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
+    lines = textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]
+    return [line if len(line) <= width else line[: width - 1] + "…" for line in lines]
 
 
 def _table(rows, headers, widths):
@@ -57,7 +72,7 @@ def _table(rows, headers, widths):
         return left + mid.join(fill * (w + 2) for w in widths) + right
 
     def cells(values, sep):
-        wrapped = [_wrap(v, w, i) for i, (v, w) in enumerate(zip(values, widths))]
+        wrapped = [_wrap(v, w) for v, w in zip(values, widths)]
         height = max(len(parts) for parts in wrapped)
         lines = []
         for k in range(height):
@@ -83,7 +98,7 @@ def print_summary(model, rows, connected, print_fn=None, line_length=None):
     print_fn = print if print_fn is None else print_fn
     positions, default_length = _FOUR_COLUMNS if connected else _THREE_COLUMNS
     headers = _HEADERS[: len(positions)]
-    widths = _column_widths(rows, headers, positions, line_length or default_length)
+    widths = _column_widths(positions, line_length or default_length)
     trainable, non_trainable = model.trainable_weights, model.non_trainable_weights
     n_trainable = sum(int(np.prod(w.shape)) for w in trainable)
     n_non_trainable = sum(int(np.prod(w.shape)) for w in non_trainable)

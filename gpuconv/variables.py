@@ -70,6 +70,9 @@ class Variable:
         """The array an optimizer updates in place, on ``like``'s device (NumPy: the host value).
         Every other copy is dropped, so no stale value can be read after the update; a device
         copy stays the authority until the host reads the value."""
+        # ``_version`` counts the changes (an update handed out here, an assign): caches of values
+        # derived from the weight (gpuconv.fusion's folded kernels) compare it.
+        self._version = getattr(self, "_version", 0) + 1
         key = self._device_key(like)
         if key is None:
             value = self._host()
@@ -96,6 +99,7 @@ class Variable:
             self._value = new
             self._device_copies = {}
             self._authority = None
+        self._version = getattr(self, "_version", 0) + 1  # after the new value: a reader never pairs it with the old
 
     def array_like(self, x):
         """The value on the same device as ``x``: NumPy for host inputs, a cached CuPy copy otherwise

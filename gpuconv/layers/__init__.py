@@ -9,3 +9,9 @@ from .separable_conv import *  # noqa: F401,F403  SeparableConv1D/2D (+ aliases)
 from .locally_connected import *  # noqa: F401,F403  LocallyConnected1D/2D
 from .pooling import *  # noqa: F401,F403  Max/Average/GlobalMax/GlobalAverage pooling 1D-3D (+ aliases)
 from .reshaping import *  # noqa: F401,F403  Cropping, UpSampling, ZeroPadding 1D-3D
+from .regularization import *  # noqa: F401,F403  SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, ActivityRegularization
+from .preprocessing import *  # noqa: F401,F403  Rescaling, Resizing, CenterCrop
+from .normalization import *  # noqa: F401,F403  BatchNormalization, LayerNormalization, GroupNormalization, Normalization
+from .activation_layers import *  # noqa: F401,F403  ReLU, LeakyReLU, PReLU, ELU, Softmax
+from .shape_layers import *  # noqa: F401,F403  Identity, Reshape, Permute, RepeatVector
+from .merging import *  # noqa: F401,F403  Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot (+ add, ...)
