@@ -8,6 +8,7 @@ The model knows its input shape from an ``Input(...)`` first entry, a first laye
 then recorded as None). Shapes in ``summary()`` come from chaining ``compute_output_shape``.
 """
 from . import arrays as _arrays
+from .keras_interop import from_keras, is_keras_object
 from .layers import symbolic as _symbolic
 from .layers.base_layer import Layer
 from .layers.core import InputLayer, SymbolicTensor
@@ -51,6 +52,8 @@ class Sequential(Model):
         """Append a layer; an ``Input(...)`` (or InputLayer) is allowed only as the first entry."""
         if isinstance(layer, SymbolicTensor):
             layer = layer._input_layer
+        if is_keras_object(layer):  # a real Keras layer: its gpuconv equivalent, same weights
+            layer = from_keras(layer)
         if isinstance(layer, InputLayer):
             if self._input_layer is not None or self._layers:
                 raise ValueError(
@@ -146,7 +149,9 @@ class Sequential(Model):
         return self._run_layers(x, training)
 
     def _run_layers(self, x, training):
-        for layer in self._layers:
+        from . import fusion as _fusion  # inference: folded BatchNormalization, fused activations
+
+        for layer in _fusion.sequential_layers(self, training):
             x = layer(x, training=training)
         return x
 
