@@ -6,7 +6,7 @@ Importing gpuconv never touches CUDA; the backend ('auto' | 'cuda' | 'numpy') re
 __version__ = "0.1.0"
 
 from . import activations, backend, constraints, geometry, initializers, layers, ops, regularizers, saving
-from . import callbacks, losses, metrics, optimizers, utils
+from . import callbacks, fusion, losses, metrics, optimizers, utils
 from .arrays import to_numpy
 from .autodiff import GradientTape
 from .backend import backend_info, get_backend, set_backend

@@ -192,7 +192,9 @@ class Functional(Model):
         values = {}
         for tensor, value in zip(self.inputs, self._flat_inputs(inputs)):
             values[id(tensor)] = tensor._history[0](value)  # the InputLayer: dtype conversion
-        for node in self._run_order:
+        from . import fusion as _fusion  # inference: folded BatchNormalization, fused activations
+
+        for node in _fusion.run_order(self, training):
             args = _symbolic.map_structure(
                 lambda a: values[id(a)] if isinstance(a, SymbolicTensor) else a, node.args
             )

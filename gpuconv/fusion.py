@@ -378,114 +378,145 @@ class FusionPlan:
         return f"<FusionPlan groups={len(self.groups)}>"
 
 
-def _group_from(producer, after):
-    """The group ``producer`` heads, given ``after(layer)``: the layer reading the producer's
-    (then the BatchNormalization's) output alone, or None. Returns (group, members) or None."""
+def _group_from(chain):
+    """The group heading ``chain`` (up to three layers, each reading the one before it alone),
+    as ``(group, number of layers it takes)``, or None when the first layer runs as it is."""
+    producer, rest = chain[0], list(chain[1:])
     kind = _producer_kind(producer)
     if kind is None:
         return None
-    members = [producer]
-    nxt = after(producer, 0)
-    bn = nxt if nxt is not None and _folds_into(nxt, producer, kind) else None
-    if bn is not None:
-        members.append(bn)
-        nxt = after(bn, 1)
-    activation = None if nxt is None else _epilogue_activation(nxt, producer.compute_dtype)
-    if activation is not None:
-        members.append(nxt)
+    bn = rest.pop(0) if rest and _folds_into(rest[0], producer, kind) else None
+    activation_layer = rest[0] if rest else None
+    activation = None if activation_layer is None else _epilogue_activation(activation_layer, producer.compute_dtype)
+    if activation is None:
+        activation_layer = None
     if bn is None and (activation is None or kind == "dense"):
-        return None  # nothing to gain: the layer runs as it is
-    return FusedGroup(kind, producer, bn, nxt if activation is not None else None, activation), members
+        return None  # nothing to gain (Dense + activation is what Dense does already)
+    taken = 1 + (bn is not None) + (activation_layer is not None)
+    return FusedGroup(kind, producer, bn, activation_layer, activation), taken
 
 
 def _sequential_plan(model, key):
     layers, steps, groups, i = list(model._layers), [], [], 0
     while i < len(layers):
-        found = _group_from(layers[i], lambda layer, k: layers[i + k + 1] if i + k + 1 < len(layers) else None)
+        found = _group_from(layers[i:i + 3])
         if found is None:
             steps.append(layers[i])
             i += 1
             continue
-        group, members = found
+        group, taken = found
         steps.append(group)
         groups.append(group)
-        i += len(members)
+        i += taken
     return FusionPlan(key, steps if groups else model._layers, groups)
 
 
 def _single_tensor_arg(node):
-    """The one symbolic tensor a layer node was called on (None for a list, constants, ...)."""
+    """Whether a node is a layer called on one symbolic tensor (not a list, not constants)."""
     args = node.args
-    if len(args) != 1 or len(node.inputs) != 1 or args[0] is not node.inputs[0]:
-        return None
-    return args[0]
+    return (isinstance(node.operation, Layer) and len(args) == 1 and len(node.inputs) == 1
+            and args[0] is node.inputs[0])
+
+
+class _Readers:
+    """Who reads each tensor of a functional model: its nodes, and the caller for an output."""
+
+    def __init__(self, model):
+        self.uses, self.reader = {}, {}
+        for node in model._run_order:
+            for tensor in node.inputs:
+                self.uses[id(tensor)] = self.uses.get(id(tensor), 0) + 1
+                self.reader[id(tensor)] = node
+        for tensor in model.outputs:
+            self.uses[id(tensor)] = self.uses.get(id(tensor), 0) + 1
+
+    def sole_reader(self, node):
+        """The layer node that alone reads ``node``'s single output, called on it alone; or None."""
+        if len(node.outputs) != 1 or self.uses.get(id(node.outputs[0])) != 1:
+            return None
+        nxt = self.reader.get(id(node.outputs[0]))
+        return nxt if nxt is not None and _single_tensor_arg(nxt) else None
+
+    def chain(self, node, length=3):
+        """``node`` and the nodes after it that each read the previous one's output alone."""
+        nodes = [node]
+        while len(nodes) < length:
+            nxt = self.sole_reader(nodes[-1])
+            if nxt is None:
+                break
+            nodes.append(nxt)
+        return nodes
 
 
 def _functional_plan(model, key):
-    uses, reader = {}, {}
-    for node in model._run_order:
-        for tensor in node.inputs:
-            uses[id(tensor)] = uses.get(id(tensor), 0) + 1
-            reader[id(tensor)] = node
-    for tensor in model.outputs:  # a model output is read by the caller
-        uses[id(tensor)] = uses.get(id(tensor), 0) + 1
-
-    def sole_reader(node):
-        """The layer node that alone reads ``node``'s single output, called on that tensor alone."""
-        if len(node.outputs) != 1 or uses.get(id(node.outputs[0])) != 1:
-            return None
-        nxt = reader.get(id(node.outputs[0]))
-        if nxt is None or not isinstance(nxt.operation, Layer) or _single_tensor_arg(nxt) is None:
-            return None
-        return nxt
-
-    steps, groups, absorbed = [], [], set()
+    readers, steps, groups, absorbed = _Readers(model), [], [], set()
     for node in model._run_order:
         if node in absorbed:
             continue
         found = None
-        if isinstance(node.operation, Layer) and _single_tensor_arg(node) is not None:
-            chain = [node]
-
-            def after(layer, k):
-                nxt = sole_reader(chain[k])
-                if nxt is None:
-                    return None
-                del chain[k + 1:]
-                chain.append(nxt)
-                return nxt.operation
-
-            found = _group_from(node.operation, after)
+        if _single_tensor_arg(node):
+            nodes = readers.chain(node)
+            found = _group_from([n.operation for n in nodes])
         if found is None:
             steps.append(node)
             continue
-        group, members = found
-        nodes = chain[:len(members)]
-        absorbed.update(nodes[1:])
-        steps.append(_FusedNode(group, nodes[0], nodes[-1]))
+        group, taken = found
+        absorbed.update(nodes[1:taken])
+        steps.append(_FusedNode(group, nodes[0], nodes[taken - 1]))
         groups.append(group)
     return FusionPlan(key, steps if groups else model._run_order, groups)
 
 
-# What a layer's eligibility depends on, beyond its weights' values: a change rebuilds the plan.
-_KEY_ATTRIBUTES = ("axis", "epsilon", "center", "scale", "data_format", "use_bias", "lora_enabled", "max_value",
-                   "negative_slope", "threshold", "groups", "gamma", "beta")
+# What a layer's part in a plan depends on, beyond its weights' values (a change rebuilds the
+# plan), per family; other layers count only by identity, trainable and built.
+_WATCHED = (
+    (BaseConv, ("data_format", "use_bias", "lora_enabled", "groups")),
+    (BaseDepthwiseConv, ("data_format", "use_bias")),
+    (BaseSeparableConv, ("data_format", "use_bias")),
+    (BaseConvTranspose, ("data_format", "use_bias", "groups", "output_padding")),
+    (Dense, ("use_bias",)),
+    (BatchNormalization, ("axis", "epsilon", "center", "scale", "gamma", "beta", "moving_mean", "moving_variance")),
+    (Activation, ()),
+    (ReLU, ("max_value", "negative_slope", "threshold")),
+)
+_watched_by_type = {}
+
+
+def _watched(cls):
+    names = _watched_by_type.get(cls, False)
+    if names is False:
+        names = next((names for base, names in _WATCHED if issubclass(cls, base)), None)
+        _watched_by_type[cls] = names
+    return names
 
 
 def _layer_key(layer):
-    key = (id(layer), type(layer), layer.built, layer.trainable, layer._dtype_policy, layer.autocast,
-           id(layer.activity_regularizer), id(getattr(layer, "activation", None)), id(layer.input_spec),
-           tuple(m in layer.__dict__ for m in _RUN_METHODS))
-    return key + tuple(_attribute_key(getattr(layer, name, None)) for name in _KEY_ATTRIBUTES)
+    """What decides ``layer``'s part in a plan. Read from the instance dict (every watched
+    attribute is set in __init__ / build): this runs on every inference call. Objects compare by
+    identity (functions, Variables); the plan holds them (``_pins``), so no id is reused."""
+    key = (id(layer), layer.trainable, layer.built)
+    names = _watched(type(layer))
+    if names is None:
+        return key
+    attributes = layer.__dict__
+    return key + (
+        layer._dtype_policy, layer.autocast, id(layer.activity_regularizer), id(attributes.get("activation")),
+        id(layer.input_spec), "call" in attributes or "__call__" in attributes or "_call_training" in attributes,
+    ) + tuple(map(attributes.get, names))
 
 
-def _attribute_key(value):
-    return id(value) if isinstance(value, Variable) else value
+def _model_layers(model):
+    return list(model._layers) if _is_sequential(model) else [op for op in model._operations if isinstance(op, Layer)]
 
 
 def _model_key(model):
-    layers = model._layers if _is_sequential(model) else [op for op in model._operations if isinstance(op, Layer)]
-    return tuple(_layer_key(layer) for layer in layers)
+    return tuple(_layer_key(layer) for layer in _model_layers(model))
+
+
+def _pins(layers):
+    """The objects a key names by ``id``: the plan holds them, so no id is reused while it lives."""
+    names = ("activity_regularizer", "activation", "input_spec")
+    return [layers] + [layer.__dict__.get(name) for layer in layers for name in names]
 
 
 def _is_sequential(model):
@@ -520,6 +551,7 @@ def plan_for(model):
         plan = _plans.get(model)
         if plan is None or plan.key != key:
             plan = (_sequential_plan if _is_sequential(model) else _functional_plan)(model, key)
+            plan._pins = _pins(_model_layers(model))
             _plans[model] = plan
     return plan
 

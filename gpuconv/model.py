@@ -34,6 +34,10 @@ def _unique(items):
 
 
 class Model(Trainer, Layer):
+    # Inference fusion (gpuconv.fusion): BatchNormalization folded into the convolution before
+    # it and the activation after it run in the convolution's epilogue when the model predicts.
+    fuse_inference = True
+
     def __new__(cls, *args, **kwargs):
         if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
             from .functional import Functional
@@ -175,6 +179,13 @@ class Model(Trainer, Layer):
         from . import weights_file
 
         weights_file.save_weights(self, filepath, overwrite=overwrite)
+
+    def save(self, filepath, overwrite=True, zipped=None):
+        """Keras' ``model.save``: a ``.keras`` archive (config, weights, compile config) that
+        ``gpuconv.saving.load_model`` and real Keras 3's ``keras.saving.load_model`` both read."""
+        from . import keras_archive
+
+        keras_archive.save_archive(self, filepath, overwrite=overwrite, zipped=zipped)
 
     def load_weights(self, filepath, skip_mismatch=False):
         """Weights from a ``.weights.h5`` file written by gpuconv or by Keras 3 for the same

@@ -61,7 +61,8 @@ class ReLU(Layer):
         super().__init__(**kwargs)
         if max_value is not None:
             _check_non_negative(max_value, "max_value", "ReLU",
-                                f"max_value of a ReLU layer cannot be a negative value. Received: max_value={max_value}")
+                                "max_value of a ReLU layer cannot be a negative value. "
+                                f"Received: max_value={max_value}")
         _check_non_negative(negative_slope, "negative_slope", "ReLU",
                             "negative_slope of a ReLU layer cannot be None or a negative value. "
                             f"Received: negative_slope={negative_slope}")
@@ -227,11 +228,14 @@ class ELU(Layer):
 # Softmax
 # --------------------------------------------------------------------------------------------
 def _check_axis(axis):
-    """An int, or a non-empty list/tuple of ints (kept as given: Keras writes it back as is)."""
+    """An int, or a non-empty list/tuple of ints (the container kept: Keras writes it back as
+    given; NumPy ints become Python ints so the config stays JSON data)."""
     axes = axis if isinstance(axis, (list, tuple)) else [axis]
     if not axes or any(isinstance(a, bool) or not isinstance(a, numbers.Integral) for a in axes):
         raise TypeError(f"Argument `axis` must be an int or a list of ints. Received: axis={axis!r}")
-    return axis
+    if isinstance(axis, (list, tuple)):
+        return type(axis)(int(a) for a in axis)
+    return int(axis)
 
 
 def _resolve_axes(axis, ndim):

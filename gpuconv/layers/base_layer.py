@@ -58,6 +58,15 @@ def _policy_name(dtype):
     return name
 
 
+def _multi_shapes(input_shape, layer_name):
+    """A multi-input layer's build shapes: one tuple per input (None for a constant operand)."""
+    if not isinstance(input_shape, (list, tuple)) or not all(s is None or isinstance(s, (list, tuple)) for s in input_shape):
+        raise ValueError(
+            f'Layer "{layer_name}" expects a list of inputs. Received: an input of shape {input_shape}'
+        )
+    return [None if s is None else tuple(s) for s in input_shape]
+
+
 class InputSpec:
     """Keras' InputSpec subset: ``ndim``, ``min_ndim`` and ``axes`` ({axis: size})."""
 
@@ -203,7 +212,7 @@ class Layer:
             return
         with self._build_lock:
             if not self.built:
-                shapes = [tuple(s) for s in input_shape] if self._multi_input else tuple(input_shape)
+                shapes = _multi_shapes(input_shape, self.name) if self._multi_input else tuple(input_shape)
                 self.build(shapes)
                 self.built = True
                 self._build_shapes = shapes  # Keras' build_config in a functional config

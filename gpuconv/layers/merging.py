@@ -74,13 +74,21 @@ class _Merge(Layer):
             raise ValueError(self._not_a_list(_shape_or_none(inputs)))
         if not inputs:
             raise ValueError(
-                f"A merge layer should be called on a list of at least 1 input. Received 0 inputs. "
-                f"Full input_shape received: {list(inputs)}"
+                "A merge layer should be called on a list of at least 1 input. Received 0 inputs. "
+                "Full input_shape received: []"
             )
 
     def __call__(self, inputs, training=None):
         self._check_list(inputs)
-        if self.built and _symbolic.any_symbolic(inputs):
+        symbolic = [isinstance(x, _symbolic.SymbolicTensor) for x in inputs]
+        if any(symbolic) and not all(symbolic):
+            # A constant in a model's node could be neither shaped nor written to its config.
+            raise ValueError(
+                f"Layer '{self.name}' was called on a list mixing symbolic tensors and constants; inside a "
+                "model every input of a merge layer must be a symbolic tensor (wrap a constant in a layer, "
+                f"or use arithmetic such as `x + constant`). Received: inputs={list(inputs)!r}"
+            )
+        if self.built and any(symbolic):
             # A built layer is not built again: a later symbolic call gets the first call's
             # checks here (an array call gets them in `call`).
             self._check_shapes([_shape_or_none(x) for x in inputs])
@@ -102,8 +110,11 @@ class _Merge(Layer):
         self._features_shape(shapes)
 
     def _shape_list(self, shapes):
-        if _is_shape(shapes):  # one shape, not a list of them
-            raise ValueError(self._not_a_list(tuple(shapes)))
+        """``shapes`` as a list of tuples (None for an unknown shape), checked as ``_check_list``
+        checks the inputs."""
+        if not isinstance(shapes, (list, tuple)) or (shapes and _is_shape(shapes)):  # one shape
+            raise ValueError(self._not_a_list(tuple(shapes) if isinstance(shapes, (list, tuple)) else shapes))
+        self._check_list(shapes)
         return [None if s is None else tuple(s) for s in shapes]
 
     def _features_shape(self, shapes):
@@ -407,6 +418,9 @@ class Dot(_Merge):
         if self.normalize:
             x, y = F.normalize(x, axis=a1), F.normalize(y, axis=a2)
         return _batch_dot(x, y, a1, a2)
+
+    def get_config(self):
+        return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
 
 
 def _move_axis(x, source, destination):

@@ -20,7 +20,6 @@ An integer upscaling factor with 'nearest' or 'bilinear' (no antialias) is exact
 resampling, so it goes through ``ops.upsampling_core`` (and its CUDA kernel). Each pass is one
 node on a GradientTape whose backward applies the transposed interpolation matrix.
 """
-import math
 import numbers
 
 import numpy as np
@@ -319,6 +318,8 @@ def _serialize_factor(value):
 def _deserialize_factor(value, name):
     """The inverse of ``_serialize_factor``; only the '__numpy__' entry is understood, with a
     numeric dtype name (nothing a config names is imported)."""
+    if isinstance(value, tuple):
+        return list(value)  # as Keras' deserialization does
     if not isinstance(value, dict):
         return value
     config = value.get("config")

@@ -11,8 +11,6 @@ the argument; ``RepeatVector`` also takes NumPy integers for ``n``.
 import math
 import numbers
 
-import numpy as np
-
 from ..autodiff import functions as F
 from .. import arrays as _arrays
 from .base_layer import InputSpec, Layer
@@ -63,7 +61,8 @@ def _validate_target_shape(target_shape):
         )
     if target_shape.count(-1) > 1:
         raise ValueError(
-            f"There must be at most one unknown dimension (-1) in `target_shape`. Received: target_shape={target_shape}."
+            "There must be at most one unknown dimension (-1) in `target_shape`. "
+            f"Received: target_shape={target_shape}."
         )
 
 
@@ -126,7 +125,8 @@ class Permute(Layer):
                 f"consecutive and start from 1. Received dims={dims}"
             )
         self.dims = dims
-        self.input_spec = InputSpec(ndim=len(dims) + 1)  # built on first call, as Keras (a model records its build shape)
+        # Built on its first call, as in Keras (a model records its build shape).
+        self.input_spec = InputSpec(ndim=len(dims) + 1)
 
     def call(self, inputs):
         return F.transpose(inputs, (0,) + self.dims)
