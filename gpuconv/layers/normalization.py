@@ -3,8 +3,10 @@ GroupNormalization and the Normalization preprocessing layer (with ``adapt``).
 
 Signatures, defaults, weights (names, order, shapes, trainable flags) and configs are Keras'.
 Every number is computed with gpuconv's recorded array functions, so a ``GradientTape`` sees
-the input, gamma and beta; statistics are formed in float32 at least (float64 stays float64),
-as Keras does for float16 inputs.
+the input, gamma and beta. Statistics are formed in float32 for float16 (and integer) inputs, as
+Keras does. float64 inputs are normalized in float64: Keras 3.15 computes them in float32
+(its ``result_type("float64", "float32")`` is float32) and casts back, so its float64 results
+carry float32 rounding that gpuconv's do not.
 
 BatchNormalization's moving statistics are updated in place on the device the batch lives on
 (``Variable.array_for_update``): the next call on that device reads the new values with no
@@ -127,7 +129,9 @@ def _check_renorm_clipping(renorm_clipping):
     """Keras' checks of ``renorm_clipping`` (only made when ``renorm=True``)."""
     clipping = {} if renorm_clipping is None else renorm_clipping
     if not isinstance(clipping, dict):
-        raise TypeError(f"Argument `renorm_clipping` must be a dict or None. Received: renorm_clipping={renorm_clipping!r}")
+        raise TypeError(
+            f"Argument `renorm_clipping` must be a dict or None. Received: renorm_clipping={renorm_clipping!r}"
+        )
     keys = ["rmax", "rmin", "dmax"]
     if set(clipping) - set(keys):
         raise ValueError(
@@ -150,7 +154,7 @@ def _blend(var, batch_value, momentum, like):
     buf = var.array_for_update(like)
     new = buf.astype(batch_value.dtype) * momentum + batch_value * (1.0 - momentum)
     buf[...] = new.astype(buf.dtype, copy=False)
-    return buf
+    return new  # before rounding to the variable's dtype: Keras derives renorm's variance from it
 
 
 def _store(var, value, like):
@@ -191,11 +195,11 @@ class BatchNormalization(Layer):
     ):
         super().__init__(**kwargs)
         self.axis = _batch_norm_axis(axis)
-        self.synchronized = bool(synchronized)
+        self.synchronized = synchronized  # stored as given, as Keras' config shows it
         self.momentum = _as_float(momentum, "momentum")
         self.epsilon = _as_float(epsilon, "epsilon")
-        self.center = bool(center)
-        self.scale = bool(scale)
+        self.center = center
+        self.scale = scale
         self.beta_initializer = initializers.get(beta_initializer)
         self.gamma_initializer = initializers.get(gamma_initializer)
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
@@ -204,7 +208,7 @@ class BatchNormalization(Layer):
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
         self.beta_constraint = constraints.get(beta_constraint)
         self.gamma_constraint = constraints.get(gamma_constraint)
-        self.renorm = bool(renorm)
+        self.renorm = renorm
         if self.renorm:
             _check_renorm_clipping(renorm_clipping)
         self.renorm_clipping = renorm_clipping
@@ -306,7 +310,7 @@ class BatchNormalization(Layer):
         _blend(self.renorm_mean, batch_mean, self.renorm_momentum, x)
         _blend(self.renorm_stddev, stddev, self.renorm_momentum, x)
         _blend(self.moving_mean, batch_mean, self.momentum, x)
-        new_stddev = _blend(self.moving_stddev, stddev, self.momentum, x).astype(stddev.dtype)
+        new_stddev = _blend(self.moving_stddev, stddev, self.momentum, x)
         _store(self.moving_variance, xp.maximum(new_stddev * new_stddev - self.epsilon, 0), x)
 
     def compute_output_shape(self, input_shape):
@@ -572,6 +576,12 @@ def _first_of_pair(batch):
     return batch[0] if isinstance(batch, tuple) else batch
 
 
+def _is_whole_array(data):
+    """An array to adapt to at once (NumPy, CuPy, a torch or JAX tensor: a shape and a dtype),
+    rather than a sequence of batches."""
+    return not isinstance(data, (list, tuple)) and hasattr(data, "shape") and hasattr(data, "dtype")
+
+
 def _batches(data):
     """(the first batch, an iterator over every batch) of what ``adapt`` accepts besides an
     array: an indexable dataset (``__len__`` and ``__getitem__``, a PyDataset) or any iterable."""
@@ -581,8 +591,8 @@ def _batches(data):
         iterator = iter(data)
     else:
         raise TypeError(
-            f"Unsupported data type: {type(data)}. `adapt` supports NumPy and CuPy arrays and iterables of "
-            "batches (e.g. a list, a generator or a PyDataset). Received: data={data!r}"
+            f"Unsupported data type: {type(data)}. `adapt` supports arrays (NumPy, CuPy, anything with a shape "
+            "and a dtype) and iterables of batches (e.g. a list, a generator or a PyDataset)."
         )
     first = next(iterator, None)
     if first is None:
@@ -709,8 +719,8 @@ class Normalization(Layer):
         """Set mean and variance to the statistics of ``data`` over the reduced axes: an array
         (NumPy, CuPy), or batches (an iterable or a PyDataset, (x, y) pairs contributing x),
         combined exactly (Chan's parallel formula)."""
-        if isinstance(data, np.ndarray) or _arrays.is_cupy_array(data):
-            data = _arrays.to_numpy(data)
+        if _is_whole_array(data):
+            data = _arrays.to_numpy(_arrays.as_array(data, "data", f'layer "{self.name}"'))
             batches, input_shape = None, data.shape
         else:
             first, batches = _batches(data)
@@ -749,7 +759,8 @@ class Normalization(Layer):
             w_new = count / total
             w_old = 1.0 - w_new
             new_mean = mean * w_old + batch_mean * w_new
-            variance = (variance + (mean - new_mean) ** 2) * w_old + (batch_variance + (batch_mean - new_mean) ** 2) * w_new
+            variance = ((variance + (mean - new_mean) ** 2) * w_old
+                        + (batch_variance + (batch_mean - new_mean) ** 2) * w_new)
             mean = new_mean
         return mean, variance
 
