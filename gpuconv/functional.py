@@ -186,7 +186,7 @@ class Functional(Model):
 
     def __call__(self, inputs, training=None):
         if _symbolic.any_symbolic(inputs):  # a model used as a layer of another model
-            return _symbolic.symbolic_call(self, [inputs])
+            return _symbolic.symbolic_call(self, [inputs], kwargs={"mask": None})  # Keras records the mask
         if inputs is None:
             raise TypeError(f'Model "{self.name}" received inputs=None; expected an array.')
         values = {}

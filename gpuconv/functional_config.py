@@ -68,9 +68,18 @@ def _build_config(operation):
     return {"input_shape": _symbolic.map_structure(lambda d: d, list(shapes) if isinstance(shapes, list) else shapes)}
 
 
-def _triple(model, tensor):
+def _is_functional(operation):
+    from .functional import Functional
+
+    return isinstance(operation, Functional)
+
+
+def _triple(model, tensor, output=False):
+    """[name, node, tensor]. In ``output_layers`` Keras numbers a nested functional model's
+    calls from 1 (its own graph is its node 0 there; in ``inbound_nodes`` it is not counted)."""
     operation, node_index, tensor_index = model._history_in_model(tensor)
-    return [operation.name, node_index, tensor_index]
+    shift = 1 if output and _is_functional(operation) else 0
+    return [operation.name, node_index + shift, tensor_index]
 
 
 def get_config(model):
@@ -87,15 +96,15 @@ def get_config(model):
         entry["inbound_nodes"] = [] if isinstance(operation, InputLayer) else [_node_entry(model, n) for n in nodes]
         layers.append(entry)
 
-    def triples(structure):
+    def triples(structure, outputs=False):
         if isinstance(structure, SymbolicTensor):
-            return _triple(model, structure)
+            return _triple(model, structure, outputs)
         if isinstance(structure, dict):
-            return {k: triples(v) for k, v in structure.items()}
-        return [triples(v) for v in structure]
+            return {k: triples(v, outputs) for k, v in structure.items()}
+        return [triples(v, outputs) for v in structure]
 
     return {"name": model.name, "trainable": model.trainable, "layers": layers,
-            "input_layers": triples(model._inputs_struct), "output_layers": triples(model._outputs_struct)}
+            "input_layers": triples(model._inputs_struct), "output_layers": triples(model._outputs_struct, True)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,17 +172,20 @@ def _replay(operation, node_data, made):
     return list(result) if isinstance(result, list) else [result]
 
 
-def _structure(value, made, what):
-    """``input_layers`` / ``output_layers``: a triple, or a list / dict of them, as tensors."""
+def _structure(value, made, what, functional_names=()):
+    """``input_layers`` / ``output_layers``: a triple, or a list / dict of them, as tensors
+    (``functional_names``: the nested functional models, numbered from 1 in ``output_layers``)."""
     if isinstance(value, (list, tuple)) and len(value) == 3 and isinstance(value[0], str):
+        if value[0] in functional_names and isinstance(value[1], int):
+            value = [value[0], value[1] - 1, value[2]]
         try:
             return _lookup(value, made)
         except _Pending:
             raise ValueError(f"`{what}` names {value[0]!r}, which the config does not make.") from None
     if isinstance(value, dict):
-        return {k: _structure(v, made, what) for k, v in value.items()}
+        return {k: _structure(v, made, what, functional_names) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_structure(v, made, what) for v in value]
+        return [_structure(v, made, what, functional_names) for v in value]
     raise ValueError(f"Invalid `{what}` entry in a functional config: {value!r}")
 
 
@@ -184,10 +196,13 @@ def from_config(cls, config, custom_objects=None):
         raise ValueError(f"A functional config is a dict with a `layers` list. Received: {config!r}"[:500])
     made = {}  # (operation name, node index) -> output tensors
     pending = []  # (operation, node index, node data)
+    functional_names = set()
     with _Scope(custom_objects):
         for entry in config["layers"]:
             operation = _operation_from_entry(entry, custom_objects)
             name = entry.get("name", operation.name)
+            if _is_functional(operation):
+                functional_names.add(name)
             if isinstance(operation, InputLayer):
                 made[(name, 0)] = [operation.output]
             for index, node_data in enumerate(entry.get("inbound_nodes") or []):
@@ -208,7 +223,7 @@ def from_config(cls, config, custom_objects=None):
                 raise ValueError(f"The functional config cannot be connected: the calls of {names} need tensors it never makes.")
             pending = waiting
         inputs = _structure(config.get("input_layers"), made, "input_layers")
-        outputs = _structure(config.get("output_layers"), made, "output_layers")
+        outputs = _structure(config.get("output_layers"), made, "output_layers", functional_names)
     return cls(inputs=inputs, outputs=outputs, name=config.get("name"), trainable=config.get("trainable", True))
 
 

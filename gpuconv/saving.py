@@ -19,10 +19,18 @@ from . import serialization as _s
 from .serialization import DeserializationError
 
 __all__ = [
-    "CustomObjectScope", "DeserializationError", "custom_object_scope", "deserialize_keras_object",
-    "get_custom_objects", "get_registered_name", "get_registered_object", "register_serializable",
-    "serialize_keras_object",
+    "CustomObjectScope", "DeserializationError", "custom_object_scope", "deserialize_keras_object", "from_keras",
+    "get_custom_objects", "get_registered_name", "get_registered_object", "load_model", "register_serializable",
+    "save_model", "serialize_keras_object",
 ]
+
+
+def from_keras(obj, custom_objects=None):
+    """The gpuconv equivalent of a live Keras 3 layer or model, weights included
+    (``gpuconv.keras_interop``)."""
+    from .keras_interop import from_keras as convert
+
+    return convert(obj, custom_objects=custom_objects)
 
 
 def register_serializable(package="Custom", name=None):
@@ -153,3 +161,76 @@ def deserialize_keras_object(config, custom_objects=None):
     if not isinstance(config, dict):
         raise _s.unknown_identifier("serialized object", config)
     return _s.deserialize_object(config, _table_for(config.get("module")), "serialized object", custom_objects)
+
+
+# --------------------------------------------------------------------------------------------
+# Model files: Keras 3 `.keras` archives (read and written) and Keras 2 `.h5` files (read)
+# --------------------------------------------------------------------------------------------
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def _file_kind(path):
+    """'zip', 'hdf5' or None, from the file's first bytes (HDF5 may sit after a user block of
+    512, 1024, 2048, ... bytes): the suffix of an untrusted file proves nothing."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if head[:4] in _ZIP_MAGIC:
+            return "zip"
+        offset = 0
+        while True:
+            if head == _HDF5_MAGIC:
+                return "hdf5"
+            offset = 512 if offset == 0 else offset * 2
+            f.seek(offset)
+            head = f.read(8)
+            if len(head) < 8 or offset > (1 << 20):
+                return None
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """Keras' ``load_model``: a model from a Keras 3 ``.keras`` archive (or a directory saved with
+    ``zipped=False``) or from a Keras 2 legacy ``.h5`` model file, told apart by their contents.
+
+    Files are untrusted: nothing is unpickled, no module a file names is imported, and code
+    stored in a file (``Lambda`` layers, Python lambdas) is refused. ``compile=True`` restores
+    the optimizer, loss and metrics the file records.
+    """
+    import os
+
+    from . import keras_archive, legacy_h5, weights_file
+
+    path = weights_file._filepath(filepath)
+    compile = weights_file._check_bool(compile, "compile")
+    safe_mode = weights_file._check_bool(safe_mode, "safe_mode")
+    if custom_objects is not None and not isinstance(custom_objects, dict):
+        raise TypeError(f"Argument `custom_objects` must be a dict. Received: custom_objects={custom_objects!r}")
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, keras_archive.CONFIG_FILENAME)):
+            return keras_archive.load_directory(path, custom_objects, compile, safe_mode)
+        raise ValueError(
+            f"File format not supported: filepath={path} is a directory without a {keras_archive.CONFIG_FILENAME}."
+        )
+    if not os.path.exists(path):
+        raise ValueError(
+            f"File not found: filepath={path}. Please ensure the file is an accessible `.keras` zip file or `.h5` file."
+        )
+    if not os.path.isfile(path):
+        raise ValueError(f"File format not supported: filepath={path} is not a regular file.")
+    kind = _file_kind(path)
+    if kind == "zip":
+        return keras_archive.load_archive(path, custom_objects, compile, safe_mode)
+    if kind == "hdf5":
+        return legacy_h5.load_legacy_h5(path, custom_objects, compile, safe_mode)
+    raise ValueError(
+        f"File format not supported: filepath={path}. gpuconv loads Keras 3 `.keras` archives (zip) and Keras 2 "
+        "legacy `.h5` model files (HDF5); this file is neither."
+    )
+
+
+def save_model(model, filepath, overwrite=True, zipped=None):
+    """Keras' ``save_model``: ``model`` as a Keras 3 ``.keras`` archive that real Keras loads
+    (``zipped=False``: a model directory)."""
+    from . import keras_archive
+
+    keras_archive.save_archive(model, filepath, overwrite=overwrite, zipped=zipped)

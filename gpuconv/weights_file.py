@@ -28,6 +28,9 @@ h5py; soft, external and virtual links are refused; a dataset is read only after
 dtype are checked against the variable it is for, so no file can make us allocate more than
 the model already holds. Nothing is ever unpickled.
 
+``read_h5`` / ``write_h5`` do the same on an open ``h5py.File`` (a ``.keras`` archive's
+``model.weights.h5`` member, ``gpuconv.keras_archive``).
+
 The walk (``weight_entries``) lists ``(path in file, object)`` pairs; any model-like object
 with a ``layers`` list (Sequential today, a functional ``Model`` later) needs nothing else.
 """
@@ -40,7 +43,7 @@ import numpy as np
 from . import arrays as _arrays
 from .serialization import to_snake_case
 
-__all__ = ["load_weights", "save_weights", "weight_entries"]
+__all__ = ["load_weights", "read_h5", "save_weights", "weight_entries", "write_h5"]
 
 _SUFFIX = ".weights.h5"
 # A model's attributes that hold its layers a second time (the walk reaches them via `layers`).
@@ -209,13 +212,24 @@ def save_weights(model, filepath, overwrite=True):
         # Created first with os.open so the file gets the mode the user's umask gives new files.
         os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         with h5py.File(tmp, "w") as f:
-            for path, obj, values in entries:
-                _write_entry(f, path, getattr(obj, "name", None), values)
+            _write_entries(f, entries)
         os.replace(tmp, filepath)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_h5(f, model):
+    """Write ``model``'s weights into the open, empty ``h5py.File`` ``f`` (the ``model.weights.h5``
+    member of a ``.keras`` archive uses this too)."""
+    _check_built(model, "saving")
+    _write_entries(f, [(path, obj, _values_to_save(obj)) for path, obj in weight_entries(model)])
+
+
+def _write_entries(f, entries):
+    for path, obj, values in entries:
+        _write_entry(f, path, getattr(obj, "name", None), values)
 
 
 def _write_entry(f, path, name, values):
@@ -259,19 +273,26 @@ def load_weights(model, filepath, skip_mismatch=False):
         f = h5py.File(filepath, "r")
     except OSError as e:
         raise ValueError(f"Cannot read {filepath} as an HDF5 (`.weights.h5`) file: {e}") from e
-    plan, failures = [], []
     with f:
-        for path, obj in weight_entries(model):
-            try:
-                plan.extend(_plan_entry(h5py, f, path, obj))
-            except _Mismatch as e:
-                failures.append((obj, str(e)))
+        read_h5(model, f, skip_mismatch=skip_mismatch, _stacklevel=3)
+
+
+def read_h5(model, f, skip_mismatch=False, _stacklevel=2):
+    """Assign the weights the open ``h5py.File`` ``f`` holds (Keras 3's layout) to ``model``:
+    everything is checked before anything is assigned (``load_weights``' rules)."""
+    h5py = _h5py()
+    plan, failures = [], []
+    for path, obj in weight_entries(model):
+        try:
+            plan.extend(_plan_entry(h5py, f, path, obj))
+        except _Mismatch as e:
+            failures.append((obj, str(e)))
     if failures and not skip_mismatch:
         raise ValueError(_failure_message(failures))
     for var, value in plan:
         var.assign(value)
     if failures:
-        warnings.warn(_failure_message(failures), stacklevel=2)
+        warnings.warn(_failure_message(failures), stacklevel=_stacklevel)
 
 
 def _failure_message(failures):

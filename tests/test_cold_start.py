@@ -77,6 +77,25 @@ def test_cold_start_compiles_each_kernel_once_then_reads_it_from_disk(restore_ba
     assert "max_pool_2x2" in text and "sm_90" in text and "NVRTC start-up" in text
 
 
+@needs_nvrtc
+def test_compile_planned_compiles_each_unit_once_and_skips_those_done(restore_backend, tmp_path, monkeypatch):
+    monkeypatch.setenv(module_cache.CACHE_ENV, str(tmp_path))
+    gpuconv.set_backend("cuda-emulator")
+    kernels = cold_start.plan("p", lambda L: L.MaxPooling2D(2), (1, 8, 8, 4), target="a100")
+    compiles, hits = module_cache.stats["nvrtc_compiles"], module_cache.stats["disk_hits"]
+    done = set()
+    assert dry_run.compile_planned(kernels + kernels, "a100", done) > 0  # a repeat in the list is done already
+    assert module_cache.stats["nvrtc_compiles"] == compiles + len(kernels) == compiles + 1
+    assert done == {("pooling.cu", (kernels[0][1],))}
+    dry_run.compile_planned(kernels, "a100", done)  # loaded in this process: not asked for again
+    assert (module_cache.stats["nvrtc_compiles"], module_cache.stats["disk_hits"]) == (compiles + 1, hits)
+    dry_run.compile_planned(kernels, "a100")  # a new process: the disk cache answers
+    assert module_cache.stats["disk_hits"] == hits + 1
+    assert len(list(tmp_path.glob("pooling_cu-*.cubin"))) == 1
+    with pytest.raises(ValueError, match="target='tpu'"):
+        dry_run.compile_planned(kernels, "tpu")
+
+
 def test_cold_start_refuses_unknown_layers():
     with pytest.raises(ValueError, match="no_such_layer"):
         cold_start.run(["no_such_layer"])

@@ -239,3 +239,24 @@ def test_symbolic_arithmetic_matches_keras_numbers():
     vb = RNG.standard_normal((3, 4)).astype("float32")
     for mine, ref in zip(arith(gpuconv)([va, vb]), arith(keras).predict([va, vb], verbose=0)):
         np.testing.assert_allclose(gpuconv.to_numpy(mine), ref, rtol=1e-6, atol=1e-6)
+
+
+def _nested_twice(lib):
+    a = lib.Input((4,), name="ia")
+    inner = lib.Model(a, lib.layers.Dense(4, name="di")(a), name="inner")
+    x = lib.Input((4,), name="x")
+    y1 = inner(x)
+    return lib.Model(x, [y1, lib.layers.Dense(2, name="d")(inner(y1))], name="outer")
+
+
+def test_nested_functional_numbering_is_keras_both_ways():
+    """Keras numbers a nested functional model's calls from 1 in ``output_layers`` only."""
+    ours, theirs = _nested_twice(gpuconv), _nested_twice(keras)
+    mine, ref = json.loads(json.dumps(ours.get_config())), json.loads(json.dumps(theirs.get_config()))
+    assert mine["output_layers"] == ref["output_layers"] == [["inner", 1, 0], ["d", 0, 0]]
+    assert [l["inbound_nodes"] for l in mine["layers"][1:]] == [l["inbound_nodes"] for l in ref["layers"][1:]]
+    loaded = gpuconv.Model.from_config(ref)
+    _copy_weights(theirs, loaded)
+    v = RNG.standard_normal((2, 4)).astype("float32")
+    for got, want in zip(loaded.predict(v, verbose=0), theirs.predict(v, verbose=0)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

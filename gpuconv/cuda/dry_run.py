@@ -13,11 +13,12 @@ lists what was asked for. The results of such a call are garbage by design; only
 count and the shared-memory caps), so a CPU-only build machine can plan for the GPU it deploys to.
 """
 import contextlib
+import time
 
 import numpy as np
 
 from ..emulator.device import EmulatorDevice
-from . import device, module_cache
+from . import device, module_cache, options
 from .launch import DeviceLimits
 
 _MAX_GRID = (2**31 - 1, 65535, 65535)
@@ -77,3 +78,22 @@ def planning(target="h200"):
 def unique(requests):
     """``requests`` without repeats, first-asked order kept."""
     return list(dict.fromkeys(requests))
+
+
+def compile_planned(kernels, target="h200", done=None):
+    """Compile ``kernels`` (``(kernel file, name expression)`` pairs, as :func:`planning` lists
+    them) for ``target``'s architecture through the runtime's own path
+    (``module_cache.cubin_on_disk``: NVRTC with the runtime's options, or a verified disk-cache
+    hit), each in the unit the GPU compiles it in (:meth:`DryRunDevice.compile_unit`). ``done``
+    (a set, updated) holds the units already compiled or found in this process, which a real
+    process keeps loaded in memory: they are not asked for again. Returns the seconds spent."""
+    dry = DryRunDevice(target)
+    compile_options = options.compile_options(dry._cc)
+    done = set() if done is None else done
+    start = time.perf_counter()
+    for filename, expression in kernels:
+        unit = dry.compile_unit(filename, expression)
+        if (filename, unit) not in done:
+            module_cache.cubin_on_disk(filename, unit, compile_options)
+            done.add((filename, unit))
+    return time.perf_counter() - start

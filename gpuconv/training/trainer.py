@@ -88,8 +88,11 @@ class Trainer:
                           stacklevel=2)
         self.optimizer = optimizers.get(optimizer)
         self.loss = loss
-        self._compile_loss = compile_utils.CompileLoss(loss, loss_weights) if loss is not None else None
-        self._compile_metrics = (compile_utils.CompileMetrics(metrics, weighted_metrics)
+        # A functional model's output names key dict losses / metrics and name the logs.
+        output_names = getattr(self, "output_names", None)
+        self._compile_loss = (compile_utils.CompileLoss(loss, loss_weights, output_names=output_names)
+                              if loss is not None else None)
+        self._compile_metrics = (compile_utils.CompileMetrics(metrics, weighted_metrics, output_names=output_names)
                                  if metrics is not None or weighted_metrics is not None else None)
         self._loss_tracker = metrics_module.Mean(name="loss")
         self.run_eagerly = bool(run_eagerly)
@@ -131,12 +134,15 @@ class Trainer:
     # ---- metrics -------------------------------------------------------------------------------
     @property
     def metrics(self):
-        """The loss tracker, then the compiled metrics (Keras' order)."""
+        """The loss tracker, the compiled metrics, then one loss tracker per output when there
+        are several losses (Keras' order)."""
         metrics = []
         if self.compiled:
             metrics.append(self._loss_tracker)
             if self._compile_metrics is not None:
                 metrics.append(self._compile_metrics)
+            if self._compile_loss is not None:
+                metrics.extend(self._compile_loss.metrics)
         return metrics
 
     @property
@@ -159,10 +165,13 @@ class Trainer:
         return results
 
     def _flatten_metrics_in_order(self, logs):
-        """``logs`` as a list in ``metrics`` order (a single value alone), Keras' evaluate result."""
+        """``logs`` as a list in ``metrics`` order (a single value alone), Keras' evaluate result.
+        As in Keras, the compiled metrics count by their own names (without an output prefix), so
+        prefixed or renamed entries come after the named ones, in sorted order."""
         names = []
         for m in self.metrics:
-            names += list(m.result().keys()) if isinstance(m, compile_utils.CompileMetrics) else [m.name]
+            names += ([sub.name for sub in m.metrics] if isinstance(m, compile_utils.CompileMetrics)
+                      else [m.name])
         results = [logs[name] for name in names if name in logs]
         results += [logs[key] for key in sorted(logs) if key not in names]
         return results[0] if len(results) == 1 else results
@@ -331,7 +340,7 @@ class Trainer:
         _check_positive_int("batch_size", batch_size)
         x = _plain_input(x, self.name)
         if _is_array(x) and x.shape[0] == 0:  # no batch to iterate: the empty output's shape
-            return _arrays.to_numpy(self(x, training=False))
+            return _concat_outputs([self(x, training=False)])
         iterator = data_adapters.EpochIterator(x=x, batch_size=batch_size, steps_per_epoch=steps, shuffle=False)
         if not isinstance(callbacks, callbacks_module.CallbackList):
             callbacks = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, verbose=verbose,
@@ -362,6 +371,8 @@ class Trainer:
                 raise ValueError(
                     "Arguments `sample_weight` and `class_weight` cannot be specified at the same time. "
                     f"Received: sample_weight={sample_weight}, class_weight={class_weight}")
+            if isinstance(y, (list, tuple, dict)):
+                raise ValueError("`class_weight` is only supported for Models with a single output.")
             sample_weight = data_adapters.class_weight_to_sample_weights(y, class_weight)
         self._build_from_batch(x)
         self.reset_metrics()
@@ -417,10 +428,11 @@ def _unpack(data):
 
 
 def _concat_outputs(outputs):
-    """Per-batch outputs (arrays, or flat lists / dicts of arrays) joined along the batch axis."""
+    """Per-batch outputs (arrays, or flat lists / dicts of arrays) joined along the batch axis;
+    a dict comes back with sorted keys, as Keras rebuilds it from its flattened outputs."""
     first = outputs[0]
     if isinstance(first, dict):
-        return {k: np.concatenate([_arrays.to_numpy(o[k]) for o in outputs]) for k in first}
+        return {k: np.concatenate([_arrays.to_numpy(o[k]) for o in outputs]) for k in sorted(first)}
     if isinstance(first, (list, tuple)):
         return [np.concatenate([_arrays.to_numpy(o[i]) for o in outputs]) for i in range(len(first))]
     return np.concatenate([_arrays.to_numpy(o) for o in outputs])
@@ -458,6 +470,8 @@ def _serialize_plain(value):
         return value
     if isinstance(value, (list, tuple)):
         return [_serialize_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {key: _serialize_plain(v) for key, v in value.items()}
     if hasattr(value, "get_config"):
         module = "keras.losses" if isinstance(value, losses.Loss) else "keras.metrics"
         return {"module": module, "class_name": type(value).__name__, "config": value.get_config(),
