@@ -39,7 +39,8 @@ def _keras():
 
 
 def randomize(model, seed):
-    """Seeded random values for every variable of a Keras model (the parity tests' scheme)."""
+    """Seeded random values for every variable of a Keras model; BatchNormalization's
+    statistics far from the identity (a fold that ignored them would show)."""
     rng = np.random.default_rng(seed)
     for var in model.weights:
         shape, name = tuple(var.shape), var.path
@@ -49,7 +50,13 @@ def randomize(model, seed):
             value = rng.normal(0.0, 0.2, shape)
         elif name.endswith("bias"):
             value = rng.normal(0.0, 0.05, shape)
-        else:
+        elif name.endswith("count"):  # a Normalization layer's sample count
+            value = np.zeros(shape)
+        elif name.endswith("variance"):  # ... and its statistics
+            value = rng.uniform(0.5, 1.5, shape)
+        elif name.endswith("mean"):
+            value = rng.normal(0.0, 0.2, shape)
+        else:  # kernels: fan-in scaled so activations stay O(1) through the depth
             fan_in = max(int(np.prod(shape[:-1])), 1) if len(shape) > 1 else 1
             value = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
         var.assign(value.astype(var.dtype))
