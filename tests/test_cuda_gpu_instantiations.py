@@ -252,6 +252,12 @@ def _problem(name, rng):
     """(dtype, index width, op, args, kwargs) whose launch plan includes ``name``."""
     template, a = _parse(name)
     dtype = _DTYPES[a[0]]
+    if template == "conv_implicit_gemm":  # <T, VEC_A, VEC_B>: channels (filters) per group % 8 == 0
+        _, (x, w, _), kwargs = _conv(rng, dtype, True, 0)  # its geometry: 2 groups, 3x3, strides (1, 2), 'same'
+        cpg, fpg = (16 if a[1] == "1" else 3), (24 if a[2] == "1" else 20)
+        arrays = (random_array(rng, (*x.shape[:-1], 2 * cpg)), random_array(rng, (*w.shape[:-2], cpg, 2 * fpg)),
+                  random_array(rng, (2 * fpg,)))
+        return (dtype, "int32", "conv", arrays, kwargs)
     if template in ("conv_direct", "conv_transpose"):
         build = _conv if template == "conv_direct" else _conv_transpose
         return (dtype, _INDEX[a[2]], *build(rng, dtype, a[1] == "0", int(a[3])))
@@ -331,6 +337,8 @@ def test_instantiation_matches_oracle(name, launches, monkeypatch):
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     dtype, width, op, args, kwargs = _problem(name, rng)
     monkeypatch.setenv(indexing.FORCE_ENV, width)
+    if name.startswith("gc::conv_direct<"):  # the FFMA rows by name: float16 would take tensor cores
+        monkeypatch.setenv("GPUCONV_ALGORITHM", "conv=" + ("direct_tiled_narrow" if _parse(name)[1][3] == "1" else "direct_tiled"))
     rounded = [None if a is None else a.astype(dtype) for a in args]
     got = _engine_call(op)(eng, *[None if a is None else cupy.asarray(a) for a in rounded], **kwargs)
     ref = _engine_call(op)(cpu, *[None if a is None else a.astype(np.float64) for a in rounded], **kwargs)

@@ -3,9 +3,13 @@
 ``conv(problem, x, kernel, bias)`` follows the engine contract (``gpuconv.engines``). Every
 instantiation it can request is registered at import (``registry.py``), and the CI check compiles
 exactly that list. The launch is the tile engine's (``tile_engine.py``): one CTA per tile of
-output pixels x filters of one group.
+output pixels x filters of one group. Where the algorithm table picks the tensor-core row
+(``implicit_gemm``), ``conv_implicit_gemm.conv`` runs instead; the table sees the active device
+(its compute capability decides whether mma.sync exists).
 """
-from . import algorithms, tile_engine
+import numpy as np
+
+from . import algorithms, conv_implicit_gemm, indexing, tile_engine
 
 
 def _grid(problem, tile):
@@ -13,11 +17,36 @@ def _grid(problem, tile):
     return -(-problem.output_pixels // pixels), tile_engine.channel_tiles(problem, channels)
 
 
-KERNEL = tile_engine.TileKernel("conv_direct.cu", "gc::conv_direct", algorithms.choose_conv_algorithm,
-                                _grid).register()
+def active_device_info():
+    """What the table asks of the active device (``compute_capability``): the seam's device when
+    it says (the emulator, the dry run), CuPy's current device behind the CuPy seam, else None
+    (a device that does not say: the rows that need no device feature)."""
+    from . import device
+
+    dev = device.active()
+    if hasattr(dev, "compute_capability"):
+        return dev
+    if getattr(dev, "name", None) == "cuda":
+        import cupy
+
+        return cupy.cuda.Device()
+    return None
+
+
+def choose(problem, dtype, device=None, index_width="int32"):
+    return algorithms.choose_conv_algorithm(problem, dtype, device if device is not None else active_device_info(),
+                                            index_width)
+
+
+KERNEL = tile_engine.TileKernel("conv_direct.cu", "gc::conv_direct", choose, _grid).register()
 KERNEL_FILE, TEMPLATE, THREADS = KERNEL.kernel_file, KERNEL.template, tile_engine.THREADS
 name_expression, instantiations = KERNEL.name_expression, KERNEL.instantiations
 
 
 def conv(problem, x, kernel, bias):
+    # The index width begin_call will find (the contiguous copies' spans), so the table sees it.
+    width = indexing.index_type(tuple(x.shape), tuple(kernel.shape), tuple(problem.output_shape),
+                                itemsize=np.dtype(problem.dtype).itemsize)
+    if choose(problem, problem.dtype, index_width=width).kernel_file == conv_implicit_gemm.KERNEL_FILE:
+        return conv_implicit_gemm.conv(problem, x, kernel, bias)
     return KERNEL.run(problem, x, kernel, bias)
