@@ -45,5 +45,7 @@ def test_readme_python_examples_run(monkeypatch, tmp_path):
         assert type(namespace["back"]).__module__.startswith("torch")
         assert set(namespace["history"].history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
         assert (tmp_path / "seed.weights.h5").is_file()
+        assert namespace["scores"].shape == (2, 1000)  # the Keras file's MobileNetV2
+        assert (tmp_path / "mobilenet_v2_gpuconv.keras").is_file() and (tmp_path / "cnn.keras").is_file()
     finally:
         gpuconv.backend.reset()
