@@ -3,6 +3,7 @@
     gpuconv-bench --suite quick                      # CPU-sized subset, < 1 min on the NumPy engine
     gpuconv-bench --suite suite --dtype float16      # docs/bench_suite.md's rows (needs a GPU to be quick)
     gpuconv-bench --suite cpu --pass backward        # the gradients of each row (GradientTape) vs torch autograd
+    gpuconv-bench --suite suite --dtype float16 --plan --target h200   # estimates, no GPU needed
     gpuconv-bench --op conv2d --batch 32 --in 64 --out 128 --size 56 --kernel 3 --padding same
 
 Exit status: 0 when every row passed its correctness check, 1 when a row failed or errored
@@ -13,6 +14,7 @@ The suites' table, how the roofline percentage and the ceilings are computed, an
 ratio means: docs/bench_suite.md in the repository.
 """
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -20,6 +22,7 @@ import sys
 from .gradient_calls import PASSES
 
 SUITE_NAMES = ("suite", "cpu", "quick", "keras")
+PLAN_TARGETS = ("h200", "h100", "a100")  # gpuconv.cuda.dry_run.TARGETS
 # (warmup, repeat). On the CPU, each library's block re-warms after an idle pause (timing.py), so
 # fewer than 3 warm-up and 15 timed calls let one cold call (caches, page faults, sleeping
 # worker threads) set a row's median: the quick suite's D1 measured 4.4 ms with (1, 5), 1.8 ms
@@ -99,6 +102,15 @@ def build_parser():
     how.add_argument("--measure-ceilings", action="store_true",
                      help="measure the GPU's copy bandwidth and matmul rates instead of the datasheet")
     how.add_argument("--no-compare", action="store_true", help="do not run PyTorch side by side")
+    how.add_argument("--algorithm", metavar="NAME",
+                     help="force this convolution algorithm (a row of gpuconv/cuda/algorithms.py, e.g. "
+                          "implicit_gemm or direct_tiled; conv_transpose rows: phase_tiled...) for every row "
+                          "it can run: sets GPUCONV_ALGORITHM for the run")
+    how.add_argument("--plan", action="store_true",
+                     help="print what each row would launch on --target and its estimated time bound "
+                          "(occupancy, waves, bytes per tile; NVRTC audit, no GPU needed) and exit")
+    how.add_argument("--target", choices=PLAN_TARGETS, default="h200",
+                     help="the GPU --plan plans for (default h200)")
     how.add_argument("--check-batch", type=int,
                      help="batch items the float64 oracle recomputes (default: all when cheap, else fewer)")
     how.add_argument("--seed", type=int, help="random seed of the operands (default: fresh; printed)")
@@ -239,12 +251,73 @@ def main(argv=None, engine=None):
 
 
 def _main(argv, engine):
-    from .calls import RowError, validate
-    from .plot import PlotUnavailable, require
-
     args = build_parser().parse_args(argv)
     check_counts(args)
     title, rows = select_rows(args)
+    with forced_algorithm(args.algorithm):
+        return _main_rows(args, title, rows, engine)
+
+
+def algorithm_override(name):
+    """``op=NAME`` for ``--algorithm NAME``: the table (conv or conv_transpose) that has a row of
+    that name; a name neither has is a usage error listing both tables."""
+    from gpuconv.cuda import algorithms
+
+    tables = {"conv": algorithms.CONV_ALGORITHMS, "conv_transpose": algorithms.CONV_TRANSPOSE_ALGORITHMS}
+    for op, table in tables.items():
+        if name in {a.name for a in table}:
+            return op
+    listed = "; ".join(f"{op}: {', '.join(a.name for a in table)}" for op, table in tables.items())
+    raise UsageError(f"--algorithm {name}: no such algorithm ({listed})")
+
+
+@contextlib.contextmanager
+def forced_algorithm(name):
+    """``GPUCONV_ALGORITHM`` with ``op=NAME`` set (other ops' items kept) for the block; the
+    chooser's own override code then forces it. Restored afterwards (tests call main in-process)."""
+    if name is None:
+        yield
+        return
+    from gpuconv.cuda import algorithms
+
+    op = algorithm_override(name)
+    try:
+        items = algorithms.overrides()
+    except ValueError as e:
+        raise UsageError(f"${algorithms.OVERRIDE_ENV}: {e}") from None
+    items[op] = name
+    before = os.environ.get(algorithms.OVERRIDE_ENV)
+    os.environ[algorithms.OVERRIDE_ENV] = ",".join(f"{k}={v}" for k, v in items.items())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(algorithms.OVERRIDE_ENV, None)
+        else:
+            os.environ[algorithms.OVERRIDE_ENV] = before
+
+
+def _plan(args, rows):
+    from . import plan
+
+    if args.pass_name != "forward":
+        raise UsageError(f"--plan --pass {args.pass_name}: the plan models the forward kernels only")
+    planned = plan.plan_rows(rows, args.dtype, args.data_format, args.target)
+    print(plan.render_plan(planned, args.dtype, args.data_format, args.target), flush=True)
+    return 0
+
+
+def _main_rows(args, title, rows, engine):
+    from .calls import RowError, validate
+    from .plot import PlotUnavailable, require
+
+    if args.plan:
+        for row in rows:
+            try:
+                validate(row, args.data_format, args.dtype)
+            except RowError as e:
+                raise UsageError(flag_error(row, e) if row.id == "custom" else f"row {row.id}: {e}") from None
+        return _plan(args, rows)
     backend = _select_backend(args.backend)
     for row in rows:
         try:
@@ -317,6 +390,29 @@ def _ceilings(device, env, measure):
     return measured
 
 
+def _algorithms(rows, settings, backend):
+    """``{row id: algorithm name}`` for the table's "algo" column: the algorithm table's choice on
+    the run's device (the NumPy engine has no table: 'numpy')."""
+    from . import plan
+
+    if backend == "numpy":
+        return {r.id: "numpy" for r in rows}
+    device = None
+    try:
+        if backend == "cuda":
+            import cupy
+
+            device = cupy.cuda.Device()
+        else:
+            from gpuconv.cuda import device as _device
+
+            active = _device.active()
+            device = active if hasattr(active, "compute_capability") else None
+    except Exception:  # the column is informative; the rows' own runs report a broken device
+        device = None
+    return {r.id: plan.algorithm_name(r, settings.dtype, settings.data_format, device) for r in rows}
+
+
 def _run(args, title, rows, backend, engine):
     from . import environment, export, report
     from .runner import Runner, Settings, summarize
@@ -368,7 +464,7 @@ def _run(args, title, rows, backend, engine):
 
     summary = summarize(results)
     print()
-    print(report.render_table(results))
+    print(report.render_table(results, _algorithms(rows, settings, backend)))
     notes = report.render_notes(results)
     if notes:
         print()

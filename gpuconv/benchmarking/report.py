@@ -61,13 +61,13 @@ class Progress:
 
 
 COLUMNS = (
-    ("id", "<"), ("op", "<"), ("shape", "<"), ("check", "<"), ("median", ">"), ("min..max", ">"),
+    ("id", "<"), ("op", "<"), ("algo", "<"), ("shape", "<"), ("check", "<"), ("median", ">"), ("min..max", ">"),
     ("GFLOP", ">"), ("TFLOP/s", ">"), ("GB/s", ">"), ("roofline", ">"), ("%roof", ">"), ("bound", "<"),
     ("torch", ">"), ("gpuconv/torch", ">"),
 )
 
 
-def _cells(r):
+def _cells(r, algorithm="-"):
     row = r.row
     if r.status == PASS:
         check = f"PASS {r.rel_err:.1e}"
@@ -85,7 +85,7 @@ def _cells(r):
     else:
         torch_cell, ratio_cell = comp.status, "-"
     return (
-        row.id, row.op_text() + PASS_SUFFIX[r.pass_name], row.shape_text(), check,
+        row.id, row.op_text() + PASS_SUFFIX[r.pass_name], algorithm, row.shape_text(), check,
         fmt_time(t.median) if t else "-",
         f"{fmt_time(t.min)}..{fmt_time(t.max)}" if t else "-",
         f"{r.flop / 1e9:.3g}", _num(r.tflops, ".3g"), _num(r.gbs, ".3g"),
@@ -93,8 +93,11 @@ def _cells(r):
     )
 
 
-def render_table(results):
-    lines = [tuple(name for name, _ in COLUMNS)] + [_cells(r) for r in results]
+def render_table(results, algorithms=None):
+    """The results table; ``algorithms`` maps a row id to the algorithm that ran it (the "algo"
+    column: the algorithm table's choice, ``plan.algorithm_name``), '-' where not given."""
+    algorithms = algorithms or {}
+    lines = [tuple(name for name, _ in COLUMNS)] + [_cells(r, algorithms.get(r.row.id, "-")) for r in results]
     widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
     out = []
     for n, line in enumerate(lines):
