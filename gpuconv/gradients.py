@@ -51,6 +51,9 @@ def _as_dense(problem):
 def conv(engine, problem, x, kernel, dy, need_x=True, need_kernel=True):
     """``(dx, dkernel)`` of a convolution or depthwise convolution (kernel in its own layout);
     None for a gradient not needed."""
+    fused = getattr(engine, "conv_backward_fused", None)
+    if fused is not None:  # CUDA: the depthwise input gradient has a kernel of its own there
+        return fused(problem, x, kernel, dy, None, need_x, need_kernel, False)[:2]
     dense = _as_dense(problem)
     dx = engine.conv_transpose(dense.adjoint(), dy, kernel.reshape(dense.kernel_shape), None) if need_x else None
     dw = engine.conv_backward_weights(dense, x, dy).reshape(kernel.shape) if need_kernel else None
@@ -61,9 +64,22 @@ def _bias_gradient_if_needed(problem, bias, dy, index):
     return None if bias is None or not input_needed(index) else _bias_gradient(problem, dy)
 
 
-def conv_with_bias(engine, problem, x, kernel, bias, dy):
+def conv_with_bias(engine, problem, x, kernel, bias, dy, output=None):
+    """``output``: the forward result when ``problem.activation`` (relu, relu6) was fused; an
+    engine with ``conv_backward_fused`` (CUDA) applies its derivative in the kernels that read
+    ``dy``, any other engine multiplies ``dy`` by it first, as ops did before."""
+    if getattr(engine, "conv_backward_fused", None) is not None:
+        return engine.conv_backward_fused(problem, x, kernel, dy, output, input_needed(0), input_needed(1),
+                                          bias is not None and input_needed(2))
+    if output is not None:
+        from .activations import OUTPUT_DERIVATIVES
+
+        dy = OUTPUT_DERIVATIVES[problem.activation](output, dy)
     dx, dw = conv(engine, problem, x, kernel, dy, input_needed(0), input_needed(1))
     return dx, dw, _bias_gradient_if_needed(problem, bias, dy, 2)
+
+
+conv_with_bias.takes_output = True  # ops hands it the fused activation's output (see _recorded)
 
 
 def conv_transpose_with_bias(engine, problem, x, kernel, bias, dy):

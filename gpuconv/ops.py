@@ -115,6 +115,8 @@ def _recorded(recording, inputs, y, backward, *arguments, activation=None):
         linear = functools.partial(backward, *arguments)
         if activation is None:
             _autodiff.record(inputs, y, linear)
+        elif getattr(backward, "takes_output", False):  # the backward applies the derivative (fused on CUDA)
+            _autodiff.record(inputs, y, lambda dy: linear(dy, output=y))
         else:
             derivative = _activations.OUTPUT_DERIVATIVES[activation]
             _autodiff.record(inputs, y, lambda dy: linear(derivative(y, dy)))

@@ -402,6 +402,17 @@ __device__ __forceinline__ typename Traits<T>::acc_t epilogue(typename Traits<T>
     return act == ACT_LINEAR ? v : activate_dispatch<A>(act, v);
 }
 
+// The fused activation's derivative from its output y, for the backward kernels that read the
+// output gradient (gpuconv.activations.OUTPUT_DERIVATIVES): relu 0 < y, relu6 0 < y < 6, 1 for
+// ACT_LINEAR (the host passes no other code). A factor of 0 or 1 rather than a select, so that
+// dy * factor rounds as the host's np.multiply(dy, mask) does (a NaN or Inf dy stays non-finite).
+template <typename A>
+__device__ __forceinline__ A output_derivative(int act, A y) {
+    if (act == ACT_RELU) return y > A(0) ? A(1) : A(0);
+    if (act == ACT_RELU6) return y > A(0) && y < A(6) ? A(1) : A(0);
+    return A(1);
+}
+
 // ------------------------------------------------------------------------------------------
 // Small integer helpers
 // ------------------------------------------------------------------------------------------

@@ -2,6 +2,10 @@
 //
 //   dW[t, c, g*Fg + f] = sum_{n, o} x[n, o*s + t*d - pad, g*Cg + c] * dy[n, o, g*Fg + f]
 //
+// With a fused activation (act = ACT_RELU / ACT_RELU6, y the forward's output) dy is read as
+// dy * act'(y) (common.cuh output_derivative): the derivative costs one more load per dy element
+// here instead of a separate elementwise pass and a masked copy of dy.
+//
 // An implicit GEMM per group: rows = (tap, channel) pairs t*Cg + c (the kernel's own row order),
 // columns = the group's filters, reduction = the N*P (batch x output pixel) positions in chunks
 // of BK positions. It runs on tile_fma.cuh's engine (TileFMA::run, store_tile) with its own
@@ -37,6 +41,8 @@ struct WgradLoader : LoaderBase<T, LAYOUT, Index, Tile> {
     static_assert(NT % BM == 0 && NT % BN == 0 && NT % BK == 0, "thread maps must divide");
 
     const T* __restrict__ dy;
+    const T* __restrict__ yo;     // the forward output, read only when act != ACT_LINEAR
+    int act;                      // the fused activation whose derivative dy is multiplied by
     PixelRec<Index>* pos;         // shared, 2 x BK records: x image base (-1: past the end), window origin
     Index* dyoff;                 // shared, 2 x BK: the position's dy offset at channel 0
     Index F, P, K;                // K = N * P positions
@@ -120,7 +126,9 @@ struct WgradLoader : LoaderBase<T, LAYOUT, Index, Tile> {
             Acc v = Acc(0);
             if (pt[kk].base >= 0 && bn < fcount) {
                 const Index f = fcol0 + bn;
-                v = load_acc(dy + dt[kk] + (LAYOUT == CHANNELS_LAST ? f : f * P));
+                const Index o = dt[kk] + (LAYOUT == CHANNELS_LAST ? f : f * P);
+                v = load_acc(dy + o);
+                if (act != ACT_LINEAR) v *= output_derivative(act, load_acc(yo + o));
             }
             this->rb[r] = v;
         }
@@ -138,8 +146,8 @@ struct WgradLoader : LoaderBase<T, LAYOUT, Index, Tile> {
 // writes rows (t, c), columns g*Fg + f of workspace plane z, (slices, T*Cg, F) in Acc.
 template <typename T, int LAYOUT, typename Index, int SHAPE>
 __global__ void __launch_bounds__(256, MinBlocks<T, Index>::value)
-conv_wgrad(const T* __restrict__ x, const T* __restrict__ dy, typename Traits<T>::acc_t* __restrict__ ws,
-           Index N, Index C, Index F, Index groups,
+conv_wgrad(const T* __restrict__ x, const T* __restrict__ dy, const T* __restrict__ yo, int act,
+           typename Traits<T>::acc_t* __restrict__ ws, Index N, Index C, Index F, Index groups,
            Index D, Index H, Index W, Index OD, Index OH, Index OW,
            Index KD, Index KH, Index KW,
            Index SD, Index SH, Index SW, Index DD, Index DH, Index DW,
@@ -189,7 +197,7 @@ conv_wgrad(const T* __restrict__ x, const T* __restrict__ dy, typename Traits<T>
                 });
 
                 WgradLoader<T, LAYOUT, Index, Tile> ld;
-                ld.x = x; ld.dy = dy; ld.pix = rows; ld.pos = pos; ld.dyoff = dyoff;
+                ld.x = x; ld.dy = dy; ld.yo = yo; ld.act = act; ld.pix = rows; ld.pos = pos; ld.dyoff = dyoff;
                 ld.C = C; ld.F = F; ld.P = P; ld.K = K;
                 ld.fcol0 = g * Fg + f0; ld.fcount = Fg - f0;
                 ld.D = D; ld.H = H; ld.W = W; ld.DHW = DHW; ld.OD = OD; ld.OH = OH; ld.OW = OW;

@@ -73,7 +73,8 @@ def test_run_check_with_a_family_compiles_each_of_its_files(nvrtc_available, reg
 
 
 def test_a_family_is_a_stem_start_up_to_an_underscore(registered):
-    assert check.select_files(["depthwise"], registered) == ["depthwise.cu", "depthwise_backward_weights.cu"]
+    assert check.select_files(["depthwise"], registered) == ["depthwise.cu", "depthwise_backward_input.cu",
+                                                             "depthwise_backward_weights.cu"]
     assert check.select_files(["conv"], registered) == ["conv_backward_weights.cu", "conv_direct.cu",
                                                         "conv_implicit_gemm.cu", "conv_transpose.cu"]
     assert check.select_files(["pooling"], registered) == ["pooling.cu", "pooling_backward.cu"]

@@ -208,6 +208,33 @@ def _depthwise_wgrad(rng, vec):
     return "conv_backward_weights", (x, w, dy), kwargs
 
 
+def _depthwise_backward(rng, vec):
+    """A depthwise convolution's backward with a fused relu (the depthwise input gradient and the
+    bias reduction): V > 1 channels_last with a multiple of V channels and dm 1, V = 1
+    channels_first, dm 2, strided and dilated."""
+    cl = vec > 1
+    c, dm = (2 * vec, 1) if cl else (3, 2)
+    spatial, k, s, d = (5, 6), (3, 2), (1, 2), (2, 1)
+    x = random_array(rng, _shape(2, c, spatial, cl))
+    w, bias = random_array(rng, (*k, c, dm)), random_array(rng, (c * dm,))
+    kwargs = dict(strides=s, padding=_same(spatial, k, s, d), dilation=d, channels_last=cl)
+    out_shape = calls.depthwise_problem(x, w, bias, **kwargs).output_shape
+    y = np.maximum(random_array(rng, out_shape), 0.0)  # a relu's output: zeros where the derivative is 0
+    return "depthwise_backward_fused", (x, w, bias, random_array(rng, out_shape), y), kwargs
+
+
+def _depthwise_backward_fused_call(engine, x, kernel, bias, dy, y, **geometry):
+    """dx and db of the relu-fused depthwise backward (gradients.conv_with_bias), concatenated flat:
+    on CUDA the kernels take the derivative, on the NumPy engine dy is masked first."""
+    from gpuconv import gradients
+
+    problem = calls.depthwise_problem(x, kernel, bias, activation="relu", **geometry)
+    dx, _, db = gradients.conv_with_bias(engine, problem, x, kernel, bias, dy, output=y)
+    from gpuconv import arrays
+
+    return arrays.array_module(dx).concatenate([dx.reshape(-1), db.reshape(-1)])
+
+
 def _conv_backward_weights_call(engine, x, kernel, dy, **geometry):
     return engine.conv_backward_weights(calls.conv_problem(x, kernel, None, **geometry), x, dy)
 
@@ -235,7 +262,8 @@ _BACKWARD_CALLS = {"optimizer_update": _optimizer_update_call,
                    "pool_backward": _pool_backward_call, "upsample_backward": _upsample_backward_call,
                    "locally_connected_backward_input": _lc_backward_input_call,
                    "locally_connected_backward_weights": _lc_backward_weights_call,
-                   "conv_backward_weights": _conv_backward_weights_call}
+                   "conv_backward_weights": _conv_backward_weights_call,
+                   "depthwise_backward_fused": _depthwise_backward_fused_call}
 
 
 def _engine_call(op):
@@ -294,6 +322,8 @@ def _problem(name, rng):
         return (dtype, _INDEX[a[2]], *_conv_wgrad(rng, dtype, a[1] == "0", int(a[3])))
     if template == "depthwise_wgrad":
         return (dtype, _INDEX[a[1]], *_depthwise_wgrad(rng, int(a[2])))
+    if template in ("depthwise_dgrad", "bias_grad"):
+        return (dtype, _INDEX[a[1]], *_depthwise_backward(rng, int(a[2])))
     if template == "wgrad_sum":
         return (dtype, _INDEX[a[1]], *_conv_wgrad(rng, dtype, True, 0))
     if template == "optimizer_update":

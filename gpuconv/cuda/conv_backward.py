@@ -11,6 +11,11 @@ of slices from the problem and the SM count, each slice writes a partial plane o
 the accumulation type (float32 for float16 and float32, float64 for float64), and ``wgrad_sum``
 adds the planes in slice order and casts. No atomics, so repeated runs are bitwise identical on
 one device.
+
+A fused activation's derivative (relu, relu6: ``gpuconv.activations.OUTPUT_DERIVATIVES``) is
+applied by the kernels as they load ``dy``, from the forward output ``y``: ``activation`` and
+``output`` of :func:`weights_gradient`, and :func:`conv_backward_fused`, the whole backward
+of a convolution or depthwise convolution with such an activation (gradients.py calls it).
 """
 import dataclasses
 import math
@@ -18,6 +23,7 @@ import math
 import numpy as np
 
 from . import algorithms, launch, module_cache, registry, tensors, tile_engine
+from .epilogue import activation_code
 from .indexing import index_type
 
 KERNEL_FILE = "conv_backward_weights.cu"
@@ -123,14 +129,42 @@ def plan_launch(problem, width, sm_count):
     return tile, plan_slices(problem.output_pixels, output_tiles(problem, tile), sm_count, plane)
 
 
+# The activations whose derivative the backward kernels take from the forward output.
+OUTPUT_DERIVATIVE_ACTIVATIONS = ("relu", "relu6")
+
+
+def derivative_arguments(activation, output, dy):
+    """``(code, y)`` for a kernel's ``act, y`` arguments: the activation's code and the contiguous
+    forward output (its shape and dtype those of ``dy``), or ``(0, dy)`` without an activation
+    (the kernels then never read ``y``)."""
+    if activation is None:
+        return 0, dy
+    if activation not in OUTPUT_DERIVATIVE_ACTIVATIONS:
+        raise ValueError(f"Invalid value for argument `activation`: the backward kernels apply the derivative of "
+                         f"{OUTPUT_DERIVATIVE_ACTIVATIONS} from the output. Received: activation={activation!r}")
+    if output is None or tuple(output.shape) != tuple(dy.shape) or np.dtype(output.dtype) != np.dtype(dy.dtype):
+        raise ValueError(f"Invalid value for argument `output`: expected the forward output, shape {tuple(dy.shape)} "
+                         f"and dtype {np.dtype(dy.dtype)}. Received: "
+                         f"{None if output is None else (tuple(output.shape), np.dtype(output.dtype))}")
+    return activation_code(activation), tensors.contiguous(output)
+
+
 def conv_backward_weights(problem, x, dy):
     """``dW`` of ``problem.kernel_shape`` in ``problem.dtype`` (see the module docstring)."""
+    return weights_gradient(problem, x, dy)
+
+
+def weights_gradient(problem, x, dy, activation=None, output=None):
+    """conv_backward_weights (the engine contract's signature) with a fused ``activation`` (relu,
+    relu6): the gradient of ``act(conv(x))`` whose value was ``output``, ``dy`` read as
+    ``dy * act'(output)``."""
     _check(problem, x, dy)
     from . import depthwise_backward  # imports this module: imported here, not at the top
 
     if depthwise_backward.is_depthwise(problem):  # 1-wide GEMMs on the tile engine: a reduction instead
-        return depthwise_backward.depthwise_backward_weights(problem, x, dy)
+        return depthwise_backward.depthwise_backward_weights(problem, x, dy, activation, output)
     x, dy = tensors.contiguous(x), tensors.contiguous(dy)
+    act, y = derivative_arguments(activation, output, dy)
     dw = tensors.output_array(problem.kernel_shape, problem.dtype)
     sm_count = launch.device_limits().sm_count
     acc = acc_dtype(problem.dtype)
@@ -147,7 +181,8 @@ def conv_backward_weights(problem, x, dy):
     grid = launch.grid_nd((-(-gemm_rows(problem) // rows), tile_engine.channel_tiles(problem, cols), plan.slices))
     fn = module_cache.get_function(KERNEL_FILE, name_expression(problem.dtype, problem.channels_last, width, tile))
     sizes = (*tile_engine.window_sizes(problem), plan.slices, plan.chunks_per_slice)
-    launch.launch(fn, grid, (THREADS, 1, 1), (x, dy, ws, *(launch.index_scalar(v, width) for v in sizes)))
+    launch.launch(fn, grid, (THREADS, 1, 1),
+                  (x, dy, y, launch.int32_scalar(act), ws, *(launch.index_scalar(v, width) for v in sizes)))
 
     sum_slices(ws, dw, elements, plan.slices, width, sm_count)
     return dw
@@ -160,3 +195,38 @@ def sum_slices(ws, dw, elements, slices, width, sm_count):
     total = module_cache.get_function(KERNEL_FILE, sum_name(dw.dtype, width))
     launch.launch(total, launch.grid_1d(elements, THREADS, max_blocks=sm_count * SUM_BLOCKS_PER_SM), (THREADS, 1, 1),
                   (ws, dw, launch.index_scalar(elements, width), launch.index_scalar(slices, width)))
+
+
+def conv_backward_fused(problem, x, kernel, dy, output, need_x=True, need_kernel=True, need_bias=False):
+    """``(dx, dkernel, dbias)`` of a convolution or depthwise convolution ``problem`` (the forward
+    problem, kernel in its own layout); None for a gradient not needed. ``output``: the forward
+    result when ``problem.activation`` (relu or relu6) was fused, else None. Every kernel that
+    reads ``dy`` then applies ``dy * act'(output)`` as it loads it: the depthwise input gradient
+    (depthwise_backward_input.cu, which every depthwise input gradient takes), both weight
+    gradients and the bias reduction (``bias_grad``, deterministic, also without an activation).
+    The dense input gradient runs on the transposed-convolution
+    engine, whose loader takes no derivative: when it is needed, ``dy`` is masked once (as the
+    NumPy engine does) and the other gradients read that."""
+    from .. import gradients  # gradients imports the engines' problems: imported here, not at the top
+    from . import depthwise_backward, depthwise_backward_input
+    from .conv_transpose import conv_transpose
+
+    activation = problem.activation if output is not None else None
+    derivative_arguments(activation, output, dy)  # refuses another activation before any launch
+    dense = gradients._as_dense(problem)
+    depthwise = depthwise_backward.is_depthwise(dense)
+    dx = None
+    if need_x and depthwise:
+        dx = depthwise_backward_input.depthwise_backward_input(dense, dy, kernel, activation, output)
+    elif need_x:
+        if activation is not None:
+            from .. import activations
+
+            dy = activations.OUTPUT_DERIVATIVES[activation](output, dy)
+            activation = output = None
+        dx = conv_transpose(dense.adjoint(), dy, kernel.reshape(dense.kernel_shape), None)
+    dw = weights_gradient(dense, x, dy, activation, output).reshape(kernel.shape) if need_kernel else None
+    # The bias reduction is the same kernel with or without a derivative to apply, so a fused relu
+    # and a separately recorded one give bitwise the same bias gradient.
+    db = depthwise_backward.bias_backward(dense, dy, activation, output) if need_bias else None
+    return dx, dw, db
