@@ -133,9 +133,7 @@ struct IgemmLoader {
 #pragma unroll
                 for (int r = 0; r < A_ROWS; ++r) {
                     const bool ok = e.k < geo.K && geo.inside(e, d0[r], h0[r], w0[r]);
-                    const unsigned bits = ok ? x[row_off[r] + tap] : 0u;
-                    if (i % 2 == 0) v[r].w[i / 2] = bits;
-                    else v[r].w[i / 2] |= bits << 16;
+                    v[r].put(i, ok ? x[row_off[r] + tap] : 0u);
                 }
                 if (i < 7) geo.step(e, 1);
             }
@@ -157,9 +155,7 @@ struct IgemmLoader {
 #pragma unroll
                 for (int i = 0; i < 8; ++i) {
                     const bool ok = k < geo.K && b_ch * 8 + i < fcount;
-                    const unsigned bits = ok ? src[i] : 0u;
-                    if (i % 2 == 0) v.w[i / 2] = bits;
-                    else v.w[i / 2] |= bits << 16;
+                    v.put(i, ok ? src[i] : 0u);
                 }
                 *dst = v;
             }

@@ -54,6 +54,13 @@ struct Elem16<bfloat16> {
 // ldmatrix row).
 struct __align__(16) Chunk16 {
     unsigned w[4];
+
+    // Element i (of 8) from its 16 bits; the element paths fill i = 0..7 in order, so an even i
+    // starts its word and an odd one completes it.
+    __device__ __forceinline__ void put(int i, unsigned bits) {
+        if (i % 2 == 0) w[i / 2] = bits;
+        else w[i / 2] |= bits << 16;
+    }
 };
 
 template <typename T, int BM_, int BN_, int BK_, int STAGES_>
