@@ -72,6 +72,29 @@ def test_numpy_engine_updates_in_place_and_leaves_grads_alone(rule):
         assert any(not np.array_equal(a, b) for a, b in zip(slots, before_slots))
 
 
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_pieced_update_is_bitwise_the_whole_array_update(rule):
+    """The NumPy engine updates large params in cache-sized pieces on its threads; every rule is
+    elementwise, so the result must be bitwise that of one pass over each whole array (a
+    non-contiguous param, updated whole, and a small one ride along; decay included)."""
+    from optimizer_cases import initial_slots, scalars_for
+
+    rng = np.random.default_rng(3)
+    shapes = [(3 * optimizer_updates._PIECE_ELEMENTS + 5,), (41, 7), (2,)]
+    params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    params[1] = np.asfortranarray(params[1])
+    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    slots = [initial_slots(rule, s, np.float32, rng) for s in shapes]
+    decays = [0.01, 0.0, 0.02]
+    scalars = scalars_for(rule, np.float32)
+    expected_p, expected_slots = [p.copy() for p in params], [[a.copy() for a in s] for s in slots]
+    optimizer_updates.apply_rule(np, rule, scalars, expected_p, grads, expected_slots, decays)
+    cpu.optimizer_update(rule, scalars, params, grads, slots, decays)
+    for got, want in zip(params + [a for s in slots for a in s], expected_p + [a for s in expected_slots for a in s]):
+        assert got.tobytes() == want.tobytes()
+    assert len(optimizer_updates._pieces(params[0], grads[0], slots[0])) == 4  # the large one was pieced
+
+
 def test_decay_multiplies_by_one_minus_decay_before_the_rule():
     p = np.array([1.0, -2.0, 3.0], np.float32)
     g = np.zeros(3, np.float32)

@@ -8,6 +8,7 @@ Each statement is one statement of the rule's formula, in its order, computed in
 """
 import numpy as np
 
+from . import _parallel
 from ..optimizers.rules import RULES, check_update
 
 
@@ -156,17 +157,53 @@ _UPDATES = {
 assert set(_UPDATES) == set(RULES), "every rule of gpuconv.optimizers.rules needs its array code"
 
 
+def _typed(scalars, dtype):
+    t = np.dtype(dtype).type
+    return {name: t(value) for name, value in scalars.items()}
+
+
+def _update_one(xp, update, typed, p, g, state, decay):
+    if decay:
+        t = np.dtype(p.dtype).type
+        p *= t(1) - t(decay)  # the rules' weight decay, before the rule
+    update(xp, typed, p, g, state)
+
+
 def apply_rule(xp, rule, scalars, params, grads, slots, decays):
     """``Engine.optimizer_update`` on arrays of module ``xp`` (see ``gpuconv.optimizers.rules``)."""
     check_update(rule, scalars, params, grads, slots, decays)
     update = _UPDATES[rule]
     for p, g, state, decay in zip(params, grads, slots, decays):
-        t = np.dtype(p.dtype).type
-        if decay:
-            p *= t(1) - t(decay)  # the rules' weight decay, before the rule
-        update(xp, {name: t(value) for name, value in scalars.items()}, p, g, state)
+        _update_one(xp, update, _typed(scalars, p.dtype), p, g, state, decay)
+
+
+# Elements of one piece of a host update: its temporaries (float64 products of ``fma`` included,
+# up to ~4 arrays of 8 bytes) then stay in a core's L2, so each of a rule's dozen passes reads
+# cache rather than memory. Every rule is elementwise, so a piece's results are bitwise those of
+# the whole array, whatever the split. (Adam over the seed CNN's 335k params on the 2-core bench
+# machine: 3.2 ms whole, 2.3 ms in pieces of 2**16; smaller pieces cost more calls than they save.)
+_PIECE_ELEMENTS = 1 << 16
+
+
+def _pieces(p, g, state):
+    """``(p, g, state)`` as flat slices of at most ``_PIECE_ELEMENTS`` (one piece, the arrays
+    themselves, unless all are C-contiguous, so that the slices are views written in place)."""
+    arrays = (p, g, *state)
+    if p.size <= _PIECE_ELEMENTS or not all(a.flags.c_contiguous for a in arrays):
+        return [(p, g, state)]
+    flat = [a.reshape(-1) for a in arrays]
+    return [(flat[0][i:i + _PIECE_ELEMENTS], flat[1][i:i + _PIECE_ELEMENTS], [f[i:i + _PIECE_ELEMENTS] for f in flat[2:]])
+            for i in range(0, p.size, _PIECE_ELEMENTS)]
 
 
 def optimizer_update(rule, scalars, params, grads, slots, decays):
-    """The NumPy engine's ``optimizer_update``: host arrays, updated in place."""
-    apply_rule(np, rule, scalars, params, grads, slots, decays)
+    """The NumPy engine's ``optimizer_update``: host arrays, updated in place, in cache-sized
+    pieces spread over the engine's threads (``_parallel``; pieces never overlap)."""
+    check_update(rule, scalars, params, grads, slots, decays)
+    update = _UPDATES[rule]
+    typed = {}
+    work = []
+    for p, g, state, decay in zip(params, grads, slots, decays):
+        t = typed.setdefault(np.dtype(p.dtype), _typed(scalars, p.dtype))
+        work.extend((t, piece, decay) for piece in _pieces(p, g, state))
+    _parallel.run(lambda job: _update_one(np, update, job[0], *job[1], job[2]), work)
