@@ -5,6 +5,15 @@ Importing gpuconv never touches CUDA; the backend ('auto' | 'cuda' | 'numpy') re
 """
 __version__ = "0.1.0"
 
+import os as _os
+
+# Set before NumPy loads OpenBLAS, which reads it once: OpenBLAS's idle threads spin for 2**28
+# cycles (~0.1 s) after every GEMM, holding a core that the NumPy engine's elementwise passes
+# (im2col, epilogues, pooling, each right after a GEMM) then share; 2**4 cycles lets them sleep
+# at once. The seed CNN's training epoch on the 2-core bench machine: 46-53 -> 39-44 ms per step.
+# A value the user set is kept; where NumPy was imported before gpuconv, OpenBLAS keeps its own.
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 from . import activations, backend, constraints, geometry, initializers, layers, ops, regularizers, saving
 from . import callbacks, fusion, losses, metrics, optimizers, utils
 from .arrays import to_numpy

@@ -384,6 +384,31 @@ def test_max_pool_backward_of_tiling_windows_matches_the_loop_reference(case, na
     assert_close(last(got, cl), want, case["dtype"])
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_tiled_max_pool_backward_in_threaded_batch_slices_is_bitwise_the_whole(monkeypatch, threads, channels_last):
+    """Large inputs are cut into one batch slice per thread; a NaN in one item only (whose slice
+    then takes the NaN rule) and ties must give bitwise the one-slice result and the loop's."""
+    from gpuconv.cpu import _parallel
+
+    rng = np.random.default_rng(11)
+    x = rng.integers(-2, 3, (5, 6, 7, 4)).astype(np.float32)  # ties everywhere; W = 7 leaves a column uncovered
+    x[3, 1, 2, 0] = np.nan
+    x = layout(x, channels_last)
+    problem = ec.pool_problem(x, mode="max", pool_size=(2, 2), strides=(2, 2), padding=((0, 0), (0, 0)),
+                              channels_last=channels_last)
+    dy = rounded(rng, problem.output_shape, np.float32)
+    monkeypatch.setattr(_parallel, "NUM_THREADS", 1)
+    whole = eng.pool_backward(problem, x, dy)
+    monkeypatch.setattr(_parallel, "NUM_THREADS", threads)
+    monkeypatch.setattr(_parallel, "MIN_PARALLEL_BYTES", 0)
+    assert len(_parallel.split(problem.batch, _parallel.threads_for(x.nbytes))) == threads
+    sliced = eng.pool_backward(problem, x, dy)
+    assert sliced.tobytes() == whole.tobytes()
+    want = loop_pool_backward(last(x, channels_last), last(dy, channels_last), "max", (2, 2), (2, 2), (0, 0))
+    assert_close(last(sliced, channels_last), want, np.float32)
+
+
 @SETTINGS
 @given(pool_cases(), st.integers(0, 2**32 - 1))
 def test_average_pool_backward_is_the_adjoint_of_average_pool(case, seed):

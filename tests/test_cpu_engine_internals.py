@@ -7,6 +7,7 @@ the engine functions directly, with explicit resolved geometry, and check proper
 the engine computes.
 """
 import itertools
+import math
 import os
 import threading
 import tracemalloc
@@ -424,6 +425,24 @@ def test_conv_matches_the_loop_reference(rng, channels_last, rank, ksize, stride
     got = conv_call(xin, w, strides, padding, dilation, channels_last)
     got = got if channels_last else to_last(got)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("c_group", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("rank,groups,strides", [(1, 1, (2,)), (2, 2, (1, 1)), (2, 1, (2, 1)), (3, 3, (1, 2, 1))])
+def test_channels_last_columns_are_the_patch_order_im2col_whichever_way_gathered(rng, c_group, rank, groups, strides):
+    """Few channels per group are gathered tap-major (a transposed view); the matrix must be
+    the same, element for element, as the patch-order reshape of the window view."""
+    from gpuconv.cpu import conv as cpu_conv
+    from gpuconv.cpu._windows import windows
+
+    xs = rng.standard_normal((groups, 2) + (7,) * rank + (c_group,))
+    ksize = (3, 2, 2)[:rank]
+    view = np.moveaxis(windows(xs, tuple(range(2, rank + 2)), ksize, strides, (1,) * rank), rank + 2, -1)
+    m = 2 * math.prod(view.shape[2:rank + 2])
+    want = view.reshape(groups, m, -1)
+    got = cpu_conv.channels_last_columns(memory.Scratch(xs.dtype), view, rank, m)
+    assert got.shape == want.shape and np.array_equal(got, want)
+    assert got.flags.c_contiguous == (c_group >= cpu_conv._TAP_MAJOR_BELOW_CHANNELS)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 8])
@@ -862,3 +881,27 @@ def test_epilogue_in_threaded_slabs_equals_one_slab(rng, monkeypatch, batch, cha
         for got, expected in zip(run_ops(), want):
             assert got.dtype == expected.dtype
             np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("preset", [None, "9"])
+def test_importing_gpuconv_first_sets_openblas_idle_threads_to_sleep_unless_the_user_chose(preset):
+    """OpenBLAS reads OPENBLAS_THREAD_TIMEOUT once, when NumPy loads it: gpuconv sets 4 (idle
+    BLAS threads sleep at once instead of spinning ~0.1 s beside the engine's own passes) before
+    importing NumPy, and keeps a value the user set."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    # An import hook prints the variable at the moment NumPy starts loading.
+    code = ("import os, sys\n"
+            "class Spy:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'numpy':\n"
+            "            print('at-numpy-import', os.environ.get('OPENBLAS_THREAD_TIMEOUT'))\n"
+            "        return None\n"
+            "sys.meta_path.insert(0, Spy())\n"
+            "import gpuconv\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["at-numpy-import", preset or "4"]

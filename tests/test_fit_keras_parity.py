@@ -243,3 +243,15 @@ def test_train_and_test_on_batch(rng):
     assert ours.train_on_batch(x, y, return_dict=True).keys() == theirs.train_on_batch(x, y, return_dict=True).keys()
     np.testing.assert_allclose(ours.predict_on_batch(x), keras.ops.convert_to_numpy(theirs.predict_on_batch(x)),
                                rtol=1e-5, atol=1e-7)
+
+
+def test_training_benchmark_reports_the_median_of_side_by_side_pairs():
+    """The epoch benchmark (not its speed: its bookkeeping): ``repeats`` Keras/gpuconv pairs, the
+    ratio the median of the pairs' ratios, each side's time the median of its epochs."""
+    result = training_benchmark.run(samples=64, batch_size=32, repeats=3, profile_steps=0, warmup_steps=1)
+    pairs = result["pairs"]
+    assert len(pairs) == 3 and all(p["keras_s"] > 0 and p["gpuconv_s"] > 0 for p in pairs)
+    assert result["ratio"] == sorted(p["gpuconv_s"] / p["keras_s"] for p in pairs)[1]
+    assert result["gpuconv"]["epoch_s"] == sorted(p["gpuconv_s"] for p in pairs)[1]
+    assert result["keras"]["epoch_s"] == sorted(p["keras_s"] for p in pairs)[1]
+    assert "median of 3 side-by-side pairs" in training_benchmark.report(result)

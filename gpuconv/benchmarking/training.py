@@ -2,13 +2,19 @@
 side in one process on the same data and initial weights; and where gpuconv's time goes.
 
     python -m gpuconv.benchmarking.training [--samples 10000] [--batch-size 32] [--backend numpy]
-                                             [--no-keras] [--profile-steps 40] [--json out.json]
+                                             [--no-keras] [--repeats 3] [--profile-steps 40]
+                                             [--json out.json]
 
 Both models are the lecture's (Conv2D 32 -> MaxPooling -> Conv2D 64 -> MaxPooling -> Flatten ->
 Dense 100 -> Dropout 0.4 -> Dense 10 softmax), compiled with Adam, sparse categorical
 crossentropy and accuracy, ``fit(..., epochs=1, batch_size=32, verbose=0)``. Each library first
 runs a few warm-up steps (first-call costs, thread pools) outside the timed epoch. Keras uses
 the same thread count as NumPy's BLAS.
+
+``--repeats`` pairs: a Keras epoch, then a gpuconv epoch, each pair back to back, so a change in
+the machine's load (a shared 2-core VM swings 20-30% within a minute) hits both sides of a pair
+alike; the ratio reported is the median of the pairs' ratios, the times the medians of each
+side's epochs, and every pair is listed.
 
 The breakdown runs ``--profile-steps`` more steps under ``cProfile`` (which slows them, so it
 reports fractions, not times): forward (the model's call), backward (``GradientTape.gradient``),
@@ -20,6 +26,7 @@ import cProfile
 import json
 import os
 import pstats
+import statistics
 import sys
 import time
 
@@ -83,7 +90,8 @@ def _breakdown(model, x, y, batch_size, steps):
     return {label: seconds / total for label, seconds in parts.items()}
 
 
-def run(samples=10000, batch_size=32, backend="numpy", keras=True, profile_steps=40, warmup_steps=5, seed=0):
+def run(samples=10000, batch_size=32, backend="numpy", keras=True, profile_steps=40, warmup_steps=5, seed=0,
+        repeats=3):
     import gpuconv
 
     gpuconv.set_backend(backend)
@@ -94,6 +102,7 @@ def run(samples=10000, batch_size=32, backend="numpy", keras=True, profile_steps
     result = {"samples": samples, "batch_size": batch_size, "steps": steps, "backend": gpuconv.get_backend(),
               "threads": cpu_threads()}
     weights = None
+    theirs = None
     if keras:
         os.environ.setdefault("KERAS_BACKEND", "torch")
         import keras as keras_module
@@ -102,15 +111,20 @@ def run(samples=10000, batch_size=32, backend="numpy", keras=True, profile_steps
         torch.set_num_threads(result["threads"])
         theirs = _compiled(keras_module)
         weights = theirs.get_weights()
-        seconds, _ = _epoch_seconds(theirs, x, y, batch_size, warmup_steps)
-        result["keras"] = {"version": keras_module.__version__, "torch": torch.__version__, "epoch_s": seconds,
-                           "step_ms": 1e3 * seconds / steps,
+        result["keras"] = {"version": keras_module.__version__, "torch": torch.__version__,
                            "device": "cuda" if torch.cuda.is_available() else "cpu"}
     ours = _compiled(gpuconv, weights)
-    seconds, _ = _epoch_seconds(ours, x, y, batch_size, warmup_steps)
+    pairs = []
+    for _ in range(repeats):
+        theirs_s = _epoch_seconds(theirs, x, y, batch_size, warmup_steps)[0] if keras else None
+        pairs.append((theirs_s, _epoch_seconds(ours, x, y, batch_size, warmup_steps)[0]))
+    seconds = statistics.median(ours_s for _, ours_s in pairs)
     result["gpuconv"] = {"epoch_s": seconds, "step_ms": 1e3 * seconds / steps}
     if keras:
-        result["ratio"] = result["gpuconv"]["epoch_s"] / result["keras"]["epoch_s"]
+        seconds = statistics.median(theirs_s for theirs_s, _ in pairs)
+        result["keras"].update(epoch_s=seconds, step_ms=1e3 * seconds / steps)
+        result["pairs"] = [{"keras_s": t, "gpuconv_s": o, "ratio": o / t} for t, o in pairs]
+        result["ratio"] = statistics.median(pair["ratio"] for pair in result["pairs"])
     if profile_steps:
         fractions = _breakdown(_compiled(gpuconv, weights), x, y, batch_size, profile_steps)
         result["gpuconv"]["breakdown"] = fractions
@@ -128,7 +142,9 @@ def report(result):
         k = result["keras"]
         lines.append(f"  keras {k['version']} (torch {k['torch']} {k['device']}) {k['epoch_s']:8.2f} s   "
                      f"{k['step_ms']:7.2f} ms/step")
-        lines.append(f"  gpuconv / keras    {result['ratio']:.2f}x  (< 1: gpuconv faster)")
+        each = ", ".join(f"{pair['ratio']:.2f}" for pair in result["pairs"])
+        lines.append(f"  gpuconv / keras    {result['ratio']:.2f}x  (< 1: gpuconv faster; median of "
+                     f"{len(result['pairs'])} side-by-side pairs: {each})")
     if "breakdown" in ours:
         parts = ", ".join(f"{label} {100 * f:.0f}%" for label, f in ours["breakdown"].items())
         lines.append(f"  where gpuconv's step goes (cProfile): {parts}")
@@ -142,13 +158,15 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--backend", default="numpy")
     parser.add_argument("--no-keras", action="store_true", help="time gpuconv only")
+    parser.add_argument("--repeats", type=int, default=3, help="side-by-side epoch pairs (median reported)")
     parser.add_argument("--profile-steps", type=int, default=40)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    for name in ("samples", "batch_size"):
+    for name in ("samples", "batch_size", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer; received {getattr(args, name)}")
-    result = run(args.samples, args.batch_size, args.backend, not args.no_keras, args.profile_steps)
+    result = run(args.samples, args.batch_size, args.backend, not args.no_keras, args.profile_steps,
+                 repeats=args.repeats)
     print(report(result))
     if args.json:
         with open(args.json, "w") as f:

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import _parallel, memory
 from ._windows import WindowPlan, compute_dtype, padded, spatial_axes, tap_slices, taps, windows
-from .conv import _group_major_padded
+from .conv import _group_major_padded, channels_last_columns
 
 # dy bytes of one block of the depthwise path: x and dy of a block stay in L2 while every tap
 # reads them (bench row W1: blocks of 4 rows, 1.3 ms on two threads against 2.0 ms whole).
@@ -88,7 +88,7 @@ def _gemm_weights(problem, plan, x, dy, ctype):
             xp = _group_major_padded(xs, pad, axes, ctype, groups, pads)  # (G, nb, *spatial, Cg)
             view = windows(xp, tuple(a + 1 for a in axes), live_taps, problem.strides, problem.dilation)
             view = np.moveaxis(_trimmed(view, 2, out_ext), rank + 2, -1)  # (G, nb, *O, *k, Cg)
-            cols = columns.gather(view, (groups, m, n_taps * cg)).transpose(0, 2, 1)
+            cols = channels_last_columns(columns, view, rank, m).transpose(0, 2, 1)  # (G, K*Cg, M)
             # (nb, *O, G, Fg) -> (G, M, Fg): a strided view BLAS reads directly
             d = dy[bs, rs].reshape(m, groups, fg).transpose(1, 0, 2).astype(ctype, copy=False)
         else:

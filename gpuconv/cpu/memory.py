@@ -134,8 +134,9 @@ def check_allocation(shape, dtype, what, workspace_bytes=0):
 def threads_near_gemm(nbytes, memory_bound=True):
     """Threads for a copy that follows (or feeds) a GEMM: the im2col gather, the padding copy,
     the transposed-conv scatter. After a GEMM, OpenBLAS's workers keep spinning on the other
-    cores for a while (its thread timeout, ~0.1 s), and a piece handed to one of our threads
-    waits for that core. So memory-bound work below ``GATHER_PARALLEL_BYTES`` runs on the calling
+    cores for a while (its default thread timeout, ~0.1 s; gpuconv lowers it when imported
+    before NumPy, see ``gpuconv/__init__.py``), and a piece handed to one of our threads waits
+    for that core. So memory-bound work below ``GATHER_PARALLEL_BYTES`` runs on the calling
     thread. Measured side by side: bench row D9's 1.2 MB gathers 1.77 -> 1.48 ms; padding of D2,
     D3, D9 5-8% faster; T1's and T3's channels_last scatters 1.66 -> 1.37 and 1.58 -> 1.39 ms;
     gathers of 7 MB and more (D1, D2, V1) within noise either way. Loop-bound work (short
@@ -169,6 +170,15 @@ def chunks(batch, rows, bytes_per_row, limit=None, item_bytes=0):
     for b in range(batch):
         for r in range(0, rows, step):
             yield slice(b, b + 1), slice(r, min(r + step, rows))
+
+
+def reshapes_in_place(a, shape):
+    """Whether ``a.reshape(shape)`` is a view (no copy)."""
+    try:
+        np.reshape(a, shape, copy=False)
+    except ValueError:
+        return False
+    return True
 
 
 class Scratch:
