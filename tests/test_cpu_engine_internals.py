@@ -364,6 +364,25 @@ def test_non_overlapping_pooling_shortcut_equals_the_window_loop(rng, mode, chan
     np.testing.assert_allclose(fast.astype(np.float64), sub.astype(np.float64), rtol=rtol)
 
 
+@pytest.mark.parametrize("mode", ["max", "average"])
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("strides,padding", [((2, 2), ((0, 0), (0, 0))), ((1, 2), ((1, 0), (0, 1)))])
+def test_pooling_in_threaded_batch_slices_is_bitwise_one_slice(rng, monkeypatch, mode, channels_last, strides, padding):
+    from gpuconv.cpu import _parallel, pooling
+
+    x = rng.standard_normal((5, 6, 7, 3) if channels_last else (5, 3, 6, 7)).astype(np.float32)
+    kw = dict(mode=mode, pool_size=(2, 2), strides=strides, padding=padding, channels_last=channels_last)
+    whole = engine_calls.pool(eng, x, **kw)
+    monkeypatch.setattr(pooling, "_THREADED_READS", 0)
+    monkeypatch.setattr(_parallel, "NUM_THREADS", 3)
+    calls = []
+    real_run = _parallel.run
+    monkeypatch.setattr(_parallel, "run", lambda fn, pieces: (calls.append(len(list(pieces))), real_run(fn, pieces))[1])
+    sliced = engine_calls.pool(eng, x, **kw)
+    assert calls and calls[0] == 3
+    assert sliced.tobytes() == whole.tobytes()
+
+
 @pytest.mark.parametrize("strides", [(2,), (1,)])  # the tiled shortcut and the tap loop
 def test_max_pool_propagates_nan(strides):
     x = np.array([1.0, np.nan, 3.0, 4.0]).reshape(1, 4, 1)

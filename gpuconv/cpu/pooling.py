@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from . import _pieces, memory
+from . import _parallel, _pieces, memory
 from ._windows import WindowPlan, compute_dtype, output_length, padded, tap_slices, taps
 
 _MODES = ("max", "average")
@@ -27,15 +27,26 @@ def pool(problem, x):
     ctype = x.dtype if mode == "max" else compute_dtype(x.dtype)  # max is exact in any dtype
     plan = WindowPlan(x, problem.pool_size, strides, (1,) * problem.rank, problem.padding, problem.out_spatial,
                       channels_last, np.dtype(ctype).itemsize)
-    blocks = memory.Scratch(ctype)
-
     def fill(bs, rs, acc):
-        xs, pad = plan.piece(bs, rs)
-        _pool_into(acc, xs, mode, plan.taps, strides, pad, plan.axes, ctype, blocks)
+        # A large piece in one batch slice per thread (every window lies in one item, so the
+        # slices change nothing but the speed), each with its own padding scratch.
+        reads = acc.nbytes * math.prod(plan.taps)
+        items = _parallel.split(bs.stop - bs.start, _parallel.num_threads() if reads >= _THREADED_READS else 1)
+
+        def pool_items(part):
+            xs, pad = plan.piece(slice(bs.start + part.start, bs.start + part.stop), rs)
+            _pool_into(acc[part], xs, mode, plan.taps, strides, pad, plan.axes, ctype, memory.Scratch(ctype))
+
+        _parallel.run(pool_items, items)
 
     return _pieces.compute(problem.output_shape, x.dtype, ctype, channels_last, fill, row_bytes=plan.row_bytes,
                            item_bytes=plan.item_bytes)
 
+
+# Input bytes a pooling piece reads from which it is cut into one batch slice per thread: on the
+# 2-core bench machine, 2x2 max pooling of 3.2 MB took 0.80 ms on one thread and 0.58 on two, of
+# 1.6 MB 0.32 and 0.44 (the hand-off costs more than the second core gives).
+_THREADED_READS = 2 << 20
 
 # Windows of at most this many cells are reduced by one elementwise pass per cell over strided
 # views (2x2: 3x faster than NumPy's reduction over small split axes, which walks them element by
