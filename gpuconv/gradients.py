@@ -22,6 +22,7 @@ import dataclasses
 import numpy as np
 
 from . import arrays as _arrays
+from . import dtypes as _dtypes
 from . import problems as _problems
 from .autodiff.tape import input_needed
 
@@ -29,7 +30,7 @@ from .autodiff.tape import input_needed
 def _channel_sum(dy, axes, dtype):
     """``dy`` summed over ``axes`` in float32 for float16 (one fixed-order reduction)."""
     xp = _arrays.array_module(dy)
-    acc = np.float32 if np.dtype(dtype) == np.float16 else dtype
+    acc = _dtypes.accumulation_dtype(dtype)
     return xp.sum(dy, axis=axes, dtype=acc).astype(dtype, copy=False)
 
 
@@ -64,6 +65,16 @@ def _bias_gradient_if_needed(problem, bias, dy, index):
     return None if bias is None or not input_needed(index) else _bias_gradient(problem, dy)
 
 
+def _derivative_applied(problem, dy, output):
+    """``dy * act'(output)`` for an engine that has no kernel applying it (``output``: the forward
+    result of a fused relu / relu6, None: no activation, ``dy`` itself)."""
+    if output is None:
+        return dy
+    from .activations import OUTPUT_DERIVATIVES
+
+    return OUTPUT_DERIVATIVES[problem.activation](output, dy)
+
+
 def conv_with_bias(engine, problem, x, kernel, bias, dy, output=None):
     """``output``: the forward result when ``problem.activation`` (relu, relu6) was fused; an
     engine with ``conv_backward_fused`` (CUDA) applies its derivative in the kernels that read
@@ -71,10 +82,7 @@ def conv_with_bias(engine, problem, x, kernel, bias, dy, output=None):
     if getattr(engine, "conv_backward_fused", None) is not None:
         return engine.conv_backward_fused(problem, x, kernel, dy, output, input_needed(0), input_needed(1),
                                           bias is not None and input_needed(2))
-    if output is not None:
-        from .activations import OUTPUT_DERIVATIVES
-
-        dy = OUTPUT_DERIVATIVES[problem.activation](output, dy)
+    dy = _derivative_applied(problem, dy, output)
     dx, dw = conv(engine, problem, x, kernel, dy, input_needed(0), input_needed(1))
     return dx, dw, _bias_gradient_if_needed(problem, bias, dy, 2)
 
@@ -82,14 +90,22 @@ def conv_with_bias(engine, problem, x, kernel, bias, dy, output=None):
 conv_with_bias.takes_output = True  # ops hands it the fused activation's output (see _recorded)
 
 
-def conv_transpose_with_bias(engine, problem, x, kernel, bias, dy):
+def conv_transpose_with_bias(engine, problem, x, kernel, bias, dy, output=None):
     """A transposed convolution is the adjoint of the convolution ``problem.adjoint()``: its input
     gradient is that convolution of ``dy``; its kernel gradient that convolution's, with the roles
-    of input and output gradient exchanged."""
+    of input and output gradient exchanged. ``output`` as for :func:`conv_with_bias` (CUDA:
+    ``conv_transpose_backward_fused``)."""
+    if getattr(engine, "conv_transpose_backward_fused", None) is not None:
+        return engine.conv_transpose_backward_fused(problem, x, kernel, dy, output, input_needed(0), input_needed(1),
+                                                    bias is not None and input_needed(2))
+    dy = _derivative_applied(problem, dy, output)
     forward = problem.adjoint()
     dx = engine.conv(forward, dy, kernel, None) if input_needed(0) else None
     dw = engine.conv_backward_weights(forward, dy, x) if input_needed(1) else None
     return dx, dw, _bias_gradient_if_needed(problem, bias, dy, 2)
+
+
+conv_transpose_with_bias.takes_output = True
 
 
 def _pointwise_problem(problem):
@@ -103,17 +119,29 @@ def _pointwise_problem(problem):
     )
 
 
-def separable_with_bias(engine, problem, x, depthwise_kernel, pointwise_kernel, bias, dy):
+def separable_with_bias(engine, problem, x, depthwise_kernel, pointwise_kernel, bias, dy, output=None):
     """Depthwise then pointwise: the depthwise result is recomputed here rather than kept by the
-    tape (it is ``C*dm`` channels at the output's resolution, often the largest tensor of the op)."""
+    tape (it is ``C*dm`` channels at the output's resolution, often the largest tensor of the op).
+    ``output`` as for :func:`conv_with_bias`: the pointwise step is the convolution that read
+    ``dy``, so on CUDA its ``conv_backward_fused`` applies the derivative."""
     depthwise = dataclasses.replace(problem, kind=_problems.DEPTHWISE, out_channels=problem.mid_channels,
                                     activation=None, has_bias=False)
     mid = engine.depthwise_conv(depthwise, x, depthwise_kernel, None)
     pointwise = _pointwise_problem(problem)
-    d_mid = engine.conv_transpose(pointwise.adjoint(), dy, pointwise_kernel, None)
-    d_pointwise = engine.conv_backward_weights(pointwise, mid, dy) if input_needed(2) else None
+    if getattr(engine, "conv_backward_fused", None) is not None:
+        fused = dataclasses.replace(pointwise, activation=problem.activation if output is not None else None)
+        d_mid, d_pointwise, db = engine.conv_backward_fused(fused, mid, pointwise_kernel, dy, output, True,
+                                                            input_needed(2), bias is not None and input_needed(3))
+    else:
+        dy = _derivative_applied(problem, dy, output)
+        d_mid = engine.conv_transpose(pointwise.adjoint(), dy, pointwise_kernel, None)
+        d_pointwise = engine.conv_backward_weights(pointwise, mid, dy) if input_needed(2) else None
+        db = _bias_gradient_if_needed(problem, bias, dy, 3)
     dx, d_depthwise = conv(engine, depthwise, x, depthwise_kernel, d_mid, input_needed(0), input_needed(1))
-    return dx, d_depthwise, d_pointwise, _bias_gradient_if_needed(problem, bias, dy, 3)
+    return dx, d_depthwise, d_pointwise, db
+
+
+separable_with_bias.takes_output = True
 
 
 def pool(engine, problem, x, dy):

@@ -4,7 +4,9 @@
 //
 // With a fused activation (act = ACT_RELU / ACT_RELU6, y the forward's output) dy is read as
 // dy * act'(y) (common.cuh output_derivative): the derivative costs one more load per dy element
-// here instead of a separate elementwise pass and a masked copy of dy.
+// here instead of a separate elementwise pass and a masked copy of dy. x_act / x_out do the same
+// for the x operand: the kernel gradient of a transposed convolution with a fused activation is
+// this kernel with the roles exchanged, x being that op's output gradient.
 //
 // An implicit GEMM per group: rows = (tap, channel) pairs t*Cg + c (the kernel's own row order),
 // columns = the group's filters, reduction = the N*P (batch x output pixel) positions in chunks
@@ -115,7 +117,9 @@ struct WgradLoader : LoaderBase<T, LAYOUT, Index, Tile> {
                 iw < this->W) {
                 const Index sp = (id * this->H + ih) * this->W + iw;
                 const Index cl_off = p.base + sp * this->C + row.base, cf_off = p.base + row.base + sp;
-                v = load_acc(this->x + (LAYOUT == CHANNELS_LAST ? cl_off : cf_off));
+                const Index off = LAYOUT == CHANNELS_LAST ? cl_off : cf_off;
+                v = load_acc(this->x + off);
+                if (this->x_act != ACT_LINEAR) v *= output_derivative(this->x_act, load_acc(this->x_out + off));
             }
             this->ra[r] = v;
         }
@@ -146,7 +150,8 @@ struct WgradLoader : LoaderBase<T, LAYOUT, Index, Tile> {
 // writes rows (t, c), columns g*Fg + f of workspace plane z, (slices, T*Cg, F) in Acc.
 template <typename T, int LAYOUT, typename Index, int SHAPE>
 __global__ void __launch_bounds__(256, MinBlocks<T, Index>::value)
-conv_wgrad(const T* __restrict__ x, const T* __restrict__ dy, const T* __restrict__ yo, int act,
+conv_wgrad(const T* __restrict__ x, const T* __restrict__ x_out, int x_act,
+           const T* __restrict__ dy, const T* __restrict__ yo, int act,
            typename Traits<T>::acc_t* __restrict__ ws, Index N, Index C, Index F, Index groups,
            Index D, Index H, Index W, Index OD, Index OH, Index OW,
            Index KD, Index KH, Index KW,
@@ -197,7 +202,7 @@ conv_wgrad(const T* __restrict__ x, const T* __restrict__ dy, const T* __restric
                 });
 
                 WgradLoader<T, LAYOUT, Index, Tile> ld;
-                ld.x = x; ld.dy = dy; ld.yo = yo; ld.act = act; ld.pix = rows; ld.pos = pos; ld.dyoff = dyoff;
+                ld.x = x; ld.x_out = x_out; ld.x_act = x_act; ld.dy = dy; ld.yo = yo; ld.act = act; ld.pix = rows; ld.pos = pos; ld.dyoff = dyoff;
                 ld.C = C; ld.F = F; ld.P = P; ld.K = K;
                 ld.fcol0 = g * Fg + f0; ld.fcount = Fg - f0;
                 ld.D = D; ld.H = H; ld.W = W; ld.DHW = DHW; ld.OD = OD; ld.OH = OH; ld.OW = OW;

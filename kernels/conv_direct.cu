@@ -65,7 +65,8 @@ conv_direct(const T* __restrict__ x, const T* __restrict__ w, const T* __restric
             Index D, Index H, Index W, Index OD, Index OH, Index OW,
             Index KD, Index KH, Index KW,
             Index SD, Index SH, Index SW, Index DD, Index DH, Index DW,
-            Index PD, Index PH, Index PW, int act) {
+            Index PD, Index PH, Index PW, int act,
+            const T* __restrict__ x_out, int x_act) {
     typedef typename Traits<T>::acc_t Acc;
     typedef typename TileOf<Acc, SHAPE>::type Tile;
     static_assert(Tile::THREADS == 256, "launch bounds assume 256 threads");
@@ -108,7 +109,7 @@ conv_direct(const T* __restrict__ x, const T* __restrict__ w, const T* __restric
             __syncthreads();
 
             DirectLoader<T, LAYOUT, Index, Tile> ld;
-            ld.x = x; ld.w = w; ld.pix = pix;
+            ld.x = x; ld.x_out = x_out; ld.x_act = x_act; ld.w = w; ld.pix = pix;
             ld.C = C; ld.F = F; ld.Cg = Cg; ld.cin0 = g * Cg;
             ld.fcol0 = g * Fg + f0; ld.fcount = Fg - f0;
             ld.D = D; ld.H = H; ld.W = W; ld.DHW = DHW;

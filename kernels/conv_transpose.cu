@@ -191,7 +191,8 @@ conv_transpose(const T* __restrict__ x, const T* __restrict__ w, const T* __rest
                Index D, Index H, Index W, Index OD, Index OH, Index OW,
                Index KD, Index KH, Index KW,
                Index SD, Index SH, Index SW, Index DD, Index DH, Index DW,
-               Index CD, Index CH, Index CW, int act) {
+               Index CD, Index CH, Index CW, int act,
+               const T* __restrict__ x_out, int x_act) {
     typedef typename Traits<T>::acc_t Acc;
     typedef typename TileOf<Acc, SHAPE>::type Tile;
     static_assert(Tile::THREADS == 256, "launch bounds assume 256 threads");
@@ -248,7 +249,7 @@ conv_transpose(const T* __restrict__ x, const T* __restrict__ w, const T* __rest
                 __syncthreads();
 
                 TransposeLoader<T, LAYOUT, Index, Tile> ld;
-                ld.x = x; ld.w = w; ld.pix = pix;
+                ld.x = x; ld.x_out = x_out; ld.x_act = x_act; ld.w = w; ld.pix = pix;
                 ld.C = C; ld.Cg = Cg; ld.Fg = Fg; ld.cin0 = g * Cg; ld.f0 = f0; ld.fcount = Fg - f0;
                 ld.D = D; ld.H = H; ld.W = W; ld.DHW = DHW;
                 ld.KH = KH; ld.KW = KW; ld.SD = SD; ld.SH = SH; ld.SW = SW; ld.DD = DD; ld.DH = DH; ld.DW = DW;

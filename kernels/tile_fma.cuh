@@ -190,6 +190,12 @@ __device__ __forceinline__ void fill_pixels(PixelRec<Index>* pix, Index m0, Inde
 // What the convolution loaders share: the fetch registers, the thread -> (k, pixel) map of the
 // input chunk, the guarded input gather, and the stash into shared memory. A loader derives from
 // it, adds its weight indexing (b_coord, fetch) and the geometry its fetch needs.
+//
+// The input may be an output gradient dy whose forward op fused a relu or relu6 (the input
+// gradient of such a convolution, run as this engine's transposed convolution, and the other way
+// round): with x_act = ACT_RELU / ACT_RELU6 each loaded element is multiplied by act'(y), y at
+// the same offset of x_out (common.cuh output_derivative), so no masked copy of dy is made.
+// x_act = ACT_LINEAR (every forward launch) loads x alone.
 template <typename T, int LAYOUT, typename Index, class Tile>
 struct LoaderBase {
     typedef typename Traits<T>::acc_t Acc;
@@ -200,6 +206,8 @@ struct LoaderBase {
     static constexpr int B_LOADS = BN * BK / NT;
 
     const T* __restrict__ x;
+    const T* __restrict__ x_out;  // the forward output whose activation's derivative applies to x
+    int x_act;                    // that activation's code, ACT_LINEAR for none
     const PixelRec<Index>* pix;  // shared memory, BM records
     Index C, Cg, cin0;           // cin0: first absolute input channel of the group
     Index D, H, W, DHW;
@@ -234,6 +242,7 @@ struct LoaderBase {
                 const Index sp = (id * H + ih) * W + iw;
                 const Index off = LAYOUT == CHANNELS_LAST ? p.base + sp * C + cin0 + c : p.base + (cin0 + c) * DHW + sp;
                 v = load_acc(x + off);
+                if (x_act != ACT_LINEAR) v *= output_derivative(x_act, load_acc(x_out + off));
             }
             ra[r] = v;
         }

@@ -1,7 +1,9 @@
-"""The fused activation's derivative in the CUDA backward kernels (``conv_backward_fused`` in
-``gpuconv/cuda/conv_backward.py``): a convolution or depthwise convolution with a fused relu or
-relu6 is differentiated by kernels that read ``dy * act'(y)`` as they load ``dy`` (the depthwise
-input gradient, both weight gradients, the bias reduction), with no separate elementwise pass.
+"""The fused activation's derivative in the CUDA backward kernels (``conv_backward_fused`` and
+``conv_transpose_backward_fused`` in ``gpuconv/cuda/conv_backward.py``): a convolution, depthwise,
+separable or transposed convolution with a fused relu or relu6 is differentiated by kernels that
+read ``dy * act'(y)`` as they load ``dy`` (the depthwise input gradient, the tile engine's input
+loader for the dense input gradients, both weight gradients, the bias reduction), with no
+separate elementwise pass.
 
 Checked against the NumPy engine's backward of the same problem (which masks ``dy`` first), bitwise
 against the same CUDA kernels fed a pre-masked ``dy`` (the operation order is unchanged), and
@@ -164,12 +166,65 @@ def test_dense_fused_weight_and_bias_gradients_match_numpy(dtype, channels_last,
     assert requested[0].startswith("gc::conv_wgrad<") and requested[2].startswith("gc::bias_grad<")
 
 
+DENSE_CASES = [  # (spatial, kernel, strides, dilation, padding, channels, filters, groups)
+    ((7,), (3,), (2,), (1,), "valid", 4, 5, 1),
+    ((6, 5), (3, 2), (1, 2), (2, 1), "same", 4, 6, 2),
+    ((4, 5, 3), (2, 3, 1), (1, 1, 2), (1, 1, 1), "same", 3, 4, 1),
+]
+
+
 @pytest.mark.parametrize("activation", ["relu", "relu6"])
-def test_dense_with_input_gradient_masks_once_and_matches_numpy(activation, rng):
-    problem, x, kernel, bias = _dense_case(rng, (7,), (3,), (2,), (1,), "valid", 4, 5, 1, True, np.float32,
-                                           activation)
+@pytest.mark.parametrize("channels_last", [True, False], ids=["cl", "cf"])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("case", DENSE_CASES, ids=["r1", "r2-grouped", "r3"])
+def test_dense_input_gradient_applies_the_derivative_in_the_transposed_conv_loader(case, dtype, channels_last,
+                                                                                   activation, rng, requested,
+                                                                                   no_host_derivative):
+    problem, x, kernel, bias = _dense_case(rng, *case, channels_last, dtype, activation)
     got, ref, _, _ = _gradients(problem, x, kernel, bias, rng)
-    _assert_matches(got, ref, np.float32)
+    _assert_matches(got, ref, dtype)
+    assert requested[0].startswith("gc::conv_transpose<") and requested[1].startswith("gc::conv_wgrad<")
+
+
+def _transpose_case(rng, spatial, k, s, d, channels, filters, groups, cl, dtype, activation):
+    shape = (2, *spatial, channels) if cl else (2, channels, *spatial)
+    x = rng.standard_normal(shape).astype(dtype)
+    kernel = rng.standard_normal((*k, filters // groups, channels)).astype(dtype)
+    bias = np.zeros(filters, dtype)
+    out = tuple((i - 1) * st + (kk - 1) * dd + 1 - 1 for i, kk, st, dd in zip(spatial, k, s, d))  # crop 1 in front
+    problem = calls.conv_transpose_problem(x, kernel, bias, strides=s, dilation=d, groups=groups, out_spatial=out,
+                                           crop=(1,) * len(spatial), channels_last=cl, activation=activation)
+    return problem, x, kernel, bias
+
+
+TRANSPOSE_CASES = [  # (spatial, kernel, strides, dilation, channels, filters, groups)
+    ((5,), (3,), (2,), (1,), 4, 6, 1),
+    ((4, 3), (3, 2), (2, 1), (1, 2), 4, 6, 2),
+    ((3, 3, 2), (2, 2, 3), (1, 2, 1), (1, 1, 1), 3, 2, 1),
+]
+
+
+@pytest.mark.parametrize("activation", ["relu", "relu6"])
+@pytest.mark.parametrize("channels_last", [True, False], ids=["cl", "cf"])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=["r1", "r2-grouped", "r3"])
+def test_transposed_conv_fused_backward_matches_numpy(case, dtype, channels_last, activation, rng, requested,
+                                                      no_host_derivative):
+    """Its input gradient is the conv engine's convolution of dy (the FFMA loader applies the
+    derivative; float16 channels_last would otherwise take the tensor-core row), its kernel
+    gradient conv_wgrad with the derivative on the x operand, its bias the reduction."""
+    from gpuconv.cuda import engine
+
+    problem, x, kernel, bias = _transpose_case(rng, *case, channels_last, dtype, activation)
+    dy = rng.standard_normal(problem.output_shape).astype(dtype)
+    y = _outputs(rng, problem.output_shape, activation, dtype)
+    xp = gpu_xp()
+    got = engine.conv_transpose_backward_fused(problem, *(xp.asarray(a) for a in (x, kernel, dy, y)), True, True, True)
+    f64 = [a.astype(np.float64) for a in (x, kernel, bias, _mask(activation, y, dy))]
+    ref = gradients.conv_transpose_with_bias(cpu, problem, *f64)
+    _assert_matches([_host(a) for a in got], ref, dtype)
+    assert [n.split("<")[0] for n in requested] == ["gc::conv_direct", "gc::conv_wgrad", "gc::wgrad_sum",
+                                                     "gc::bias_grad", "gc::wgrad_sum"]
 
 
 def _host(a):
@@ -200,6 +255,22 @@ def test_fused_kernels_are_bitwise_the_kernels_on_a_premasked_dy(channels_last, 
     DX = xp.asarray(dx_)
     pairs.append((cb.weights_gradient(dproblem, DX, xp.asarray(ddy), activation, xp.asarray(dyv)),
                   cb.conv_backward_weights(dproblem, DX, xp.asarray(dmasked))))
+    # The dense input gradient: the transposed-conv loader's derivative against a premasked dy.
+    from gpuconv.cuda.conv_transpose import conv_transpose, conv_transpose_with_input_derivative
+
+    adjoint, dk_ = dproblem.adjoint(), xp.asarray(dk)
+    code = cb.derivative_arguments(activation, xp.asarray(dyv), xp.asarray(ddy))
+    pairs.append((conv_transpose_with_input_derivative(adjoint, xp.asarray(ddy), dk_, None, code),
+                  conv_transpose(adjoint, xp.asarray(dmasked), dk_, None)))
+    # A transposed convolution's kernel gradient: conv_wgrad with the derivative on its x operand.
+    tproblem, tx, _, _ = _transpose_case(rng, (4, 3), (3, 2), (2, 1), (1, 2), 4, 6, 2, channels_last, np.float32,
+                                         activation)
+    tdy = rng.standard_normal(tproblem.output_shape).astype(np.float32)
+    ty = _outputs(rng, tproblem.output_shape, activation, np.float32)
+    forward = tproblem.adjoint()
+    pairs.append((cb.weights_gradient(forward, xp.asarray(tdy), xp.asarray(tx), x_activation=activation,
+                                      x_output=xp.asarray(ty)),
+                  cb.conv_backward_weights(forward, xp.asarray(_mask(activation, ty, tdy)), xp.asarray(tx))))
     for which, (fused, premasked) in enumerate(pairs):
         assert _host(fused).tobytes() == _host(premasked).tobytes(), which
 
@@ -226,31 +297,44 @@ def _tape_gradients(fn, arrays):
     return [_host(a) for a in tape.gradient(y, list(arrays), output_gradients=xp.asarray(dy))]
 
 
-@pytest.mark.parametrize("activation", ["relu", "relu6"])
-@pytest.mark.parametrize("depthwise", [True, False], ids=["depthwise", "conv"])
-def test_tape_on_the_cuda_engine_matches_the_numpy_backend(depthwise, activation, rng, restore_backend, requested):
+def _layer_case(kind, rng):
+    """(op function of (x, *weights), host arrays, kernel name prefixes that must have run)."""
     x = (rng.standard_normal((2, 6, 5, 4)) * 2).astype(np.float32)
-    kernel = rng.standard_normal((3, 3, 4, 2) if depthwise else (3, 3, 4, 3)).astype(np.float32)
-    bias = rng.standard_normal(8 if depthwise else 3).astype(np.float32)
-    core = ops.depthwise_conv_core if depthwise else ops.conv_core
+    if kind == "depthwise":
+        weights = (rng.standard_normal((3, 3, 4, 2)), rng.standard_normal(8))
+        return ops.depthwise_conv_core, dict(strides=(1, 2), padding="same"), x, weights, ["gc::depthwise_dgrad<"]
+    if kind == "conv":
+        weights = (rng.standard_normal((3, 3, 4, 3)), rng.standard_normal(3))
+        return ops.conv_core, dict(strides=(1, 2), padding="same"), x, weights, ["gc::conv_transpose<"]
+    if kind == "separable":
+        weights = (rng.standard_normal((3, 3, 4, 2)), rng.standard_normal((1, 1, 8, 5)), rng.standard_normal(5))
+        return ops.separable_conv_core, dict(strides=1, padding="same"), x, weights, ["gc::conv_transpose<"]
+    weights = (rng.standard_normal((3, 3, 3, 4)), rng.standard_normal(3))
+    return ops.conv_transpose_core, dict(strides=2, padding="same"), x, weights, ["gc::conv_direct<", "gc::conv_wgrad<"]
 
-    def fn(x, kernel, bias):
-        return core(x, kernel, bias, strides=(1, 2), padding="same", activation=activation)
+
+@pytest.mark.parametrize("activation", ["relu", "relu6"])
+@pytest.mark.parametrize("kind", ["depthwise", "conv", "separable", "transpose"])
+def test_tape_on_the_cuda_engine_matches_the_numpy_backend(kind, activation, rng, restore_backend, requested):
+    """Every layer kind with a fused relu / relu6, through GradientTape: on CUDA no host pass runs
+    (the host derivatives raise), and the gradients of the input and every weight match the NumPy
+    backend's (which masks dy on the host)."""
+    core, geometry, x, weights, must_run = _layer_case(kind, rng)
+    sources = (x, *(w.astype(np.float32) for w in weights))
+
+    def fn(*arrays):
+        return core(*arrays, activation=activation, **geometry)
 
     gpuconv.set_backend(GPU_BACKEND)
     xp = gpu_xp()
-    # The dense input gradient runs on the transposed-convolution engine, which masks dy on the host:
-    # only the kernel and bias are sources there.
-    sources = (x, kernel, bias) if depthwise else (kernel, bias)
-    on_gpu = [xp.asarray(a) for a in sources]
-    X = xp.asarray(x)
     with pytest.MonkeyPatch.context() as mp:
         _refuse_host_derivatives(mp)
-        got = _tape_gradients(fn if depthwise else (lambda k, b: fn(X, k, b)), on_gpu)
+        got = _tape_gradients(fn, [xp.asarray(a) for a in sources])
     assert any(n.startswith("gc::bias_grad<") for n in requested)
-    assert any(n.startswith("gc::depthwise_dgrad<") for n in requested) == depthwise
-    gpuconv.set_backend("numpy")  # the NumPy engine masks dy on the host, as before
-    ref = _tape_gradients(fn if depthwise else (lambda k, b: fn(x, k, b)), list(sources))
+    for prefix in must_run:
+        assert any(n.startswith(prefix) for n in requested), (prefix, requested)
+    gpuconv.set_backend("numpy")
+    ref = _tape_gradients(fn, list(sources))
     for a, b in zip(got, ref):
         assert_close(a, b, np.float32)
 

@@ -601,7 +601,9 @@ def _check_dense_launch(call, limits, act_code):
             assert p.startswith("int ") and type(a) is np.int32, (p, type(a))
     assert all(1 <= g <= m for g, m in zip(grid, limits.max_grid)), grid
     assert block == (256, 1, 1) and smem == 0
-    assert args[-1] == act_code
+    names = [p.split()[-1] for p in params]
+    assert args[names.index("act")] == act_code
+    assert args[names.index("x_act")] == 0  # a forward launch: no input derivative
 
 
 def test_conv_marshalling_grouped_past_65535_column_tiles(dense_launches, limits):

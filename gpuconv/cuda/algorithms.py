@@ -143,7 +143,19 @@ def _choose(table, geometry, dtype, device, index_width, op=None):
     raise LookupError(f"no algorithm applies to {geometry} ({np.dtype(dtype)})")
 
 
-def choose_conv_algorithm(geometry, dtype, device=None, index_width="int32"):
+# The rows whose loader can multiply its input by an activation's derivative as it loads it
+# (tile_fma.cuh LoaderBase): a backward pass's convolution of an output gradient.
+_CONV_ALGORITHMS_WITH_INPUT_DERIVATIVE = tuple(a for a in CONV_ALGORITHMS if a.kernel_file == "conv_direct.cu")
+
+
+def choose_conv_algorithm(geometry, dtype, device=None, index_width="int32", input_derivative=False):
+    """The conv row for ``geometry``; with ``input_derivative`` only among the rows that take one
+    (a ``GPUCONV_ALGORITHM`` override naming another row is then not applied)."""
+    if input_derivative:
+        table = _CONV_ALGORITHMS_WITH_INPUT_DERIVATIVE
+        forced = overrides().get("conv")
+        return _choose(table, geometry, dtype, device, index_width,
+                       op="conv" if forced in {a.name for a in table} else None)
     return _choose(CONV_ALGORITHMS, geometry, dtype, device, index_width, op="conv")
 
 

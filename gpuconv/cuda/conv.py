@@ -43,6 +43,20 @@ KERNEL_FILE, TEMPLATE, THREADS = KERNEL.kernel_file, KERNEL.template, tile_engin
 name_expression, instantiations = KERNEL.name_expression, KERNEL.instantiations
 
 
+def choose_with_input_derivative(problem, dtype, device=None, index_width="int32"):
+    """The table's choice among the rows whose loader applies an input derivative (the FFMA
+    tiles of tile_fma.cuh; the tensor-core loader does not)."""
+    return algorithms.choose_conv_algorithm(problem, dtype, device if device is not None else active_device_info(),
+                                            index_width, input_derivative=True)
+
+
+def conv_with_input_derivative(problem, x, kernel, bias, input_derivative):
+    """``conv`` of ``x * act'(y)``, the derivative applied as the loader reads ``x`` (see
+    ``tile_engine.TileKernel.run``): the input gradient of a transposed convolution with a fused
+    relu / relu6 is this convolution of its ``dy``."""
+    return KERNEL.run(problem, x, kernel, bias, input_derivative, choose=choose_with_input_derivative)
+
+
 def conv(problem, x, kernel, bias):
     # The index width begin_call will find (the contiguous copies' spans), so the table sees it.
     width = indexing.index_type(tuple(x.shape), tuple(kernel.shape), tuple(problem.output_shape),

@@ -154,17 +154,22 @@ def conv_backward_weights(problem, x, dy):
     return weights_gradient(problem, x, dy)
 
 
-def weights_gradient(problem, x, dy, activation=None, output=None):
+def weights_gradient(problem, x, dy, activation=None, output=None, x_activation=None, x_output=None):
     """conv_backward_weights (the engine contract's signature) with a fused ``activation`` (relu,
     relu6): the gradient of ``act(conv(x))`` whose value was ``output``, ``dy`` read as
-    ``dy * act'(output)``."""
+    ``dy * act'(output)``. ``x_activation`` / ``x_output`` do the same for ``x`` (a transposed
+    convolution's kernel gradient, where ``x`` is that op's output gradient; dense kernels only)."""
     _check(problem, x, dy)
     from . import depthwise_backward  # imports this module: imported here, not at the top
 
     if depthwise_backward.is_depthwise(problem):  # 1-wide GEMMs on the tile engine: a reduction instead
+        if x_activation is not None:
+            raise ValueError("Invalid value for argument `x_activation`: the depthwise kernel gradient applies a "
+                             f"derivative to dy only. Received: x_activation={x_activation!r}")
         return depthwise_backward.depthwise_backward_weights(problem, x, dy, activation, output)
     x, dy = tensors.contiguous(x), tensors.contiguous(dy)
     act, y = derivative_arguments(activation, output, dy)
+    x_act, x_out = derivative_arguments(x_activation, x_output, x)
     dw = tensors.output_array(problem.kernel_shape, problem.dtype)
     sm_count = launch.device_limits().sm_count
     acc = acc_dtype(problem.dtype)
@@ -182,7 +187,8 @@ def weights_gradient(problem, x, dy, activation=None, output=None):
     fn = module_cache.get_function(KERNEL_FILE, name_expression(problem.dtype, problem.channels_last, width, tile))
     sizes = (*tile_engine.window_sizes(problem), plan.slices, plan.chunks_per_slice)
     launch.launch(fn, grid, (THREADS, 1, 1),
-                  (x, dy, y, launch.int32_scalar(act), ws, *(launch.index_scalar(v, width) for v in sizes)))
+                  (x, x_out, launch.int32_scalar(x_act), dy, y, launch.int32_scalar(act), ws,
+                   *(launch.index_scalar(v, width) for v in sizes)))
 
     sum_slices(ws, dw, elements, plan.slices, width, sm_count)
     return dw
@@ -201,32 +207,58 @@ def conv_backward_fused(problem, x, kernel, dy, output, need_x=True, need_kernel
     """``(dx, dkernel, dbias)`` of a convolution or depthwise convolution ``problem`` (the forward
     problem, kernel in its own layout); None for a gradient not needed. ``output``: the forward
     result when ``problem.activation`` (relu or relu6) was fused, else None. Every kernel that
-    reads ``dy`` then applies ``dy * act'(output)`` as it loads it: the depthwise input gradient
-    (depthwise_backward_input.cu, which every depthwise input gradient takes), both weight
-    gradients and the bias reduction (``bias_grad``, deterministic, also without an activation).
-    The dense input gradient runs on the transposed-convolution
-    engine, whose loader takes no derivative: when it is needed, ``dy`` is masked once (as the
-    NumPy engine does) and the other gradients read that."""
+    reads ``dy`` then applies ``dy * act'(output)`` as it loads it, so no masked copy of ``dy``
+    is made: the depthwise input gradient (depthwise_backward_input.cu, which every depthwise
+    input gradient takes), the dense input gradient (the transposed-convolution engine, whose
+    loader takes the derivative of its input), both weight gradients and the bias reduction
+    (``bias_grad``, deterministic, also without an activation)."""
     from .. import gradients  # gradients imports the engines' problems: imported here, not at the top
     from . import depthwise_backward, depthwise_backward_input
-    from .conv_transpose import conv_transpose
+    from .conv_transpose import conv_transpose, conv_transpose_with_input_derivative
 
     activation = problem.activation if output is not None else None
-    derivative_arguments(activation, output, dy)  # refuses another activation before any launch
+    act = derivative_arguments(activation, output, dy)  # refuses another activation before any launch
     dense = gradients._as_dense(problem)
-    depthwise = depthwise_backward.is_depthwise(dense)
     dx = None
-    if need_x and depthwise:
+    if need_x and depthwise_backward.is_depthwise(dense):
         dx = depthwise_backward_input.depthwise_backward_input(dense, dy, kernel, activation, output)
+    elif need_x and activation is not None:
+        dx = conv_transpose_with_input_derivative(dense.adjoint(), dy, kernel.reshape(dense.kernel_shape), None, act)
     elif need_x:
-        if activation is not None:
-            from .. import activations
-
-            dy = activations.OUTPUT_DERIVATIVES[activation](output, dy)
-            activation = output = None
         dx = conv_transpose(dense.adjoint(), dy, kernel.reshape(dense.kernel_shape), None)
     dw = weights_gradient(dense, x, dy, activation, output).reshape(kernel.shape) if need_kernel else None
     # The bias reduction is the same kernel with or without a derivative to apply, so a fused relu
     # and a separately recorded one give bitwise the same bias gradient.
     db = depthwise_backward.bias_backward(dense, dy, activation, output) if need_bias else None
+    return dx, dw, db
+
+
+def conv_transpose_backward_fused(problem, x, kernel, dy, output, need_x=True, need_kernel=True, need_bias=False):
+    """``(dx, dkernel, dbias)`` of a transposed convolution ``problem`` with a fused relu / relu6
+    whose result was ``output`` (None: no activation). Its input gradient is the convolution
+    ``problem.adjoint()`` of ``dy * act'(output)``, its kernel gradient that convolution's kernel
+    gradient with the roles exchanged (``dy`` in the place of the input), and the derivative is
+    applied wherever a kernel loads ``dy``: the conv engine's input loader, the x operand of
+    conv_wgrad, the bias reduction."""
+    from . import depthwise_backward
+    from .conv import conv, conv_with_input_derivative
+
+    activation = problem.activation if output is not None else None
+    act = derivative_arguments(activation, output, dy)
+    forward = problem.adjoint()
+    dx = None
+    if need_x and activation is not None:
+        dx = conv_with_input_derivative(forward, dy, kernel, None, act)
+    elif need_x:
+        dx = conv(forward, dy, kernel, None)
+    dw = None
+    if need_kernel and activation is not None and depthwise_backward.is_depthwise(forward):
+        # One output channel per group: the depthwise reduction, which applies a derivative to
+        # its dy operand only, gets a masked copy of this one.
+        from .. import activations
+
+        dw = weights_gradient(forward, activations.OUTPUT_DERIVATIVES[activation](output, dy), x)
+    elif need_kernel:
+        dw = weights_gradient(forward, dy, x, x_activation=activation, x_output=output)
+    db = depthwise_backward.bias_backward(problem, dy, activation, output) if need_bias else None
     return dx, dw, db

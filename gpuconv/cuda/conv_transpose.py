@@ -30,3 +30,10 @@ name_expression, instantiations = KERNEL.name_expression, KERNEL.instantiations
 
 def conv_transpose(problem, x, kernel, bias):
     return KERNEL.run(problem, x, kernel, bias)
+
+
+def conv_transpose_with_input_derivative(problem, x, kernel, bias, input_derivative):
+    """``conv_transpose`` of ``x * act'(y)``, the derivative applied as the loader reads ``x``
+    (see ``tile_engine.TileKernel.run``): the input gradient of a convolution with a fused relu /
+    relu6 is this transposed convolution of its ``dy``."""
+    return KERNEL.run(problem, x, kernel, bias, input_derivative)

@@ -13,7 +13,7 @@ import functools
 
 from . import device as _device
 from .conv import conv
-from .conv_backward import conv_backward_fused, conv_backward_weights
+from .conv_backward import conv_backward_fused, conv_backward_weights, conv_transpose_backward_fused
 from .conv_transpose import conv_transpose
 from .depthwise import depthwise_conv
 from . import depthwise_backward  # noqa: F401  (registers its kernels; conv_backward_weights dispatches to it)
@@ -32,7 +32,7 @@ NAME = "cuda"
 __all__ = [
     "NAME", "FUSED_ACTIVATIONS", "asarray", "conv", "conv_transpose", "depthwise_conv", "separable_conv",
     "pool", "locally_connected", "upsample", "on_device",
-    "conv_backward_weights", "conv_backward_fused",
+    "conv_backward_weights", "conv_backward_fused", "conv_transpose_backward_fused",
     "pool_backward", "upsample_backward", "locally_connected_backward_input", "locally_connected_backward_weights",
     "optimizer_update",
 ]
@@ -55,6 +55,7 @@ class _DeviceEngine:
                          ("locally_connected", locally_connected), ("upsample", upsample),
                          ("conv_backward_weights", conv_backward_weights),
                          ("conv_backward_fused", conv_backward_fused),
+                         ("conv_transpose_backward_fused", conv_transpose_backward_fused),
                          ("pool_backward", pool_backward), ("upsample_backward", upsample_backward),
                          ("locally_connected_backward_input", locally_connected_backward_input),
                          ("locally_connected_backward_weights", locally_connected_backward_weights),

@@ -30,17 +30,23 @@ class TileKernel:
         registry.register(self.kernel_file, self.instantiations())
         return self
 
-    def run(self, problem, x, kernel, bias):
+    def run(self, problem, x, kernel, bias, input_derivative=None, choose=None):
+        """The launch. ``input_derivative``: None, or ``(code, y)`` from
+        ``conv_backward.derivative_arguments`` when ``x`` is an output gradient whose forward op
+        fused that activation (``y`` its output, shaped like ``x``): the loader then reads
+        ``x * act'(y)``. ``choose``: the algorithm chooser, when not the kernel's own."""
         (x, kernel, bias), y, width = tensors.begin_call(problem, x, kernel, bias)
         if y.size == 0:
             return y
-        algo = self.choose(problem, x.dtype, index_width=width)
+        algo = (choose or self.choose)(problem, x.dtype, index_width=width)
         fn = module_cache.get_function(self.kernel_file,
                                        self.name_expression(x.dtype, problem.channels_last, width, algo.tile))
         grid = launch.grid_nd(self.grid(problem, algorithms.TILE_SHAPES[algo.tile]))
+        x_act, x_out = (0, x) if input_derivative is None else input_derivative
         args = (x, kernel, launch.optional_pointer(bias), y,
                 *(launch.index_scalar(v, width) for v in window_sizes(problem)),
-                launch.int32_scalar(epilogue.activation_code(problem.activation)))
+                launch.int32_scalar(epilogue.activation_code(problem.activation)),
+                x_out, launch.int32_scalar(x_act))
         launch.launch(fn, grid, (THREADS, 1, 1), args)
         return y
 
