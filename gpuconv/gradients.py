@@ -22,7 +22,6 @@ import dataclasses
 import numpy as np
 
 from . import arrays as _arrays
-from . import dtypes as _dtypes
 from . import problems as _problems
 from .autodiff.tape import input_needed
 
@@ -30,7 +29,7 @@ from .autodiff.tape import input_needed
 def _channel_sum(dy, axes, dtype):
     """``dy`` summed over ``axes`` in float32 for float16 (one fixed-order reduction)."""
     xp = _arrays.array_module(dy)
-    acc = _dtypes.accumulation_dtype(dtype)
+    acc = np.float32 if np.dtype(dtype) == np.float16 else dtype
     return xp.sum(dy, axis=axes, dtype=acc).astype(dtype, copy=False)
 
 
