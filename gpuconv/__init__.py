@@ -14,6 +14,10 @@ import os as _os
 # A value the user set is kept; where NumPy was imported before gpuconv, OpenBLAS keeps its own.
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
+from . import _host_malloc
+
+_host_malloc.keep_freed_memory()  # freed host blocks reused, not page-faulted back in (see there)
+
 from . import activations, backend, constraints, geometry, initializers, layers, ops, regularizers, saving
 from . import callbacks, fusion, losses, metrics, optimizers, utils
 from .arrays import to_numpy

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 
+from .. import _host_malloc
 from .blas import CORETYPE_VAR, openblas_core
 
 
@@ -69,6 +70,7 @@ def collect(backend, torch_version=None):
         "cpu_threads": cpu_threads(),
         "openblas_core": openblas_core() or "",
         "openblas_coretype_env": os.environ.get(CORETYPE_VAR, ""),
+        "host_malloc_tuning": _host_malloc.applied(),
         "argv": " ".join(sys.argv),
         "gpu": "",
         "gpu_compute_capability": "",
