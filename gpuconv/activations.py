@@ -577,8 +577,8 @@ _KIND = "activation function"
 # smooth ones (sigmoid, tanh) are left out: from the output, 1 - y**2 and y * (1 - y) cancel
 # where they saturate, which the input-based derivatives above avoid.
 OUTPUT_DERIVATIVES = {
-    "relu": lambda y, g: _arrays.array_module(y).multiply(g, y > 0),
-    "relu6": lambda y, g: _arrays.array_module(y).multiply(g, (y > 0) & (y < 6)),
+    "relu": lambda y, g, out=None: _arrays.array_module(y).multiply(g, y > 0, out=out),
+    "relu6": lambda y, g, out=None: _arrays.array_module(y).multiply(g, (y > 0) & (y < 6), out=out),
 }
 
 

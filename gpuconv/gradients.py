@@ -19,18 +19,16 @@ its own.
 """
 import dataclasses
 
-import numpy as np
-
 from . import arrays as _arrays
 from . import problems as _problems
 from .autodiff.tape import input_needed
+from .dtypes import accumulation_dtype
 
 
 def _channel_sum(dy, axes, dtype):
     """``dy`` summed over ``axes`` in float32 for float16 (one fixed-order reduction)."""
     xp = _arrays.array_module(dy)
-    acc = np.float32 if np.dtype(dtype) == np.float16 else dtype
-    return xp.sum(dy, axis=axes, dtype=acc).astype(dtype, copy=False)
+    return xp.sum(dy, axis=axes, dtype=accumulation_dtype(dtype)).astype(dtype, copy=False)
 
 
 def _bias_gradient(problem, dy):
@@ -60,18 +58,20 @@ def conv(engine, problem, x, kernel, dy, need_x=True, need_kernel=True):
     return dx, dw
 
 
-def _bias_gradient_if_needed(problem, bias, dy, index):
-    return None if bias is None or not input_needed(index) else _bias_gradient(problem, dy)
+def _output_gradient(engine, problem, dy, output, bias, bias_index):
+    """``(dy * act'(output), bias gradient or None)`` for an engine without a kernel that applies
+    the derivative (``output``: the forward result of a fused relu / relu6, None: no activation,
+    ``dy`` itself): the engine's one-pass ``output_gradient`` where it has one (NumPy), else
+    the two array passes."""
+    need_bias = bias is not None and input_needed(bias_index)
+    one_pass = getattr(engine, "output_gradient", None)
+    if one_pass is not None:
+        return one_pass(problem, dy, output, need_bias)
+    if output is not None:
+        from .activations import OUTPUT_DERIVATIVES
 
-
-def _derivative_applied(problem, dy, output):
-    """``dy * act'(output)`` for an engine that has no kernel applying it (``output``: the forward
-    result of a fused relu / relu6, None: no activation, ``dy`` itself)."""
-    if output is None:
-        return dy
-    from .activations import OUTPUT_DERIVATIVES
-
-    return OUTPUT_DERIVATIVES[problem.activation](output, dy)
+        dy = OUTPUT_DERIVATIVES[problem.activation](output, dy)
+    return dy, _bias_gradient(problem, dy) if need_bias else None
 
 
 def conv_with_bias(engine, problem, x, kernel, bias, dy, output=None):
@@ -81,9 +81,9 @@ def conv_with_bias(engine, problem, x, kernel, bias, dy, output=None):
     if getattr(engine, "conv_backward_fused", None) is not None:
         return engine.conv_backward_fused(problem, x, kernel, dy, output, input_needed(0), input_needed(1),
                                           bias is not None and input_needed(2))
-    dy = _derivative_applied(problem, dy, output)
+    dy, db = _output_gradient(engine, problem, dy, output, bias, 2)
     dx, dw = conv(engine, problem, x, kernel, dy, input_needed(0), input_needed(1))
-    return dx, dw, _bias_gradient_if_needed(problem, bias, dy, 2)
+    return dx, dw, db
 
 
 conv_with_bias.takes_output = True  # ops hands it the fused activation's output (see _recorded)
@@ -97,11 +97,11 @@ def conv_transpose_with_bias(engine, problem, x, kernel, bias, dy, output=None):
     if getattr(engine, "conv_transpose_backward_fused", None) is not None:
         return engine.conv_transpose_backward_fused(problem, x, kernel, dy, output, input_needed(0), input_needed(1),
                                                     bias is not None and input_needed(2))
-    dy = _derivative_applied(problem, dy, output)
+    dy, db = _output_gradient(engine, problem, dy, output, bias, 2)
     forward = problem.adjoint()
     dx = engine.conv(forward, dy, kernel, None) if input_needed(0) else None
     dw = engine.conv_backward_weights(forward, dy, x) if input_needed(1) else None
-    return dx, dw, _bias_gradient_if_needed(problem, bias, dy, 2)
+    return dx, dw, db
 
 
 conv_transpose_with_bias.takes_output = True
@@ -132,10 +132,9 @@ def separable_with_bias(engine, problem, x, depthwise_kernel, pointwise_kernel, 
         d_mid, d_pointwise, db = engine.conv_backward_fused(fused, mid, pointwise_kernel, dy, output, True,
                                                             input_needed(2), bias is not None and input_needed(3))
     else:
-        dy = _derivative_applied(problem, dy, output)
+        dy, db = _output_gradient(engine, problem, dy, output, bias, 3)
         d_mid = engine.conv_transpose(pointwise.adjoint(), dy, pointwise_kernel, None)
         d_pointwise = engine.conv_backward_weights(pointwise, mid, dy) if input_needed(2) else None
-        db = _bias_gradient_if_needed(problem, bias, dy, 3)
     dx, d_depthwise = conv(engine, depthwise, x, depthwise_kernel, d_mid, input_needed(0), input_needed(1))
     return dx, d_depthwise, d_pointwise, db
 

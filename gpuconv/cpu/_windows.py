@@ -16,6 +16,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..dtypes import accumulation_dtype
 from ..geometry import conv_output_length, live_taps, window_slice
 from . import _parallel, memory
 
@@ -26,8 +27,7 @@ _LONG_RUN = 64
 
 def compute_dtype(dtype):
     """float16 is accumulated in float32; float32 and float64 are computed in their own dtype."""
-    dtype = np.dtype(dtype)
-    return np.dtype(np.float32) if dtype == np.float16 else dtype
+    return accumulation_dtype(dtype)
 
 
 def spatial_axes(rank, channels_last):

@@ -131,26 +131,26 @@ def _scatter_per_channel_into(out, x, kernel, strides, dilation, crop, disjoint)
     rank = kernel.ndim - 2
     ksize = kernel.shape[:rank]
     f_group, groups = kernel.shape[-2:]
-    # (*k, Fg, G) -> (*k, G*Fg): output channel g*Fg + f takes input channel g.
-    w = np.ascontiguousarray(np.swapaxes(kernel, -1, -2)).reshape(tuple(ksize) + (groups * f_group,))
+    # (*k, Fg, G) -> (*k, G, Fg): output channel g*Fg + f takes input channel g, so each tap's
+    # product is x[..., g, None] * w[t][g, f], broadcast (no repeated copy of x for Fg > 1).
+    w = np.ascontiguousarray(np.swapaxes(kernel, -1, -2))
     in_sp = x.shape[1:rank + 1]
     axes = tuple(range(1, rank + 1))
-    row_bytes = 2 * math.prod(in_sp[1:]) * groups * f_group * out.dtype.itemsize  # the input and one product
+    row_bytes = (1 + f_group) * math.prod(in_sp[1:]) * groups * out.dtype.itemsize  # the input and one product
     for bs, rs in memory.chunks(x.shape[0], in_sp[0], row_bytes):
-        xc = np.ascontiguousarray(x[bs, rs], dtype=out.dtype)
-        if f_group > 1:
-            xc = np.repeat(xc, f_group, axis=-1)
+        xc = np.ascontiguousarray(x[bs, rs], dtype=out.dtype)[..., None]  # (nb, *I, G, 1)
         first_in = (rs.start,) + (0,) * (rank - 1)
         target = out[bs]
 
         def scatter(items, target=target, xc=xc, first_in=first_in):
             part, src = target[items], xc[items]
-            product = np.empty_like(src)
+            product = np.empty(src.shape[:-1] + (f_group,), out.dtype)
+            flat = product.reshape(src.shape[:-2] + (groups * f_group,))  # (nb, *I, G*Fg), a view
             for t in taps(ksize):
                 np.multiply(src, w[t], out=product)
-                _add_tap(part, product, axes, t, strides, dilation, crop, first_in, disjoint)
+                _add_tap(part, flat, axes, t, strides, dilation, crop, first_in, disjoint)
 
-        threads = memory.threads_near_gemm(xc.nbytes, memory_bound=True)
+        threads = memory.threads_near_gemm(xc.nbytes * f_group, memory_bound=True)  # the products
         _parallel.run(scatter, _parallel.split(target.shape[0], threads))
 
 

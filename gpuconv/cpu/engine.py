@@ -11,6 +11,7 @@ from . import depthwise as _depthwise
 from . import locally_connected as _locally_connected
 from . import locally_connected_backward as _locally_connected_backward
 from . import optimizer_updates as _optimizer_updates
+from . import output_gradient as _output_gradient
 from . import pooling as _pooling
 from . import pooling_backward as _pooling_backward
 from . import separable as _separable
@@ -33,6 +34,9 @@ pool_backward = _quiet(_pooling_backward.pool_backward)
 upsample_backward = _quiet(_upsampling_backward.upsample_backward)
 locally_connected_backward_input = _quiet(_locally_connected_backward.locally_connected_backward_input)
 locally_connected_backward_weights = _quiet(_locally_connected_backward.locally_connected_backward_weights)
+# Beside the contract (gradients uses it where an engine has it): a fused relu / relu6's
+# derivative and the bias gradient in one pass over dy.
+output_gradient = _quiet(_output_gradient.output_gradient)
 
 # Training (issue 12): one optimizer step over all variables, in place.
 optimizer_update = _quiet(_optimizer_updates.optimizer_update)
@@ -42,5 +46,5 @@ NAME = "numpy"
 __all__ = [
     "NAME", "FUSED_ACTIVATIONS", "asarray", "conv", "conv_transpose", "depthwise_conv", "separable_conv",
     "pool", "locally_connected", "upsample", "conv_backward_weights", "pool_backward", "upsample_backward",
-    "locally_connected_backward_input", "locally_connected_backward_weights", "optimizer_update",
+    "locally_connected_backward_input", "locally_connected_backward_weights", "output_gradient", "optimizer_update",
 ]

@@ -16,6 +16,7 @@ from .. import arrays as _arrays
 from .. import geometry as g
 from ..autodiff import functions as F
 from ..autodiff import tape as _ad
+from ..dtypes import accumulation_dtype
 from .base_layer import InputSpec, Layer, unique_name
 from .symbolic import Node, SymbolicTensor
 
@@ -185,8 +186,7 @@ class Dense(Layer):
         return self._kernel
 
     def call(self, inputs):
-        # float16 is multiplied in float32 and rounded once, as GPU GEMMs accumulate half in float.
-        work = np.float32 if inputs.dtype == np.float16 else inputs.dtype
+        work = accumulation_dtype(inputs.dtype)  # float16 multiplied in float32, rounded once
         kernel = F.cast(self._kernel.array_like(inputs), work)
         y = F.matmul(F.cast(inputs, work), kernel)
         if self.bias is not None:

@@ -29,6 +29,7 @@ from .. import geometry as g
 from .. import ops
 from ..autodiff import functions as F
 from ..autodiff import tape as _ad
+from ..dtypes import accumulation_dtype
 from .base_layer import Layer
 from .reshaping import _recorded_crop
 
@@ -430,7 +431,7 @@ class Resizing(Layer):
             x = F.cast(inputs, target)
         else:
             x = inputs.astype(np.float32)
-        work = np.float32 if x.dtype == np.float16 else x.dtype  # half is resized in float32 (PyTorch CPU)
+        work = accumulation_dtype(x.dtype)  # half is resized in float32 (PyTorch CPU)
         out_dtype = x.dtype
         x = F.cast(x, work)
         batched = x.ndim == 4
@@ -491,7 +492,7 @@ class CenterCrop(Layer):
             return _recorded_crop(inputs, tuple(index))
         x = inputs if inputs.ndim == 4 else F.expand_dims(inputs, 0)
         out_dtype = x.dtype
-        x = F.cast(x, np.float32 if x.dtype == np.float16 else x.dtype)
+        x = F.cast(x, accumulation_dtype(x.dtype))
         y = resize_images(x, self.height, self.width, "bilinear", crop_to_aspect_ratio=True,
                           data_format=self.data_format)
         y = F.cast(y, out_dtype)
