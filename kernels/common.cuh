@@ -2,7 +2,7 @@
 //
 //   gc::half            16-bit float storage type (raw IEEE binary16 payload, no cuda_fp16.h)
 //   gc::Traits<T>       acc_t (float for half and float, double for double), to_acc, from_acc
-//   gc::Act / activate<ACT>(x) / activate_dispatch(act, x) / activate_inline(act, x) / activate_compact(act, v)  the fused
+//   gc::Act / activate<ACT>(x) / activate_dispatch(act, x) / activate_inline(act, x) / activate_set<ACTS>(act, v) / activate_compact(act, v)  the fused
 //                       activations; the numbering is mirrored in gpuconv/cuda/epilogue.py
 //   gc::add_bias, gc::epilogue  bias (+ activation), the end of every convolution kernel
 //   gc::Layout          CHANNELS_LAST / CHANNELS_FIRST (a template parameter of layout-aware kernels)
@@ -346,6 +346,23 @@ __device__ __forceinline__ void activate_cheap(int act, A (&v)[N]) {
         case ACT_RELU6: activate_each<ACT_RELU6>(v); break;
         case ACT_LEAKY_RELU: activate_each<ACT_LEAKY_RELU>(v); break;
         default: break;
+    }
+}
+
+// Which activations a memory-bound kernel's epilogue is compiled for: the ACTS template parameter
+// of depthwise_tile. A layer's first call waits for NVRTC, and the 25 bodies of activate_inline
+// were 94% of a depthwise tile instantiation's code; most layers fuse one of the cheap ones (or
+// none), so the host (gpuconv/cuda/depthwise.py) launches the ACTS_CHEAP build for those.
+//   ACTS_CHEAP  linear / relu / relu6 / leaky_relu (is_cheap_activation), inline;
+//   ACTS_ANY    every activation: activate_inline.
+enum ActivationSet { ACTS_CHEAP = 0, ACTS_ANY = 1 };
+
+template <int ACTS, typename A, int N>
+__device__ __forceinline__ void activate_set(int act, A (&v)[N]) {
+    if constexpr (ACTS == ACTS_CHEAP) {
+        activate_cheap(act, v);
+    } else {
+        activate_inline(act, v);
     }
 }
 

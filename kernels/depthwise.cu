@@ -2,19 +2,20 @@
 //
 //   y[n, c*dm + m, o] = bias[c*dm + m] + sum_t x[n, c, o*s + t*d - pad_before] * w[t, c, m]
 //
-// Epilogue: bias, then the fused activation (every one: common.cuh activate_inline in the tile
-// kernel, activate_compact in the direct one).
+// Epilogue: bias, then the fused activation (the tile kernel: common.cuh activate_set<ACTS>, built
+// for the cheap ones alone or for every one; the direct one: activate_compact, every one).
 //
 // Two kernels (gpuconv/cuda/depthwise.py chooses):
 //
-// depthwise_tile<T, Index, V, KD, KH, KW, SD, SH, SW, DD, DH, DW[, OutT]>
+// depthwise_tile<T, Index, V, KD, KH, KW, SD, SH, SW, DD, DH, DW, ACTS[, OutT]>
 //   Kernel size, stride and dilation fixed at compile time (the common shapes): every tap loop is
 //   unrolled and every halo offset is a constant. A CTA owns an output-stationary tile of
 //   TD x TH x TW output pixels x CV channel vectors. It stages the input halo of that tile in
 //   shared memory once (zero-filled where the window hangs over the border, so padding never
 //   needs a padded copy of the input), then each thread accumulates PPT output pixels of one
 //   channel vector in registers, loading each tap's weights into registers once for all PPT
-//   pixels. A persistent grid walks the tiles.
+//   pixels. A persistent grid walks the tiles. ACTS (common.cuh ActivationSet): the activations
+//   its epilogue is compiled for; the host passes ACTS_CHEAP whenever the layer's is cheap.
 //   channels_last: a channel vector is V = 16 / sizeof(T) channels moved in one 128-bit access,
 //   consecutive threads take consecutive vectors (coalesced, conflict-free 16-byte smem reads).
 //   channels_first: V = 1 and CV = 1; consecutive threads take consecutive output columns of one
@@ -55,11 +56,11 @@ __device__ __forceinline__ AccVec<T, V> load_dw_weights(const T* __restrict__ w,
 }
 
 // Bias of output channels (c+i)*dm + m and the fused activation (common.cuh), on the V lanes.
-// COMPACT: activate_compact (one copy of the activation bodies: the direct kernel), else the full
-// inline switch per pixel (the tile kernel, whose register tile was tuned with it; a compact
-// epilogue there shrinks its code 7x but moves ptxas' register allocation across occupancy
-// steps in some instantiations, which only a GPU run can judge).
-template <typename T, int V, bool COMPACT>
+// COMPACT: activate_compact (one copy of the activation bodies: the direct kernel), else
+// activate_set<ACTS>'s inline switch per pixel (the tile kernel, whose register tile was tuned
+// with it; a compact epilogue there shrinks its code 7x but moves ptxas' register allocation
+// across occupancy steps in some instantiations, which only a GPU run can judge).
+template <typename T, int V, bool COMPACT, int ACTS = ACTS_ANY>
 __device__ __forceinline__ void dw_epilogue(AccVec<T, V>& acc, const T* __restrict__ bias, int c, int m, int dm,
                                             int act) {
 #pragma unroll
@@ -67,7 +68,7 @@ __device__ __forceinline__ void dw_epilogue(AccVec<T, V>& acc, const T* __restri
     if constexpr (COMPACT) {
         activate_compact(act, acc.v);
     } else {
-        activate_inline(act, acc.v);
+        activate_set<ACTS>(act, acc.v);
     }
 }
 
@@ -95,9 +96,23 @@ __device__ __forceinline__ void store_dw_outputs(OutT* __restrict__ y, Index pix
     for (int i = 0; i < V; ++i) y[pixel_offset + (Index(c + i) * dm + m) * channel_stride] = out.v[i];
 }
 
+// CTAs per SM the tile kernel's ACTS_CHEAP build is held to (__launch_bounds__). With the 25
+// activation bodies gone, ptxas spends registers more freely: uncapped, 30 of the 144 cheap
+// builds fell an occupancy step below their ACTS_ANY twins (NVRTC audit, sm_80 and sm_90). The
+// caps are at least the twins' occupancy (NVRTC audit, sm_80 and sm_90; no spills): channels_last
+// vectors 2 (3 for double 1-D rows; 1 for the float 7x7 row, whose twin needs more than 128
+// registers); channels_first planes 4 for rows of up to 4 taps, 3 for 5, 2 for 7. The float
+// vector 1-D k4 row has no cheap build (it spilled at 2 CTAs on sm_80; gpuconv/cuda/depthwise.py).
+template <typename T, int V, int KD, int KH, int KW>
+struct DwCheapMinBlocks {
+    static constexpr bool one_d = KD == 1 && KH == 1;
+    static constexpr int value = V > 1 ? (sizeof(T) == 8 && one_d ? 3 : sizeof(T) == 4 && KW >= 7 ? 1 : 2)
+                                       : (KW >= 7 ? 2 : KW >= 5 ? 3 : 4);
+};
+
 template <typename T, typename Index, int V, int KD, int KH, int KW, int SD, int SH, int SW, int DD, int DH, int DW,
-          typename OutT = T>
-__global__ void __launch_bounds__(256, 1) depthwise_tile(
+          int ACTS, typename OutT = T>
+__global__ void __launch_bounds__(256, ACTS == ACTS_CHEAP ? DwCheapMinBlocks<T, V, KD, KH, KW>::value : 1) depthwise_tile(
     const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, OutT* __restrict__ y,
     int N, int C, int dm, int ID, int IH, int IW, int OD, int OH, int OW, int pad_d, int pad_h, int pad_w,
     int channels_last, int TD, int TH, int TW, int CV, int act) {
@@ -195,7 +210,7 @@ __global__ void __launch_bounds__(256, 1) depthwise_tile(
                 }
                 if (c_ok)
 #pragma unroll
-                    for (int j = 0; j < PPT; ++j) dw_epilogue<T, V, false>(acc[j], bias, c, m, dm, act);
+                    for (int j = 0; j < PPT; ++j) dw_epilogue<T, V, false, ACTS>(acc[j], bias, c, m, dm, act);
 #pragma unroll
                 for (int j = 0; j < PPT; ++j)
                     if (ok[j]) store_dw_outputs<T, OutT, Index, V>(y, yoff[j], yt.sc, acc[j], c, m, dm);

@@ -187,3 +187,9 @@ def test_the_benchmark_table_has_an_algo_column(capsys):
     row = next(r for r in suites.SUITE if r.id == "D4")
     assert plan.algorithm_name(row, "float16", "channels_last", plan.target_device("h100")) == "implicit_gemm"
     assert plan.algorithm_name(row, "float16", "channels_last", None) == "direct_tiled"
+
+
+def test_a_depthwise_row_names_its_kernel_in_the_algo_column():
+    """The depthwise plan's kernel (tile / direct), not the op name the column falls back to."""
+    row = next(r for r in suites.SUITE if r.id == "W1")
+    assert plan.algorithm_name(row, "float16", "channels_last", plan.target_device("h100")) == "depthwise_tile"

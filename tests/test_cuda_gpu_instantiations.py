@@ -86,9 +86,10 @@ def _spec_rank(spec):
     return 3 if k[0] > 1 else 2 if k[1] > 1 else 1
 
 
-def _depthwise(rng, dtype, vec, spec):
+def _depthwise(rng, dtype, vec, spec, activation="relu"):
     """A depthwise conv with kernel/stride/dilation ``spec`` (3-D tuples) and vector width ``vec``:
-    V > 1 is channels_last with a multiple of V channels, V = 1 channels_first."""
+    V > 1 is channels_last with a multiple of V channels, V = 1 channels_first; ``activation``
+    fused (a cheap one launches the tile kernel's ACTS_CHEAP build, any other its ACTS_ANY one)."""
     rank = _spec_rank(spec)
     k, s, d = (t[3 - rank:] for t in spec)
     spatial = {1: (9,), 2: (5, 6), 3: (4, 4, 5)}[rank]
@@ -98,7 +99,7 @@ def _depthwise(rng, dtype, vec, spec):
     w = random_array(rng, (*k, c, dm))
     b = random_array(rng, (c * dm,))
     return "depthwise_conv", (x, w, b), dict(strides=s, padding=_same(spatial, k, s, d), dilation=d,
-                                             channels_last=cl, activation="relu")
+                                             channels_last=cl, activation=activation)
 
 
 def _separable_two_kernel(rng, dtype, vec, spec):
@@ -292,9 +293,10 @@ def _problem(name, rng):
     if template == "depthwise_tile":
         vec, nums = int(a[2]), [int(v) for v in a[3:12]]
         spec = (tuple(nums[0:3]), tuple(nums[3:6]), tuple(nums[6:9]))
-        if len(a) == 13:  # OutT: only the separable two-kernel path's intermediate
+        if len(a) == 14:  # OutT: only the separable two-kernel path's intermediate
             return (dtype, "int32", *_separable_two_kernel(rng, dtype, vec, spec))
-        return (dtype, "int32", *_depthwise(rng, dtype, vec, spec))
+        activation = "relu" if a[12] == "0" else "tanh"  # ACTS_CHEAP / ACTS_ANY (one the NumPy engine fuses)
+        return (dtype, "int32", *_depthwise(rng, dtype, vec, spec, activation))
     if template == "depthwise_direct":
         width, vec = _INDEX[a[1]], int(a[2])
         if len(a) == 4:

@@ -99,6 +99,33 @@ def test_channel_vectors_divide_the_channel_count_when_possible():
     assert plan.tile.cv == 6 and plan.tile.threads == 6 * 32
 
 
+@pytest.mark.parametrize("activation, acts", [(None, epilogue.ACTS_CHEAP), ("relu", epilogue.ACTS_CHEAP),
+                                              ("relu6", epilogue.ACTS_CHEAP), ("leaky_relu", epilogue.ACTS_CHEAP),
+                                              ("gelu", epilogue.ACTS_ANY), ("swish", epilogue.ACTS_ANY),
+                                              ("hard_swish", epilogue.ACTS_ANY), ("sigmoid", epilogue.ACTS_ANY)])
+def test_the_tile_kernel_is_built_for_the_cheap_activations_unless_the_layer_needs_another(activation, acts):
+    """A cold first call compiles only the epilogue it runs: the cheap build for no activation and
+    relu / relu6 / leaky_relu, the build with every activation otherwise; both are registered."""
+    x_shape, k = (2, 9, 9, 8), (3, 3)
+    pads = ((1, 1), (1, 1))
+    out_shape = mb.make_shape(2, 8, (9, 9), True)
+    plan = depthwise.plan_depthwise(x_shape, (*k, 8, 1), F32, (1, 1), pads, (1, 1), True, out_shape, pointers=(0,),
+                                    activation=activation)
+    assert plan.kernel == "tile" and plan.acts == acts
+    assert plan.name == depthwise.tile_name(F32, plan.vec, ((1, 3, 3), (1, 1, 1), (1, 1, 1)), acts)
+    assert plan.name in registry.registered(depthwise.FILE)
+
+
+def test_a_cheap_build_refuses_an_activation_it_would_skip():
+    plan = depthwise.plan_depthwise((2, 9, 9, 8), (3, 3, 8, 1), F32, (1, 1), ((1, 1), (1, 1)), (1, 1), True,
+                                    (2, 9, 9, 8), pointers=(0,), activation="relu")
+    problem = engine_calls.depthwise_problem(np.zeros((2, 9, 9, 8), np.float32), np.zeros((3, 3, 8, 1), np.float32),
+                                             None, strides=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1),
+                                             channels_last=True, activation="gelu")
+    with pytest.raises(ValueError, match="cheap activations only.*'gelu'"):
+        depthwise.launch_depthwise(plan, problem, None, np.zeros((3, 3, 1, 8)), None, np.zeros((2, 9, 9, 8)), "gelu")
+
+
 def test_unlisted_geometry_takes_the_direct_kernel():
     plan = _dw_plan((2, 9, 9, 8), (2, 3), (1, 1), (1, 1))
     assert plan.kernel == "direct" and plan.name == depthwise.direct_name(F32, "int32", 4)
@@ -132,10 +159,14 @@ def test_halo_shrinks_to_fit_and_gives_up_when_impossible():
 def test_depthwise_instantiation_set_is_bounded_and_listed():
     names = depthwise.instantiations()
     assert len(names) == len(set(names))
-    per_dtype = 2 * (len(depthwise.SPECIALISATIONS) + 2)
-    # float16 twice: also with a float32 output, the separable two-kernel path's intermediate.
-    assert len(names) == 4 * per_dtype
-    assert sum(n.endswith(", float>") for n in names) == per_dtype
+    # Two vector widths x (the tile kernel's cheap and any-activation builds per specialisation,
+    # and the direct kernel's two index widths), per dtype.
+    per_dtype = 2 * (2 * len(depthwise.SPECIALISATIONS) + 2)
+    # float16 also with a float32 output, the separable two-kernel path's intermediate, which
+    # takes no activation: the tile kernel's cheap build only.
+    per_mid = 2 * (len(depthwise.SPECIALISATIONS) + 2)
+    assert len(names) == 3 * per_dtype + per_mid - len(depthwise._NO_CHEAP_BUILD)
+    assert sum(n.endswith(", float>") for n in names) == per_mid
     assert set(names) <= set(registry.registered(depthwise.FILE))
 
 

@@ -239,7 +239,7 @@ def other_algorithm(row, dtype, data_format):
         plan = depthwise.plan_depthwise(row.input_shape(data_format), row.kernel_size + (row.C, row.dm),
                                         np.dtype(dtype), row.strides, row.padding, row.dilation, channels_last,
                                         row.output_shape(data_format))
-        return f"depthwise_{plan.kind}"
+        return f"depthwise_{plan.kernel}"
     return row.op
 
 

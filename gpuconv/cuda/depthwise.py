@@ -17,8 +17,10 @@ import dataclasses
 
 import numpy as np
 
+from ..dtypes import accumulation_dtype
 from . import module_cache, registry, tensors
 from . import memory_bound as mb
+from .epilogue import ACTS_ANY, ACTS_CHEAP, activation_set
 from .tensors import KERNEL_DTYPES
 
 FILE = "depthwise.cu"
@@ -37,6 +39,25 @@ SPECIALISATIONS = (
     ((3, 3, 3), (1, 1, 1), (1, 1, 1)),
 )
 
+# (dtype, vector width, specialisation) whose tile kernel has no ACTS_CHEAP build: held to its
+# twin's 2 CTAs per SM (depthwise.cu DwCheapMinBlocks) it spilled on sm_80, so every activation
+# takes the ACTS_ANY build there.
+_NO_CHEAP_BUILD = frozenset({(np.dtype("float32"), 4, ((1, 1, 4), (1, 1, 1), (1, 1, 1)))})
+
+
+def tile_activation_sets(dtype, vec, spec):
+    """The builds (``epilogue.ACTS_*``) the tile kernel of ``(dtype, vec, spec)`` has."""
+    if (np.dtype(dtype), vec, spec) in _NO_CHEAP_BUILD:
+        return (ACTS_ANY,)
+    return (ACTS_CHEAP, ACTS_ANY)
+
+
+def tile_build(dtype, vec, spec, activation):
+    """The build that applies ``activation`` (None: none) with the least compiled code."""
+    wanted = activation_set(activation)
+    return min(a for a in tile_activation_sets(dtype, vec, spec) if a >= wanted)
+
+
 # Output pixels per thread of the tile kernel (DwPixelsPerThread in the .cu).
 def pixels_per_thread(dtype):
     return 2 if np.dtype(dtype) == np.float64 else 4
@@ -45,8 +66,7 @@ def pixels_per_thread(dtype):
 def mid_dtype(dtype):
     """The dtype of the separable two-kernel path's intermediate: the kernels' accumulation type
     (float32 for float16, whose range a depthwise sum easily leaves; else the dtype itself)."""
-    dtype = np.dtype(dtype)
-    return np.dtype("float32") if dtype == np.float16 else dtype
+    return accumulation_dtype(dtype)
 
 
 def _out_suffix(dtype, out_dtype):
@@ -56,9 +76,11 @@ def _out_suffix(dtype, out_dtype):
     return (out_dtype,)
 
 
-def tile_name(dtype, vec, spec, out_dtype=None):
+def tile_name(dtype, vec, spec, acts, out_dtype=None):
+    """``acts``: ``epilogue.ACTS_CHEAP`` or ``ACTS_ANY``, the activations its epilogue is built for."""
     k, s, d = spec  # 32-bit offsets only: plan_depthwise takes the tile kernel only where they fit
-    return registry.template_name("gc::depthwise_tile", dtype, "int32", vec, *k, *s, *d, *_out_suffix(dtype, out_dtype))
+    return registry.template_name("gc::depthwise_tile", dtype, "int32", vec, *k, *s, *d, acts,
+                                  *_out_suffix(dtype, out_dtype))
 
 
 def direct_name(dtype, width, vec, out_dtype=None):
@@ -71,7 +93,10 @@ def instantiations():
         # The output in the input dtype, and (where it differs) in the separable path's mid dtype.
         for out in dict.fromkeys((dtype, mid_dtype(dtype))):
             for vec in mb.vector_widths(dtype):
-                names += [tile_name(dtype, vec, spec, out) for spec in SPECIALISATIONS]
+                for spec in SPECIALISATIONS:
+                    # The separable path's intermediate takes no activation: one build.
+                    sets = tile_activation_sets(dtype, vec, spec) if out == dtype else (tile_build(dtype, vec, spec, None),)
+                    names += [tile_name(dtype, vec, spec, acts, out) for acts in sets]
                 names += [direct_name(dtype, w, vec, out) for w in ("int32", "int64")]
     return names
 
@@ -97,6 +122,7 @@ class Plan:
     vec: int
     index: str
     tile: Tile = None
+    acts: int = ACTS_ANY  # the tile kernel's build: the activations its epilogue applies
 
 
 def _pow2_at_least(n, cap):
@@ -145,9 +171,10 @@ def choose_tile(out3, channels, vec, channels_last, k, s, d, dtype, budget=mb.SM
 
 
 def plan_depthwise(x_shape, kernel_shape, dtype, strides, padding, dilation, channels_last, out_shape,
-                   pointers=(), index=None, out_dtype=None):
+                   pointers=(), index=None, out_dtype=None, activation=None):
     """Which kernel and instantiation runs a depthwise conv (no CUDA needed); ``out_dtype``: the
-    output's dtype when it is not ``dtype`` (the separable two-kernel path's intermediate)."""
+    output's dtype when it is not ``dtype`` (the separable two-kernel path's intermediate);
+    ``activation``: the fused one (None: none), which picks the tile kernel's build."""
     rank = len(kernel_shape) - 2
     _, channels, _ = mb.view5(x_shape, channels_last)
     _, _, out3 = mb.view5(out_shape, channels_last)
@@ -161,7 +188,8 @@ def plan_depthwise(x_shape, kernel_shape, dtype, strides, padding, dilation, cha
             tiles = n * np.prod([-(-o // t) for o, t in zip(out3, (tile.td, tile.th, tile.tw))]) \
                 * -(-channels // (tile.cv * vec))
             if tiles < 2**31:
-                return Plan("tile", tile_name(dtype, vec, (k, s, d), out_dtype), vec, width, tile)
+                acts = tile_build(dtype, vec, (k, s, d), activation)
+                return Plan("tile", tile_name(dtype, vec, (k, s, d), acts, out_dtype), vec, width, tile, acts)
     return Plan("direct", direct_name(dtype, width, vec, out_dtype), vec, width)
 
 
@@ -172,7 +200,7 @@ def depthwise_conv(problem, x, kernel, bias):
     w = tensors.swapaxes(kernel, -1, -2)
     ptrs = [mb.pointer(a) for a in (x, w, y) + ((bias,) if bias is not None else ())]
     plan = plan_depthwise(x.shape, kernel.shape, x.dtype, problem.strides, problem.padding, problem.dilation,
-                          problem.channels_last, y.shape, pointers=ptrs, index=width)
+                          problem.channels_last, y.shape, pointers=ptrs, index=width, activation=problem.activation)
     launch_depthwise(plan, problem, x, w, bias, y, problem.activation)
     return y
 
@@ -182,6 +210,9 @@ def launch_depthwise(plan, problem, x, w, bias, y, activation):
     shared with the separable two-kernel path, which asks for no activation."""
     from . import launch
 
+    if plan.kernel == "tile" and activation_set(activation) > plan.acts:  # it would skip the activation
+        raise ValueError(f"The depthwise plan {plan.name} is built for the cheap activations only; "
+                         f"received activation={activation!r} (plan it with that activation)")
     channels_last = problem.channels_last
     n, channels, in3 = mb.view5(x.shape, channels_last)
     _, _, out3 = mb.view5(y.shape, channels_last)

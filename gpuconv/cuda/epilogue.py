@@ -8,7 +8,8 @@ Aliases Keras accepts ('swish', 'hard_swish') map to the same code as their cano
 ``activation_code(name) -> int``: 0 for None/'linear', ValueError for a name we do not fuse.
 Every kernel epilogue applies these in registers: the dense kernels through
 ``gc::activate_dispatch``, the memory-bound ones (depthwise, separable, locally connected) through
-``gc::activate_inline`` or ``gc::activate_compact`` (one copy of each body); all are call-free
+``gc::activate_set`` (the depthwise tile kernel, built for :data:`CHEAP_ACTIVATIONS` alone or for
+every activation), ``gc::activate_inline`` or ``gc::activate_compact`` (one copy of each body); all are call-free
 switches over ``gc::activate`` (common.cuh).
 """
 
@@ -42,6 +43,18 @@ ACTIVATION_CODES = {
 ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
 
 FUSED_ACTIVATIONS = frozenset(set(ACTIVATION_CODES) - {"linear"} | set(ALIASES))
+
+# The activations common.cuh ``is_cheap_activation`` names: a depthwise tile kernel built for
+# these alone (``ACTS_CHEAP``) compiles none of the other bodies.
+CHEAP_ACTIVATIONS = frozenset({"linear", "relu", "relu6", "leaky_relu"})
+# common.cuh ``enum ActivationSet``: the activations a kernel's epilogue is compiled for.
+ACTS_CHEAP, ACTS_ANY = 0, 1
+
+
+def activation_set(name):
+    """``ACTS_CHEAP`` when activation ``name`` (None: none) is one of :data:`CHEAP_ACTIVATIONS`,
+    else ``ACTS_ANY``."""
+    return ACTS_CHEAP if name is None or ALIASES.get(name, name) in CHEAP_ACTIVATIONS else ACTS_ANY
 
 
 def activation_code(name):
