@@ -17,11 +17,15 @@ allocator's pool would. Blocks over 32 MiB are mapped and unmapped as before.
 
 Who decides: nothing is changed where the C library is not glibc, where the user tuned malloc
 themselves (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_``, or
-``glibc.malloc`` in ``GLIBC_TUNABLES``), or where ``GPUCONV_MALLOC_TUNING=0``. ``applied()``
-says which, for the benchmark's environment record.
+``glibc.malloc`` in ``GLIBC_TUNABLES``), or where ``GPUCONV_MALLOC_TUNING`` is off (0 / off /
+false / no; unset, empty, 1 / on / true / yes: on). ``applied()`` says which, for the
+benchmark's environment record.
 """
 import ctypes
 import os
+import sys
+
+from ._env_switch import switch
 
 TUNING_VAR = "GPUCONV_MALLOC_TUNING"
 MMAP_THRESHOLD_BYTES = 32 << 20
@@ -40,40 +44,40 @@ def _user_tuned(environ):
 
 
 def _glibc():
-    """The process's C library when it is glibc (it has ``gnu_get_libc_version``), else None."""
+    """The process's C library when it is glibc (it has ``gnu_get_libc_version``), else None.
+    Linux only: elsewhere (Windows' ``CDLL(None)`` raises TypeError) there is no glibc."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version
         return libc
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return None
 
 
 def keep_freed_memory(environ=None):
     """Set the thresholds unless the user chose otherwise (see the module docstring); returns
-    and records what happened: 'applied', or why not."""
+    and records what happened: 'applied', or why not (or not wholly)."""
     global _state
     environ = os.environ if environ is None else environ
-    setting = environ.get(TUNING_VAR, "1").strip()
-    if setting not in ("0", "1"):
-        raise ValueError(f"{TUNING_VAR} must be '1' (keep freed host memory for reuse) or '0' (leave malloc "
-                         f"as the process has it); received {TUNING_VAR}={setting!r}")
-    if setting == "0":
-        _state = f"off ({TUNING_VAR}=0)"
+    if not switch(TUNING_VAR, environ.get(TUNING_VAR, "")):
+        _state = f"off ({TUNING_VAR}={environ[TUNING_VAR]})"
     elif _user_tuned(environ):
         _state = "off (the user tuned malloc)"
     else:
         libc = _glibc()
         if libc is None:
             _state = "off (the C library is not glibc)"
-        elif libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and libc.mallopt(_M_TRIM_THRESHOLD,
-                                                                                 TRIM_THRESHOLD_BYTES):
-            _state = "applied"
-        else:
+        elif not libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES):
             _state = "off (mallopt refused the thresholds)"
+        elif not libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES):
+            _state = "partly applied (mallopt refused the trim threshold)"
+        else:
+            _state = "applied"
     return _state
 
 
 def applied():
-    """What ``keep_freed_memory`` did at import: 'applied' or 'off (why)'."""
+    """What ``keep_freed_memory`` did at import: 'applied', 'off (why)' or 'partly applied (why)'."""
     return _state

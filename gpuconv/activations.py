@@ -18,6 +18,7 @@ import numpy as np
 
 from . import arrays as _arrays
 from .autodiff import tape as _ad
+from .dtypes import accumulation_dtype
 from .serialization import deserialize_object, lookup_name, registered_name_of, unknown_identifier
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -33,7 +34,7 @@ def _begin(x):
     xp = _arrays.array_module(x)
     x = xp.asarray(x)
     out_dtype = x.dtype if x.dtype.kind == "f" else np.dtype("float32")
-    work_dtype = np.dtype("float32") if out_dtype == np.float16 else out_dtype
+    work_dtype = accumulation_dtype(out_dtype)
     return xp, x.astype(work_dtype, copy=False), out_dtype
 
 

@@ -36,9 +36,11 @@ import weakref
 import numpy as np
 
 from . import activations as _activations
+from ._env_switch import switch
 from . import arrays as _arrays
 from . import ops as _ops
 from .autodiff import tape as _tape
+from .dtypes import accumulation_dtype
 from .layers.activation_layers import ReLU
 from .layers.base_layer import Layer
 from .layers.conv import BaseConv
@@ -53,8 +55,6 @@ from .variables import Variable
 __all__ = ["FusedGroup", "FusionPlan", "fusing", "is_enabled", "plan_for", "set_enabled"]
 
 ENVIRONMENT_VARIABLE = "GPUCONV_FUSION"
-_ON = frozenset({"", "1", "on", "true", "yes"})
-_OFF = frozenset({"0", "off", "false", "no"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -64,16 +64,7 @@ _state = {"enabled": None}  # None: not read from the environment yet
 
 
 def _from_environment():
-    raw = os.environ.get(ENVIRONMENT_VARIABLE, "")
-    value = raw.strip().lower()
-    if value in _ON:
-        return True
-    if value in _OFF:
-        return False
-    raise ValueError(
-        f"The environment variable {ENVIRONMENT_VARIABLE} must be one of 1/on/true/yes or 0/off/false/no. "
-        f"Received: {ENVIRONMENT_VARIABLE}={raw!r}"
-    )
+    return switch(ENVIRONMENT_VARIABLE, os.environ.get(ENVIRONMENT_VARIABLE, ""))
 
 
 def _check_bool(value, what):
@@ -323,7 +314,7 @@ class FusedGroup:
         if self.batch_norm is None:
             return _own_weights(self.kind, self.producer, x)
         # Dense computes float16 in float32; the convolutions in the input's dtype.
-        dtype = np.dtype(np.float32) if self.kind == "dense" and x.dtype == np.float16 else x.dtype
+        dtype = accumulation_dtype(x.dtype) if self.kind == "dense" else x.dtype
         key = (Variable._device_key(x), dtype.str)
         versions = self._versions()  # read before the values: a change in between is caught next call
         cached = self._folded.get(key)

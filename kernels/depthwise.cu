@@ -101,7 +101,8 @@ __device__ __forceinline__ void store_dw_outputs(OutT* __restrict__ y, Index pix
 // builds fell an occupancy step below their ACTS_ANY twins (NVRTC audit, sm_80 and sm_90). The
 // caps are at least the twins' occupancy (NVRTC audit, sm_80 and sm_90; no spills): channels_last
 // vectors 2 (3 for double 1-D rows; 1 for the float 7x7 row, whose twin needs more than 128
-// registers); channels_first planes 4 for rows of up to 4 taps, 3 for 5, 2 for 7. The float
+// registers); scalar builds (V = 1: channels_first planes, and channels_last channel counts that
+// do not divide into vectors) 4 for rows of up to 4 taps, 3 for 5, 2 for 7. The float
 // vector 1-D k4 row has no cheap build (it spilled at 2 CTAs on sm_80; gpuconv/cuda/depthwise.py).
 template <typename T, int V, int KD, int KH, int KW>
 struct DwCheapMinBlocks {

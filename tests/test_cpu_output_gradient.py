@@ -94,3 +94,14 @@ def test_without_bias_only_the_derivative_is_applied(rng):
     grad, bias_grad = eng.output_gradient(problem, dy, y, False)
     assert bias_grad is None
     np.testing.assert_array_equal(grad, _derivative("relu", y, dy))
+
+
+@pytest.mark.parametrize("shape, channels_last", [((2, 5, 5, 0), True), ((0, 5, 5, 3), True), ((2, 0, 4, 4), False)])
+def test_empty_gradients_give_zero_bias_gradients(shape, channels_last):
+    """No filters or an empty batch (a conv to 0 filters under a tape): no crash, zero sums."""
+    problem = _problem(shape, channels_last, "float32", "relu")
+    dy = np.zeros(shape, np.float32)
+    grad, bias_grad = eng.output_gradient(problem, dy, np.zeros(shape, np.float32), True)
+    assert grad.shape == shape
+    channels = shape[-1] if channels_last else shape[1]
+    np.testing.assert_array_equal(bias_grad, np.zeros(channels, np.float32))

@@ -50,6 +50,9 @@ def output_gradient(problem, dy, output, need_bias):
     channel_axis = dy.ndim - 1 if problem.channels_last else 1
     summed = tuple(a for a in range(dy.ndim) if a != channel_axis)
     ctype = compute_dtype(problem.dtype)
+    if dy.size == 0:  # no filters, or an empty batch: nothing to multiply, every sum is 0
+        grad = dy if derivative is None else np.empty_like(dy)
+        return grad, np.zeros(dy.shape[channel_axis], problem.dtype) if need_bias else None
     blocks = _parallel.bounded_slabs(dy.shape, dy.itemsize, _BLOCK_BYTES,
                                      min(_BLOCKS, -(-dy.nbytes // _MIN_BLOCK_BYTES)))
     # An index fixed by a block keeps its axis (a length-1 slice), so ``summed`` stays right.

@@ -15,7 +15,7 @@ unit is kept at two levels:
 
 What is built together is the device's choice (``Device.compile_unit``): on a GPU one NVRTC
 program per instantiation, so the first call of a layer compiles only the kernel it launches
-(the depthwise file alone registers 88); the emulator's host compiler builds a whole file at
+(the depthwise file alone registers 141); the emulator's host compiler builds a whole file at
 once. :func:`get_function` refuses a name that is not registered: only what CI compiled can be
 asked for.
 """
