@@ -36,9 +36,9 @@ import weakref
 import numpy as np
 
 from . import activations as _activations
-from ._env_switch import switch
 from . import arrays as _arrays
 from . import ops as _ops
+from ._env_switch import switch
 from .autodiff import tape as _tape
 from .dtypes import accumulation_dtype
 from .layers.activation_layers import ReLU

@@ -98,8 +98,8 @@ __device__ __forceinline__ void store_dw_outputs(OutT* __restrict__ y, Index pix
 
 // CTAs per SM the tile kernel's ACTS_CHEAP build is held to (__launch_bounds__). With the 25
 // activation bodies gone, ptxas spends registers more freely: uncapped, 30 of the 144 cheap
-// builds fell an occupancy step below their ACTS_ANY twins (NVRTC audit, sm_80 and sm_90). The
-// caps are at least the twins' occupancy (NVRTC audit, sm_80 and sm_90; no spills): channels_last
+// builds fell an occupancy step below their ACTS_ANY twins in the NVRTC audit (sm_80, sm_90). The
+// caps give each at least its twin's occupancy there, with no spills: channels_last
 // vectors 2 (3 for double 1-D rows; 1 for the float 7x7 row, whose twin needs more than 128
 // registers); scalar builds (V = 1: channels_first planes, and channels_last channel counts that
 // do not divide into vectors) 4 for rows of up to 4 taps, 3 for 5, 2 for 7. The float

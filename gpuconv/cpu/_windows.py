@@ -25,9 +25,7 @@ from . import _parallel, memory
 _LONG_RUN = 64
 
 
-def compute_dtype(dtype):
-    """float16 is accumulated in float32; float32 and float64 are computed in their own dtype."""
-    return accumulation_dtype(dtype)
+compute_dtype = accumulation_dtype  # the dtype an op computes in (float32 for float16)
 
 
 def spatial_axes(rank, channels_last):

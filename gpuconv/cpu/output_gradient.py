@@ -6,9 +6,10 @@ memory-bound and, at training sizes (32 x 28 x 28 x 32 floats, 3 MB), each cost 
 quarter of the layer's weight gradient. Here each block of ``dy`` is multiplied and summed while
 it is in cache, the blocks shared over the engine's threads.
 
-Determinism: the blocks are contiguous runs along the outermost axes of at most
-``_BLOCK_BYTES`` (``_parallel.bounded_slabs`` with one part: the geometry alone fixes them, never
-the thread count); each block's channel sums are kept apart and added in block order.
+Determinism: the blocks are contiguous runs along the outermost axes (``_parallel.bounded_slabs``:
+at most ``_BLOCK_BYTES``, at most ``_BLOCKS`` of them, none under ``_MIN_BLOCK_BYTES``), so the
+shape alone fixes them, never the thread count; each block's channel sums are kept apart and
+added in block order.
 The derivative is ``OUTPUT_DERIVATIVES``' own, so it is bitwise the one the other engines use.
 """
 import numpy as np
@@ -57,6 +58,8 @@ def output_gradient(problem, dy, output, need_bias):
                                      min(_BLOCKS, -(-dy.nbytes // _MIN_BLOCK_BYTES)))
     # An index fixed by a block keeps its axis (a length-1 slice), so ``summed`` stays right.
     blocks = [tuple(slice(i, i + 1) if isinstance(i, int) else i for i in block) for block in blocks]
+    # Where a block cuts the channel axis, its sums belong to those channels only.
+    channel_runs = [block[channel_axis] if channel_axis < len(block) else slice(None) for block in blocks]
     grad = dy if derivative is None else np.empty_like(dy)
     partials = [None] * len(blocks)
 
@@ -76,7 +79,6 @@ def output_gradient(problem, dy, output, need_bias):
     if not need_bias:
         return grad, None
     bias_grad = np.zeros(dy.shape[channel_axis], ctype)
-    for index, part in zip(blocks, partials):  # in block order: a fixed sum
-        channels = index[channel_axis] if channel_axis < len(index) and index[0] is not Ellipsis else slice(None)
+    for channels, part in zip(channel_runs, partials):  # in block order: a fixed sum
         bias_grad[channels] += part
     return grad, bias_grad.astype(problem.dtype, copy=False)
