@@ -18,7 +18,7 @@ import numpy as np
 
 from . import arrays as _arrays
 from .autodiff import tape as _ad
-from .dtypes import accumulation_dtype
+from .dtypes import accumulation_dtype, is_float
 from .serialization import deserialize_object, lookup_name, registered_name_of, unknown_identifier
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -30,10 +30,10 @@ _SQRT_PI = math.sqrt(math.pi)
 # Plumbing shared by every activation
 # --------------------------------------------------------------------------------------------
 def _begin(x):
-    """(xp, working array, output dtype). float16 works in float32; ints/bools become float32."""
+    """(xp, working array, output dtype). 16-bit floats work in float32; ints/bools become float32."""
     xp = _arrays.array_module(x)
     x = xp.asarray(x)
-    out_dtype = x.dtype if x.dtype.kind == "f" else np.dtype("float32")
+    out_dtype = x.dtype if is_float(x.dtype) else np.dtype("float32")
     work_dtype = accumulation_dtype(out_dtype)
     return xp, x.astype(work_dtype, copy=False), out_dtype
 
@@ -70,7 +70,7 @@ def _recorded(derivative):
                 y = _arrays.array_module(x).asarray(y)  # a 0-d input gives a NumPy scalar; the tape needs an array
 
             def backward(g):
-                if x.dtype.kind != "f":
+                if not is_float(x.dtype):
                     return (None,)
                 xp, w, _ = _begin(x)
                 with np.errstate(all="ignore"):

@@ -101,10 +101,30 @@ def _cuda_view(x, subject):
     return cupy.from_dlpack(x) if hasattr(type(x), "__dlpack__") else cupy.asarray(x)
 
 
+def _torch_bfloat16_view(x):
+    """A host torch bfloat16 tensor as an ml_dtypes bfloat16 view of its memory, or None for
+    anything else. NumPy's DLPack import and torch's ``numpy()`` both refuse bfloat16; the same
+    bits exported as int16 are not refused, and viewed as bfloat16 they are the tensor. A tensor
+    that requires grad is left to the protocols, which refuse it with the reason ``as_array`` words."""
+    if not type(x).__module__.startswith("torch") or str(getattr(x, "dtype", "")) != "torch.bfloat16":
+        return None
+    if _requires_grad(x):
+        return None
+    import torch
+
+    from .dtypes import bfloat16  # lowest floor: gpuconv.dtypes imports only NumPy
+
+    return np.from_dlpack(x.view(torch.int16)).view(bfloat16())
+
+
 def _host_view(x):
     """``x`` as a NumPy array: through DLPack (a view of the producer's memory), else through
     ``__array__`` / the buffer protocols (``np.asarray``: a view where the producer allows one;
-    lists and scalars are copied as they always were)."""
+    lists and scalars are copied as they always were). A torch bfloat16 tensor, which neither
+    protocol exports, is read as its bits (:func:`_torch_bfloat16_view`)."""
+    bf16 = _torch_bfloat16_view(x)
+    if bf16 is not None:
+        return bf16
     if hasattr(type(x), "__dlpack__"):
         try:
             return np.from_dlpack(x)

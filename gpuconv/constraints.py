@@ -8,6 +8,7 @@ Formulas, epsilon, configs and names follow Keras 3.15 (``keras/src/constraints`
 import numpy as np
 
 from . import arrays as _arrays
+from . import dtypes as _dtypes
 from .serialization import get_object, registry, serialize_object, deserialize_object
 
 _KIND = "constraint"
@@ -23,7 +24,7 @@ def _prepare(w):
     """(xp, w) with ``w`` an array of a float dtype."""
     xp = _arrays.array_module(w)
     w = xp.asarray(w)
-    if w.dtype.kind != "f":
+    if not _dtypes.is_float(w.dtype):
         w = w.astype(np.float32)
     return xp, w
 

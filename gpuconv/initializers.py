@@ -14,6 +14,7 @@ import numbers
 
 import numpy as np
 
+from . import dtypes as _dtypes
 from .serialization import get_object, registry, serialize_object, deserialize_object
 
 _KIND = "initializer"
@@ -22,13 +23,13 @@ _TRUNCATION_STDDEV = 0.87962566103423978  # stddev of a unit normal truncated to
 
 
 def _dtype(dtype):
-    """``dtype`` as a NumPy dtype; None is Keras' floatx, float32."""
-    return np.dtype("float32" if dtype is None else dtype)
+    """``dtype`` as a NumPy dtype ('bfloat16' included); None is Keras' floatx, float32."""
+    return _dtypes.resolve("float32" if dtype is None else dtype)
 
 
 def _float_dtype(dtype):
     dtype = _dtype(dtype)
-    if dtype.kind != "f":
+    if not _dtypes.is_float(dtype):
         raise ValueError(f"Initializers need a floating-point dtype. Received: dtype={dtype}")
     return dtype
 

@@ -18,13 +18,12 @@ import numpy as np
 from . import activations as _activations
 from . import arrays as _arrays
 from . import autodiff as _autodiff
+from . import dtypes as _dtypes
 from . import gradients as _gradients
 from . import engines as _engines
 from . import geometry as g
 from . import planning as _planning
 from . import problems as _problems
-
-_FLOAT_DTYPES = (np.dtype("float16"), np.dtype("float32"), np.dtype("float64"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -34,9 +33,9 @@ def _check_array(x, name):
     """Refuse None / non-float arrays; take other libraries' arrays (torch, JAX, anything with
     ``__dlpack__`` / ``__array__``) and lists through ``arrays.as_array``."""
     x = _arrays.as_array(x, name)
-    if x.dtype not in _FLOAT_DTYPES:
+    if not _dtypes.is_op_dtype(x.dtype):
         raise TypeError(
-            f"Argument `{name}` must be a float16, float32 or float64 array; got {x.dtype}. "
+            f"Argument `{name}` must be a float16, bfloat16, float32 or float64 array; got {x.dtype}. "
             "Cast it first (layers cast to their dtype automatically)."
         )
     return x

@@ -14,6 +14,7 @@ import threading
 import numpy as np
 
 from . import arrays as _arrays
+from . import dtypes as _dtypes
 from .autodiff import tape as _tape
 
 
@@ -22,7 +23,7 @@ def check_numeric(value, path):
     (NumPy would drop the imaginary part with only a warning), and object, string, bytes or
     datetime arrays. Real floats, integers and bools are cast, as Keras does."""
     dtype = np.asarray(value).dtype  # callers pass host NumPy arrays: no copy
-    if dtype.kind not in "fiub":
+    if _dtypes.kind(dtype) not in "fiub":
         why = "complex values would lose their imaginary part" if dtype.kind == "c" else "it is not a real number array"
         raise TypeError(f"Cannot assign a value of dtype {dtype} to weight '{path}': {why}.")
 

@@ -41,6 +41,7 @@ import warnings
 import numpy as np
 
 from . import arrays as _arrays
+from . import dtypes as _dtypes
 from .serialization import to_snake_case
 
 __all__ = ["load_weights", "read_h5", "save_weights", "weight_entries", "write_h5"]
@@ -241,7 +242,25 @@ def _write_entry(f, path, name, values):
     if isinstance(name, str):
         group.attrs["name"] = name
     for i, value in enumerate(values):
-        group[str(i)] = np.asarray(value)
+        _write_value(group, str(i), np.asarray(value))
+
+
+# Keras writes a bfloat16 variable as h5py makes of ml_dtypes' void-kind dtype, an opaque 2-byte
+# dataset, tagged with the attribute dtype="bfloat16" by which it reads it back as bfloat16.
+_DTYPE_ATTR = "dtype"
+
+
+def _write_value(group, key, value):
+    group[key] = value
+    if _dtypes.is_bfloat16(value.dtype):
+        group[key].attrs[_DTYPE_ATTR] = _dtypes.BFLOAT16_NAME
+
+
+def _is_tagged_bfloat16(dataset):
+    """Whether ``dataset`` is a bfloat16 variable as Keras (and gpuconv) write one."""
+    tag = dataset.attrs.get(_DTYPE_ATTR)
+    tag = tag.decode() if isinstance(tag, bytes) else tag
+    return tag == _dtypes.BFLOAT16_NAME and dataset.dtype.kind == "V" and dataset.dtype.itemsize == 2
 
 
 # ------------------------------------------------------------------------------------------------
@@ -354,6 +373,9 @@ def _read_into(h5py, group, variables):
                 f"must match. variable.shape={tuple(var.shape)}, Received: value.shape={shape}. "
                 f"Target variable: {var!r}"
             )
+        if _is_tagged_bfloat16(dataset):
+            plan.append((var, np.asarray(dataset[()]).view(_dtypes.bfloat16())))
+            continue
         dtype = dataset.dtype
         if dtype.fields is not None or dtype.kind not in "fiub":
             raise _Mismatch(

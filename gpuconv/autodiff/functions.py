@@ -16,8 +16,8 @@ Choices where the derivative is not unique (documented, tested at exactly the po
   base is 0 and the exponent >= 0 (PyTorch's pow). ``normalize`` keeps a zero vector's gradient
   finite (Keras' rsqrt form gives NaN there).
 - ``where``'s condition, ``one_hot`` and integer indices carry no gradient.
-float16 reductions and matmul accumulate in float32 and round once. Broadcasting in the binary
-ops is undone in the backward by summing over the broadcast axes.
+16-bit float (float16, bfloat16) reductions and matmul accumulate in float32 and round once.
+Broadcasting in the binary ops is undone in the backward by summing over the broadcast axes.
 """
 import builtins
 import numbers
@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import activations as _activations
 from .. import arrays as _arrays
+from .. import dtypes as _dtypes
 from . import tape as _ad
 
 __all__ = [
@@ -90,8 +91,8 @@ def _record(inputs, output, backward):
 
 
 def _work(dtype):
-    """float16 is computed in float32 (rounded once at the end)."""
-    return _F32 if dtype == np.float16 else dtype
+    """16-bit floats are computed in float32 (rounded once at the end)."""
+    return _dtypes.accumulation_dtype(dtype)
 
 
 def _norm_axes(axis, ndim):
@@ -111,7 +112,7 @@ def _unbroadcast(g, shape):
     shape = tuple(shape)
     if tuple(g.shape) == shape:
         return g
-    dtype = _F32 if g.dtype == np.float16 else None
+    dtype = _F32 if _dtypes.is_16bit_float(g.dtype) else None
     lead = g.ndim - len(shape)
     if lead:
         g = g.sum(axis=tuple(range(lead)), dtype=dtype)
@@ -123,7 +124,7 @@ def _unbroadcast(g, shape):
 
 def _grad(a, g):
     """``g`` reduced to ``a``'s shape, or None for a scalar or a non-float operand."""
-    if not _is_array(a) or a.dtype.kind != "f":
+    if not _is_array(a) or not _dtypes.is_float(a.dtype):
         return None
     return _unbroadcast(g, a.shape)
 
@@ -185,9 +186,9 @@ def _power_backward(a, b, y):
     def backward(g):
         with np.errstate(all="ignore"):
             ga = gb = None
-            if _arr(a) is not None and a.dtype.kind == "f":
+            if _arr(a) is not None and _dtypes.is_float(a.dtype):
                 ga = _grad(a, g * xp.where(xp.asarray(b) == 0, 0, b * xp.power(a, b - 1)).astype(g.dtype, copy=False))
-            if _arr(b) is not None and b.dtype.kind == "f":
+            if _arr(b) is not None and _dtypes.is_float(b.dtype):
                 zero_base = (xp.asarray(a) == 0) & (xp.asarray(b) >= 0)
                 gb = _grad(b, g * xp.where(zero_base, 0, y * xp.log(a)).astype(g.dtype, copy=False))
             return ga, gb
@@ -306,7 +307,7 @@ def cast(x, dtype):
     y = x.astype(dtype, copy=False)
     if y is x or not _ad.recording(x):
         return y
-    return _record((x,), y, lambda g: (g.astype(x.dtype) if x.dtype.kind == "f" else None,))
+    return _record((x,), y, lambda g: (g.astype(x.dtype) if _dtypes.is_float(x.dtype) else None,))
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,7 +316,7 @@ def cast(x, dtype):
 def sum(x, axis=None, keepdims=False):  # noqa: A001
     xp, x = _input(x)
     axes = _norm_axes(axis, x.ndim)
-    acc = _F32 if x.dtype == np.float16 else None
+    acc = _F32 if _dtypes.is_16bit_float(x.dtype) else None
     y = xp.asarray(x.sum(axis=axes, keepdims=keepdims, dtype=acc))
     if acc is not None:
         y = y.astype(x.dtype)
@@ -325,7 +326,7 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001
 def mean(x, axis=None, keepdims=False):
     xp, x = _input(x)
     axes = _norm_axes(axis, x.ndim)
-    acc = _F32 if x.dtype == np.float16 else None
+    acc = _F32 if _dtypes.is_16bit_float(x.dtype) else None
     with np.errstate(all="ignore"):
         y = xp.asarray(x.mean(axis=axes, keepdims=keepdims, dtype=acc))
     if acc is not None:
@@ -420,21 +421,20 @@ def log_softmax(x, axis=-1):
 # Linear algebra
 # --------------------------------------------------------------------------------------------
 def matmul(x1, x2):
-    """NumPy's matmul (batched, broadcasting, 1-D operands promoted); float16 in float32."""
+    """NumPy's matmul (batched, broadcasting, 1-D operands promoted); 16-bit floats in float32."""
     a, b = _operand(x1), _operand(x2)
     xp = _xp(a, b)
     a, b = xp.asarray(a), xp.asarray(b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul needs arrays of rank >= 1. Received shapes {a.shape} and {b.shape}.")
-    half = a.dtype == np.float16 or b.dtype == np.float16
     out_dtype = np.result_type(a.dtype, b.dtype)
-    if half and out_dtype == np.float16:
-        y = xp.matmul(a.astype(_F32), b.astype(_F32)).astype(np.float16)
+    if _dtypes.is_16bit_float(out_dtype):
+        y = xp.matmul(a.astype(_F32), b.astype(_F32)).astype(out_dtype)
     else:
         y = xp.asarray(xp.matmul(a, b))
 
     def backward(g):
-        work = _F32 if g.dtype == np.float16 else g.dtype
+        work = _dtypes.accumulation_dtype(g.dtype)
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         a2, b2 = a2.astype(work, copy=False), b2.astype(work, copy=False)
@@ -540,7 +540,7 @@ def take(x, indices, axis=None):
     y = xp.take(x, xp.asarray(indices), axis=axis)
 
     def backward(g):
-        if x.dtype.kind != "f":
+        if not _dtypes.is_float(x.dtype):
             return (None,)
         flat, ax, k = _gather_axis(x, axis)
         idx = _normalize_indices(xp, indices, k).reshape(-1)
@@ -561,7 +561,7 @@ def take_along_axis(x, indices, axis=None):
     y = xp.take_along_axis(x, idx_in, axis=axis)
 
     def backward(g):
-        if x.dtype.kind != "f":
+        if not _dtypes.is_float(x.dtype):
             return (None,)
         src, ax, k = _gather_axis(x, axis)
         idx = xp.moveaxis(_normalize_indices(xp, idx_in, k), ax, -1)

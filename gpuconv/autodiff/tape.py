@@ -19,6 +19,7 @@ import threading
 import numpy as np
 
 from .. import arrays as _arrays
+from .. import dtypes as _dtypes
 
 __all__ = ["GradientTape", "recording", "record", "record_identity", "stop_recording", "input_needed"]
 
@@ -79,11 +80,11 @@ def _move(g, like_xp):
 
 
 def _accumulate(total, g):
-    """total + g; float16 sums are formed in float32 (cast once, where the gradient is used)."""
+    """total + g; 16-bit float sums are formed in float32 (cast once, where the gradient is used)."""
     if total is None:
         return g
     g = _move(g, _arrays.array_module(total))
-    if total.dtype == np.float16 or g.dtype == np.float16:
+    if _dtypes.is_16bit_float(total.dtype) or _dtypes.is_16bit_float(g.dtype):
         work = np.result_type(total.dtype, g.dtype, np.float32)
         return total.astype(work, copy=False) + g.astype(work, copy=False)
     return total + g

@@ -10,18 +10,25 @@ import threading
 
 import numpy as np
 
+from .. import dtypes as _dtypes
+
 _CTYPES = {np.dtype("float32"): "float", np.dtype("float16"): "gc::half", np.dtype("float64"): "double"}
-_DTYPE_NAMES = {dtype.name for dtype in _CTYPES}
+# bfloat16 by name: its dtype object needs ml_dtypes, which only a bfloat16 call imports.
+BFLOAT16_CTYPE = "gc::bfloat16"
+_DTYPE_NAMES = {dtype.name for dtype in _CTYPES} | {_dtypes.BFLOAT16_NAME}
 _INDEX_CTYPES = {"int32": "int", "int64": "long long"}
 
 
 def cuda_type(dtype):
-    """The C++ type a kernel template takes for a NumPy dtype (``'float'``, ``'gc::half'``, ``'double'``)."""
-    dtype = np.dtype(dtype)
+    """The C++ type a kernel template takes for a NumPy dtype (``'float'``, ``'gc::half'``,
+    ``'gc::bfloat16'``, ``'double'``)."""
+    dtype = _dtypes.resolve(dtype)
+    if _dtypes.is_bfloat16(dtype):
+        return BFLOAT16_CTYPE
     try:
         return _CTYPES[dtype]
     except KeyError:
-        raise TypeError(f"No CUDA kernel type for dtype {dtype}; float16, float32 and float64 are supported.") from None
+        raise TypeError(f"No CUDA kernel type for dtype {dtype}; float16, bfloat16, float32 and float64 are supported.") from None
 
 
 def index_ctype(width):

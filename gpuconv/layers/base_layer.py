@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import arrays as _arrays
 from .. import backend as _backend
+from .. import dtypes as _dtypes
 from ..autodiff import functions as _F
 from ..autodiff import tape as _ad
 from .. import initializers, regularizers, constraints
@@ -21,12 +22,15 @@ from ..variables import Variable, check_numeric
 _name_lock = threading.Lock()
 _name_counts = {}
 
-# Keras' DTypePolicy names -> (variable dtype, compute dtype). bfloat16 has no NumPy dtype.
+# Keras' DTypePolicy names -> (variable dtype, compute dtype). bfloat16 is ml_dtypes' NumPy dtype
+# (gpuconv.dtypes), loaded when a policy names it.
 _POLICIES = {
     "float16": ("float16", "float16"),
+    "bfloat16": ("bfloat16", "bfloat16"),
     "float32": ("float32", "float32"),
     "float64": ("float64", "float64"),
     "mixed_float16": ("float32", "float16"),
+    "mixed_bfloat16": ("float32", "bfloat16"),
 }
 
 
@@ -55,6 +59,8 @@ def _policy_name(dtype):
         name = np.dtype(name).name
     if name not in _POLICIES:
         raise ValueError(f"Invalid value for argument `dtype`. Expected one of {tuple(_POLICIES)}. Received: dtype={dtype!r}")
+    if _dtypes.BFLOAT16_NAME in name:
+        _dtypes.bfloat16()  # ml_dtypes loaded: np.dtype("bfloat16") resolves from here on
     return name
 
 
@@ -232,7 +238,7 @@ class Layer:
         if inputs is None:
             raise TypeError(f'Layer "{self.name}" received inputs=None; expected an array.')
         inputs = _arrays.as_array(inputs, "inputs", f'layer "{self.name}"')  # torch, JAX, DLPack, lists
-        kind = inputs.dtype.kind
+        kind = _dtypes.kind(inputs.dtype)
         if kind == "c":
             raise TypeError(f'Layer "{self.name}" does not accept complex inputs; received dtype {inputs.dtype}.')
         if kind not in "fiub":

@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 
 from .. import arrays as _arrays
+from .. import dtypes as _dtypes
 from ..autodiff import functions as F
 from ..autodiff import tape as _ad
 from ..layers.base_layer import unique_name
@@ -26,7 +27,8 @@ REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "
 _MEAN_LIKE = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
 
 # Keras DTypePolicy names -> the compute dtype a loss works in.
-_COMPUTE_DTYPES = {"float16": "float16", "float32": "float32", "float64": "float64", "mixed_float16": "float16"}
+_COMPUTE_DTYPES = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float32", "float64": "float64",
+                   "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -59,7 +61,7 @@ def compute_dtype(dtype):
         raise ValueError(
             f"Invalid value for argument `dtype`. Expected one of {tuple(_COMPUTE_DTYPES)}. Received: dtype={dtype!r}"
         )
-    return np.dtype(_COMPUTE_DTYPES[name])
+    return _dtypes.resolve(_COMPUTE_DTYPES[name])
 
 
 def check_number(value, name, low=None, high=None):
@@ -103,9 +105,9 @@ def as_prediction(y_pred, dtype=None):
             y_pred = np.asarray(y_pred, dtype=np.float32 if dtype is None else dtype)
         except (TypeError, ValueError) as e:
             raise TypeError(f"Argument `y_pred` must be a numeric array. Received: y_pred={y_pred!r}") from e
-    if y_pred.dtype.kind not in "fiub":
+    if _dtypes.kind(y_pred.dtype) not in "fiub":
         raise TypeError(f"Argument `y_pred` must be a real numeric array. Received dtype {y_pred.dtype}")
-    target = dtype if dtype is not None else (y_pred.dtype if y_pred.dtype.kind == "f" else np.dtype("float32"))
+    target = dtype if dtype is not None else (y_pred.dtype if _dtypes.is_float(y_pred.dtype) else np.dtype("float32"))
     return F.cast(y_pred, target)
 
 
@@ -121,7 +123,7 @@ def on_module_of(x, like, name):
         moved = xp.asarray(_arrays.to_numpy(x) if _is_array(x) else np.asarray(x))
     except (TypeError, ValueError) as e:
         raise TypeError(f"Argument `{name}` must be a numeric array. Received: {name}={x!r}") from e
-    if moved.dtype.kind not in "fiub":
+    if _dtypes.kind(moved.dtype) not in "fiub":
         raise TypeError(f"Argument `{name}` must be a real numeric array. Received dtype {moved.dtype}")
     if _is_array(x):
         _ad.record_identity(x, moved)

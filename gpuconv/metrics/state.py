@@ -14,6 +14,7 @@ gradient tape (they call the array module directly).
 import numpy as np
 
 from .. import arrays as _arrays
+from .. import dtypes as _dtypes
 from .. import variables as _variables
 
 # Keras' DTypePolicy names whose compute dtype a metric takes (Metric uses the compute dtype).
@@ -22,7 +23,7 @@ _POLICY_COMPUTE_DTYPES = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat1
 
 def metric_dtype(dtype):
     """The dtype name a metric computes in: Keras' ``dtype_policies.get(dtype or floatx).compute_dtype``
-    for the float dtypes NumPy has (None -> 'float32')."""
+    for the float dtypes (None -> 'float32'; 'bfloat16' is ml_dtypes' NumPy dtype)."""
     original = dtype
     if dtype is None:
         return "float32"
@@ -32,13 +33,13 @@ def metric_dtype(dtype):
     dtype = getattr(dtype, "compute_dtype", dtype)
     dtype = _POLICY_COMPUTE_DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
     try:
-        resolved = np.dtype(dtype)
+        resolved = _dtypes.resolve(dtype)
     except TypeError:
         resolved = None
-    if dtype is None or resolved is None or resolved.kind != "f":
+    if dtype is None or resolved is None or not _dtypes.is_float(resolved):
         raise ValueError(
             "Invalid value for argument `dtype`: a metric computes in a float dtype "
-            f"('float16', 'float32', 'float64'). Received: dtype={original!r}"
+            f"('float16', 'bfloat16', 'float32', 'float64'). Received: dtype={original!r}"
         )
     return resolved.name
 

@@ -28,6 +28,7 @@ import warnings
 import numpy as np
 
 from .. import arrays as _arrays
+from .. import dtypes as _dtypes
 from ..utils import py_dataset as _py_dataset
 from ..utils import random as _random
 
@@ -90,7 +91,7 @@ def _as_dataset_array(x, name):
             f"Argument `{name}` must hold arrays with a batch axis. Received an array of shape {tuple(array.shape)}."
         )
     dtype = np.dtype(array.dtype)
-    if dtype.kind == "f" and dtype != FLOATX:
+    if _dtypes.is_float(dtype) and dtype != FLOATX:  # bfloat16 too (NumPy kind 'V')
         array = array.astype(FLOATX)
     return array
 

@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from .. import arrays as _arrays
+from .. import dtypes as _dtypes
 from .. import backend as _backend
 from ..autodiff import functions as F
 from ..autodiff.tape import GradientTape
@@ -416,7 +417,7 @@ def _loss_term(loss):
     """A layer's loss as a float 0-d term of the total (Keras casts non-float losses to float32)."""
     if not hasattr(loss, "dtype"):
         loss = np.asarray(loss, dtype="float32")
-    if np.dtype(loss.dtype).kind != "f":
+    if not _dtypes.is_float(np.dtype(loss.dtype)):
         loss = F.cast(loss, "float32")
     return F.sum(loss)
 
