@@ -4,18 +4,20 @@
 //
 //   gc::bfloat16          16-bit storage type of bfloat16 tensors (raw bits, like gc::half)
 //   gc::Elem16<T>         per 16-bit type: to_float, pack2 (cvt.rn.{f16,bf16}x2.f32), mma
-//   gc::MmaTile<...>      CTA tile BM x BN x BK, 4 warps in 2 x 2, each a (BM/2) x (BN/2) block of
-//                         m16n8 accumulators; the swizzled shared layout of both operands and the
-//                         per-k-tile multiply (ldmatrix -> mma.sync m16n8k16, f32 accumulation)
+//   gc::MmaTile<...>      CTA tile BM x BN x BK, WARPS_M x WARPS_N warps, each a (BM/WARPS_M) x
+//                         (BN/WARPS_N) block of m16n8 accumulators; the swizzled shared layout of
+//                         both operands and the per-k-tile multiply (ldmatrix -> mma.sync
+//                         m16n8k16, f32 accumulation)
 //   gc::run_pipeline      the STAGES-deep cp.async main loop over a Loader's k tiles
 //
 // Shared layout. A (im2col rows) is stored [BM][BK] with k contiguous: a 64-byte row of four
 // 16-byte chunks. ldmatrix reads 8 rows of one chunk at once; unswizzled, rows r and r + 2 would
 // share banks (128 bytes of banks span two rows), a 4-way conflict. Storing logical chunk c of
 // row r at chunk c ^ ((r >> 1) & 3) puts the 8 rows on the 8 distinct 16-byte bank groups.
-// B (weights) is stored [BK][BN] with n contiguous: a 128-byte row of eight chunks; ldmatrix
-// .trans reads 8 k-rows of one n-chunk, all on one bank group unswizzled (8-way); chunk
-// c ^ (k & 7) spreads them. Every access to either tile (cp.async, st.shared, ldmatrix) goes
+// B (weights) is stored [BK][BN] with n contiguous: a row of BN / 8 chunks (8 or 16: a whole
+// number of 128-byte bank spans); ldmatrix .trans reads 8 k-rows of one n-chunk, all on one bank
+// group unswizzled (8-way); chunk c ^ (k & 7) spreads them (the XOR changes the chunk's bank
+// group only, so it holds for either width). Every access to either tile (cp.async, st.shared, ldmatrix) goes
 // through a_chunk / b_chunk, so the layouts cannot disagree.
 #pragma once
 #include "common.cuh"
@@ -63,26 +65,34 @@ struct __align__(16) Chunk16 {
     }
 };
 
-template <typename T, int BM_, int BN_, int BK_, int STAGES_>
+template <typename T, int BM_, int BN_, int BK_, int STAGES_, int WARPS_M_, int WARPS_N_>
 struct MmaTile {
     static constexpr int BM = BM_, BN = BN_, BK = BK_, STAGES = STAGES_;
-    static constexpr int THREADS = 128;  // 4 warps, 2 x 2
-    static constexpr int WM = BM / 2, WN = BN / 2;  // one warp's block
+    static constexpr int WARPS_M = WARPS_M_, WARPS_N = WARPS_N_;
+    static constexpr int THREADS = 32 * WARPS_M * WARPS_N;
+    static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;  // one warp's block
     static constexpr int MI = WM / 16, NJ = WN / 8;  // its m16 x n8 accumulators
     static constexpr int A_CHUNKS = BK / 8;  // 16-byte chunks per A row
     static constexpr int B_CHUNKS = BN / 8;  // per B row
+    static constexpr int A_STAGE = BM * A_CHUNKS, B_STAGE = BK * B_CHUNKS;  // chunks per stage
     static_assert(BK == 32, "the A swizzle assumes four chunks per row");
-    static_assert(BN == 64, "the B swizzle assumes eight chunks per row");
+    static_assert(BN % 64 == 0, "the B swizzle assumes whole 128-byte rows of eight chunks");
     static_assert(MI >= 1 && NJ % 2 == 0, "warp block: whole m16 rows, pairs of n8 columns");
 
+    // The operand stages (A's, then B's) in one buffer; after the main loop the epilogue's
+    // BM x BN 16-bit output tile overlays it from the start.
     struct Shared {
-        Chunk16 a[STAGES][BM * A_CHUNKS];
-        Chunk16 b[STAGES][BK * B_CHUNKS];
+        Chunk16 buf[STAGES * (A_STAGE + B_STAGE)];
 
-        // After the main loop the A stages hold the epilogue's BM x BN 16-bit output tile.
-        __device__ __forceinline__ Chunk16* output_tile() { return &a[0][0]; }
+        __device__ __forceinline__ Chunk16* a(int stage) { return buf + stage * A_STAGE; }
+        __device__ __forceinline__ Chunk16* b(int stage) { return buf + STAGES * A_STAGE + stage * B_STAGE; }
+        __device__ __forceinline__ Chunk16* output_tile() { return buf; }
     };
-    static_assert(STAGES * BM * A_CHUNKS >= BM * B_CHUNKS, "the output tile fits in the A stages");
+    static_assert(STAGES * (A_STAGE + B_STAGE) >= BM * B_CHUNKS, "the output tile fits over the stages");
+
+    // This thread's warp's block: warps along n fastest.
+    static __device__ __forceinline__ int warp_m_of(int warp) { return warp / WARPS_N; }
+    static __device__ __forceinline__ int warp_n_of(int warp) { return warp % WARPS_N; }
 
     static __device__ __forceinline__ int a_chunk(int row, int c) { return row * A_CHUNKS + (c ^ ((row >> 1) & 3)); }
     static __device__ __forceinline__ int b_chunk(int k, int c) { return k * B_CHUNKS + (c ^ (k & 7)); }
@@ -160,7 +170,7 @@ __device__ __forceinline__ void run_pipeline(Tile& tile, typename Tile::Shared& 
         if (next < KT) ld.load(sm, next % S);
         ptx::cp_async_commit_group();
         const int cur = kt % S;
-        tile.multiply(sm.a[cur], sm.b[cur], warp_m, warp_n, lane);
+        tile.multiply(sm.a(cur), sm.b(cur), warp_m, warp_n, lane);
     }
     ptx::cp_async_wait_all();
     __syncthreads();

@@ -102,7 +102,15 @@ TOLERANCES = {
 FLOAT_DTYPES = ("float64", "float32", "float16")
 
 
+# bfloat16 (ml_dtypes' dtype, not a key above: that would load ml_dtypes in every session): one
+# rounding of the output, at most its unit roundoff 2^-8 in relative L2, plus float32's allowance
+# for the float32 accumulation (tests/test_bfloat16.py derives the bound element by element).
+BFLOAT16_TOLERANCE = 2.0**-8 + 1e-5
+
+
 def tolerance(dtype):
+    if gpuconv.dtypes.is_bfloat16(dtype):
+        return BFLOAT16_TOLERANCE
     return TOLERANCES[np.dtype(dtype)]
 
 
@@ -196,8 +204,8 @@ class HostArrayDevice:
     def contiguous(self, array):
         return np.ascontiguousarray(array)
 
-    def swapaxes(self, array, a, b):
-        return np.swapaxes(array, a, b)
+    def transpose(self, array, axes):
+        return np.transpose(array, axes)
 
     def pointer(self, array):
         return int(array.ctypes.data)

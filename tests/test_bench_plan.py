@@ -75,7 +75,8 @@ def test_plan_of_the_suite_is_sane(h200_plan):
         assert occ.ctas * (pr.smem + H100.smem_reserved_per_cta) <= H100.smem_per_sm
         assert pr.waves == math.ceil(pr.ctas / (sms * occ.ctas))
         assert 0 < pr.roofline_s <= pr.bound_s < 1.0
-        assert pr.bound_s == max(pr.compute_s, pr.global_s, pr.smem_s)
+        assert pr.bound_s == max(pr.compute_s, pr.global_s, pr.smem_s) + pr.sum_s
+        assert (pr.sum_s > 0) == (pr.workspace_bytes > 0) == (pr.shape.slices > 1)
         assert pr.limited_by in ("compute", "global", "smem")
     for pr in h200_plan.values():
         if pr.row.op not in plan.CONV_OPS:
@@ -93,6 +94,50 @@ def test_d4_by_hand(h200_plan):
     assert pr.compute_s == pytest.approx(tiles * 2 * 64 * 64 * 32 * 72 / (989.4e12 / 132))
 
 
+def test_d3_tile_128_by_hand(h200_plan):
+    pr = h200_plan["D3"]  # 32x56x56 s2 128->128 k3: M = 25,088 pixels, K = 9 * 128
+    s = pr.shape
+    assert pr.algorithm == "implicit_gemm_128" and (s.bm, s.bn, s.bk, s.stages, s.threads) == (128, 128, 32, 3, 256)
+    assert s.name == "gc::conv_implicit_gemm_128<gc::half, 1, 1>" and s.slices == 1
+    assert pr.ctas == 25088 // 128 == 196 and pr.k_steps == 36
+    assert pr.global_bytes == (128 * 32 + 32 * 128) * 2 * 36 + 128 * 128 * 2
+    # 8 warps of 64 x 32: each reads 64 A rows and 32 B columns of every k step
+    assert pr.smem_bytes == (8 * (64 * 32 + 32 * 32) * 2 + (128 * 32 + 32 * 128) * 2) * 36 + 2 * 128 * 128 * 2
+    assert pr.smem == 48 * 1024 and pr.occupancy.ctas == 1 and pr.waves == 2
+    cells = dict(zip((n for n, _ in plan.PLAN_COLUMNS), plan._plan_cells(pr)))
+    assert (cells["tile"], cells["split"]) == ("128x128x32", "-")
+
+
+def test_d7_split_k_by_hand(h200_plan):
+    pr = h200_plan["D7"]  # 32x7x7 512->512 k3: M = 1568, 25 x 8 = 200 tiles, K = 9 * 512 = 144 k tiles
+    s = pr.shape
+    assert pr.algorithm == "implicit_gemm" and s.slices == 2 and s.split.k_tiles_per_slice == 72
+    assert s.name == "gc::conv_implicit_gemm_partial<gc::half, 1, 1>"  # pass 1 is the audited kernel
+    assert pr.ctas == 200 * 2 and pr.k_steps == 72 and pr.waves == 1
+    assert pr.global_bytes == (64 * 32 + 32 * 64) * 2 * 72 + 64 * 64 * 4  # the partial tile in f32
+    assert pr.workspace_bytes == 2 * 1568 * 512 * 4
+    hbm = plan.target_ceilings("h200").bandwidth
+    assert pr.sum_s == pytest.approx((2 * 1568 * 512 * 4 + 1568 * 512 * 2) / hbm)
+    assert pr.bound_s == pytest.approx(max(pr.compute_s, pr.global_s, pr.smem_s) + pr.sum_s)
+    cells = dict(zip((n for n, _ in plan.PLAN_COLUMNS), plan._plan_cells(pr)))
+    assert (cells["split"], cells["ws"], cells["pass2"]) == ("2", "6.12 MB", plan._us(pr.sum_s))
+    # a large dense row: one pass, no workspace, no second pass
+    d2 = plan._plan_cells(h200_plan["D2"])
+    assert h200_plan["D2"].shape.slices == 1 and h200_plan["D2"].sum_s == 0
+    assert dict(zip((n for n, _ in plan.PLAN_COLUMNS), d2))["split"] == "1"
+    assert dict(zip((n for n, _ in plan.PLAN_COLUMNS), d2))["ws"] == "-"
+    # FFMA rows have no split column
+    assert dict(zip((n for n, _ in plan.PLAN_COLUMNS), plan._plan_cells(h200_plan["T1"])))["split"] == "-"
+
+
+def test_forced_split_shows_in_the_plan(monkeypatch):
+    row = next(r for r in suites.SUITE if r.id == "D4")
+    monkeypatch.setenv(algorithms.SPLIT_ENV, "3")
+    (pr,) = plan.plan_rows([row], "float16", audits={})
+    assert pr.shape.slices == 3 and pr.ctas == 392 * 3 and pr.k_steps == 24
+    assert pr.workspace_bytes == 3 * 6272 * 256 * 4
+
+
 def test_float16_convs_pick_implicit_gemm_on_sm90_and_float32_direct_tiled(h200_plan):
     device = plan.target_device("h200")
     for rid in CONV_IDS:
@@ -104,10 +149,10 @@ def test_float16_convs_pick_implicit_gemm_on_sm90_and_float32_direct_tiled(h200_
         elif row.g > 1:  # D8: 16 filters per group stay on the narrow FFMA tile
             assert f16 == f32 == "direct_tiled_narrow"
         else:
-            assert (f16, f32) == ("implicit_gemm", "direct_tiled"), rid
+            assert f16 in ("implicit_gemm", "implicit_gemm_128") and f32 == "direct_tiled", rid
         assert h200_plan[rid].algorithm == f16
-        # channels_first has no tensor-core loader yet
-        assert plan.choose(row, "float16", "channels_first", device)[0].name != "implicit_gemm"
+        # channels_first: the same row (cuda/conv.py re-lays it to channels_last around the kernel)
+        assert plan.choose(row, "float16", "channels_first", device)[0].name == f16
     assert h200_plan["T1"].shape.file == "conv_transpose.cu" and h200_plan["D8"].shape.bm == 256
 
 
@@ -193,3 +238,16 @@ def test_a_depthwise_row_names_its_kernel_in_the_algo_column():
     """The depthwise plan's kernel (tile / direct), not the op name the column falls back to."""
     row = next(r for r in suites.SUITE if r.id == "W1")
     assert plan.algorithm_name(row, "float16", "channels_last", plan.target_device("h100")) == "depthwise_tile"
+
+
+def test_channels_first_tensor_core_rows_pay_for_the_layout_copies():
+    row = next(r for r in suites.SUITE if r.id == "D4")
+    audits = {}
+    (last,) = plan.plan_rows([row], "float16", "channels_last", audits=audits)
+    (first,) = plan.plan_rows([row], "float16", "channels_first", audits=audits)
+    assert first.algorithm == last.algorithm and first.shape.name == last.shape.name
+    hbm = plan.target_ceilings("h200").bandwidth
+    x = math.prod(row.input_shape("channels_first"))
+    y = math.prod(row.output_shape("channels_first"))
+    assert last.relayout_s == 0 and first.relayout_s == pytest.approx(2 * (x + y) * 2 / hbm)
+    assert first.global_s == last.global_s and "re-laid" in first.note and "no NVRTC audit" in first.note

@@ -24,12 +24,14 @@ import optimizer_cases
 import pytest
 
 from conftest import CUDA_MARKS, ON_EMULATOR, assert_close, gpu_xp, random_array
+from gpuconv import dtypes as gpuconv_dtypes
 from gpuconv import geometry as g
 from gpuconv.cuda import indexing, module_cache, registry
 from gpuconv.cuda import engine  # noqa: F401  (imports every kernel module: they register their instantiations)
 
 REGISTERED = sorted(name for names in registry.registry().values() for name in names)
-_DTYPES = {"float": "float32", "gc::half": "float16", "double": "float64"}
+_DTYPES = {"float": "float32", "gc::half": "float16", "double": "float64",
+           "gc::bfloat16": gpuconv_dtypes.bfloat16()}  # ml_dtypes' NumPy dtype (the tensor-core conv's)
 _INDEX = {"int": "int32", "long long": "int64"}
 _seen = set()  # instantiations launched by this module's tests
 
@@ -281,9 +283,10 @@ def _problem(name, rng):
     """(dtype, index width, op, args, kwargs) whose launch plan includes ``name``."""
     template, a = _parse(name)
     dtype = _DTYPES[a[0]]
-    if template == "conv_implicit_gemm":  # <T, VEC_A, VEC_B>: channels (filters) per group % 8 == 0
+    if template.startswith("conv_implicit_gemm"):  # <T, VEC_A, VEC_B>: channels (filters) per group % 8 == 0
         _, (x, w, _), kwargs = _conv(rng, dtype, True, 0)  # its geometry: 2 groups, 3x3, strides (1, 2), 'same'
-        cpg, fpg = (16 if a[1] == "1" else 3), (24 if a[2] == "1" else 20)
+        vec_a, vec_b = (a[1] == "1", a[2] == "1") if len(a) >= 3 else (True, True)  # split-K's sum<T>: any
+        cpg, fpg = (16 if vec_a else 11), (24 if vec_b else 20)  # k tiles: 5 / 4, so split-K has 2 slices
         arrays = (random_array(rng, (*x.shape[:-1], 2 * cpg)), random_array(rng, (*w.shape[:-2], cpg, 2 * fpg)),
                   random_array(rng, (2 * fpg,)))
         return (dtype, "int32", "conv", arrays, kwargs)
@@ -371,6 +374,10 @@ def test_instantiation_matches_oracle(name, launches, monkeypatch):
     monkeypatch.setenv(indexing.FORCE_ENV, width)
     if name.startswith("gc::conv_direct<"):  # the FFMA rows by name: float16 would take tensor cores
         monkeypatch.setenv("GPUCONV_ALGORITHM", "conv=" + ("direct_tiled_narrow" if _parse(name)[1][3] == "1" else "direct_tiled"))
+    if name.startswith(("gc::conv_implicit_gemm_partial<", "gc::conv_implicit_gemm_sum<")):  # split-K, forced
+        monkeypatch.setenv("GPUCONV_SPLIT_K", "2")
+    if name.startswith("gc::conv_implicit_gemm_128<"):  # the 128 x 128 tile's row
+        monkeypatch.setenv("GPUCONV_ALGORITHM", "conv=implicit_gemm_128")
     rounded = [None if a is None else a.astype(dtype) for a in args]
     got = _engine_call(op)(eng, *[None if a is None else cupy.asarray(a) for a in rounded], **kwargs)
     ref = _engine_call(op)(cpu, *[None if a is None else a.astype(np.float64) for a in rounded], **kwargs)
@@ -419,5 +426,5 @@ def test_problems_exist_for_every_registered_instantiation():
     rng = np.random.default_rng(0)
     for name in REGISTERED:
         dtype, width, op, args, kwargs = _problem(name, rng)
-        assert width in ("int32", "int64") and np.dtype(dtype).kind == "f"
+        assert width in ("int32", "int64") and gpuconv_dtypes.is_float(dtype)
 

@@ -35,12 +35,23 @@ What the model assumes, exactly:
   counted nine times; H200's L2 is measured not far above its HBM, A100's is well above, so there
   the term is pessimistic). Zero-filled padding loads are counted as loads.
 - Shared memory: per k step, the fills (the A and B tiles written once) and the reads: for
-  ``implicit_gemm`` the ldmatrix reads of each warp's 32 x 32 block (its A rows and B columns,
+  ``implicit_gemm`` the ldmatrix reads of each warp's block (32 x 32; 64 x 32 in the 128 x 128
+  tile of ``implicit_gemm_128``: its A rows and B columns,
   conflict-free by the swizzle), for the FFMA tiles the 128-byte wavefronts of each warp's
   fragment loads (threads of a warp reading one address share it); ``implicit_gemm``'s epilogue
   stages the output tile through shared memory (written and read once). Charged per SM like the
   compute: ``waves * CTAs/SM * tile bytes / (128 B * clock)``.
-- The bound is ``max(compute, global / HBM, shared / shared bandwidth)``; it ignores launch
+- Split-K (``implicit_gemm`` rows where the table splits the reduction,
+  ``conv_implicit_gemm.split_plan`` on the target's SM count): the grid has ``S`` times the
+  CTAs, each over its slice's ``k_tiles_per_slice`` k steps (the longest slice), storing an f32
+  partial tile (``BM * BN * 4`` bytes, from registers: no shared-memory epilogue) instead of the
+  output tile; the audited kernel is pass 1's (``conv_implicit_gemm_partial``). Pass 2 (the
+  slices' sum, bias, activation, cast) is charged as HBM traffic alone: the workspace read
+  (``S * M * F * 4`` bytes) and the output written, ``pass2 = bytes / HBM``, added to pass 1's
+  bound.
+- channels_first rows on the tensor-core kernels (channels_last only) add the two layout copies of
+  ``cuda/conv.py`` as HBM traffic: x and y each read and written once (``relayout``, in the note).
+- The bound is ``max(compute, global / HBM, shared / shared bandwidth) + pass2 + relayout``; it ignores launch
   latency, instruction issue (the FFMA tile's shared loads share issue slots with its FMAs), the
   im2col address arithmetic, barriers and pipeline fill. A transposed convolution's
   phases are taken to have ``ceil(k / s)`` taps per dim (exact for the suite: d = 1, s divides k);
@@ -67,6 +78,7 @@ CLOCK_HZ = {"h200": 1.98e9, "h100": 1.98e9, "a100": 1.41e9}
 SMEM_BYTES_PER_CLOCK = 128  # 32 banks x 4 bytes, per SM
 WAVEFRONT = 128             # bytes one shared-memory wavefront serves
 WARP = 32
+WORKSPACE_ITEMSIZE = 4      # split-K partial sums: float32 (conv_implicit_gemm.WORKSPACE_DTYPE)
 CONV_OPS = ("conv", "dense", "conv_transpose")
 
 
@@ -203,13 +215,15 @@ def conv_problem(row, dtype, data_format="channels_last"):
 
 
 def target_device(target):
-    """A stand-in for a device of ``target`` as the algorithm table reads it (its compute capability)."""
+    """A stand-in for a device of ``target`` as the algorithm table reads it (its compute
+    capability and SM count)."""
     from ..cuda import dry_run
 
     if target not in dry_run.TARGETS:
         raise ValueError(f"Invalid value for argument `target`. Expected one of {sorted(dry_run.TARGETS)}. "
                          f"Received: target={target!r}")
-    return types.SimpleNamespace(compute_capability=str(dry_run.TARGETS[target][0]))
+    cc, limits = dry_run.TARGETS[target]
+    return types.SimpleNamespace(compute_capability=str(cc), sm_count=limits.sm_count)
 
 
 def index_width(problem):
@@ -271,18 +285,29 @@ class KernelShape:
     tm: int = 0   # FFMA: the thread's register tile
     tn: int = 0
     rows_fast: bool = False  # FFMA: consecutive threads on consecutive row groups (channels_first)
+    split: object = None     # implicit_gemm: its conv_implicit_gemm.SplitPlan (slices 1: one pass)
+    warps_m: int = 2         # mma: the warp layout, each warp a (bm / warps_m) x (bn / warps_n) block
+    warps_n: int = 2
+
+    @property
+    def slices(self):
+        return 1 if self.split is None else self.split.slices
 
 
 FFMA_TILES = {0: (64, 64, 16, 4, 4), 1: (256, 16, 16, 8, 2)}  # tile_fma.cuh TileOf: BM, BN, BK, TM, TN
 
 
-def kernel_shape(algo, problem, width):
+def kernel_shape(algo, problem, width, sm_count):
     from ..cuda import algorithms, conv, conv_implicit_gemm as ig, conv_transpose, tile_engine
 
-    if algo.tile == algorithms.TILE_MMA:
-        bm, bn = ig.TILE
-        return KernelShape(ig.KERNEL_FILE, ig.name_expression(problem.dtype, *ig.vector_flags(problem)),
-                           ig.THREADS, bm, bn, ig.K_TILE, ig.STAGES, True)
+    if algo.tile in ig.TILES:
+        config = ig.TILES[algo.tile]
+        split = ig.split_plan(problem, sm_count) if algo.tile == algorithms.TILE_MMA else None
+        vec = ig.vector_flags(problem)
+        name = ig.partial_name(problem.dtype, *vec) if split and split.slices > 1 else \
+            ig.name_expression(problem.dtype, *vec, algo.tile)
+        return KernelShape(ig.KERNEL_FILE, name, config.threads, config.pixels, config.filters, ig.K_TILE, ig.STAGES,
+                           True, split=split, warps_m=config.warps_m, warps_n=config.warps_n)
     module = conv_transpose if problem.transposed else conv
     bm, bn, bk, tm, tn = FFMA_TILES[algo.tile]
     return KernelShape(module.KERNEL_FILE, module.name_expression(problem.dtype, problem.channels_last, width, algo.tile),
@@ -295,12 +320,14 @@ def grid_ctas(shape, problem):
     filter_tiles = tile_engine.channel_tiles(problem, shape.bn)
     if problem.transposed:
         return -(-conv_transpose.phase_grid_pixels(problem) // shape.bm) * filter_tiles * math.prod(problem.strides)
-    return -(-problem.output_pixels // shape.bm) * filter_tiles
+    return -(-problem.output_pixels // shape.bm) * filter_tiles * shape.slices
 
 
 def k_steps(shape, problem):
     cg = problem.channels_per_group
-    if shape.mma:  # the flat reduction k = tap * Cg + c, in tiles of BK
+    if shape.split is not None:  # the flat reduction k = tap * Cg + c in tiles of BK; a CTA's slice of it
+        return shape.split.k_tiles_per_slice
+    if shape.mma:
         return -(-math.prod(problem.kernel_size) * cg // shape.bk)
     taps = math.prod(problem.kernel_size)
     if problem.transposed:  # taps of one stride phase (see the module docstring)
@@ -326,9 +353,9 @@ def _ffma_wavefronts(shape):
 def smem_bytes_per_tile(shape, steps, itemsize):
     if shape.mma:
         warps = shape.threads // WARP
-        reads = warps * ((shape.bm // 2) * shape.bk + shape.bk * (shape.bn // 2)) * itemsize
+        reads = warps * ((shape.bm // shape.warps_m) * shape.bk + shape.bk * (shape.bn // shape.warps_n)) * itemsize
         fills = (shape.bm * shape.bk + shape.bk * shape.bn) * itemsize
-        epilogue = 2 * shape.bm * shape.bn * itemsize
+        epilogue = 2 * shape.bm * shape.bn * itemsize if shape.slices == 1 else 0  # a partial: from registers
         return (reads + fills) * steps + epilogue
     warps = shape.threads // WARP
     reads = warps * _ffma_wavefronts(shape) * WAVEFRONT * shape.bk
@@ -337,7 +364,15 @@ def smem_bytes_per_tile(shape, steps, itemsize):
 
 
 def global_bytes_per_tile(shape, steps, itemsize):
-    return (shape.bm * shape.bk + shape.bk * shape.bn) * itemsize * steps + shape.bm * shape.bn * itemsize
+    stored = shape.bm * shape.bn * (WORKSPACE_ITEMSIZE if shape.slices > 1 else itemsize)
+    return (shape.bm * shape.bk + shape.bk * shape.bn) * itemsize * steps + stored
+
+
+def sum_pass_bytes(shape, problem):
+    """Split-K pass 2's HBM traffic: every slice's f32 partial read, the output written (0 unsplit)."""
+    if shape.slices == 1:
+        return 0
+    return shape.split.workspace_bytes(problem) + problem.output_pixels * problem.out_channels * problem.dtype.itemsize
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,12 +396,15 @@ class PlanRow:
     compute_s: float = None
     global_s: float = None
     smem_s: float = None
+    workspace_bytes: int = 0   # split-K
+    sum_s: float = 0.0         # split-K pass 2
+    relayout_s: float = 0.0    # channels_first on a channels_last kernel: the two layout copies
     note: str = ""
 
     @property
     def bound_s(self):
         parts = (self.compute_s, self.global_s, self.smem_s)
-        return None if None in parts else max(parts)  # no audit: no occupancy, no bound
+        return None if None in parts else max(parts) + self.sum_s + self.relayout_s  # no audit: no bound
 
     @property
     def limited_by(self):
@@ -405,7 +443,7 @@ def plan_rows(rows, dtype="float16", data_format="channels_last", target=DEFAULT
             picks.append((pr, None))
             continue
         pr.algorithm = algo.name
-        pr.shape = kernel_shape(algo, problem, index_width(problem))
+        pr.shape = kernel_shape(algo, problem, index_width(problem), limits.sm_count)
         picks.append((pr, problem))
     needed = [(pr.shape.file, pr.shape.name) for pr, problem in picks if problem is not None]
     if audits is None:
@@ -418,6 +456,17 @@ def plan_rows(rows, dtype="float16", data_format="channels_last", target=DEFAULT
     return [pr for pr, _ in picks]
 
 
+def _add_note(pr, text):
+    pr.note = f"{pr.note}; {text}" if pr.note else text
+
+
+def relayout_bytes(problem):
+    """HBM bytes of the two layout copies ``cuda/conv.py`` puts around the channels_last tensor-core
+    kernel for a channels_first problem: x and y each read once and written once."""
+    elements = math.prod(problem.input_shape) + math.prod(problem.output_shape)
+    return 2 * elements * problem.dtype.itemsize
+
+
 def _estimate(pr, problem, found, sheet, sms, sm_limits, clock):
     shape, itemsize = pr.shape, problem.dtype.itemsize
     pr.ctas = grid_ctas(shape, problem)
@@ -425,8 +474,14 @@ def _estimate(pr, problem, found, sheet, sms, sm_limits, clock):
     pr.global_bytes = global_bytes_per_tile(shape, pr.k_steps, itemsize)
     pr.smem_bytes = smem_bytes_per_tile(shape, pr.k_steps, itemsize)
     pr.global_s = pr.ctas * pr.global_bytes / sheet.bandwidth
+    if shape.split is not None:
+        pr.workspace_bytes = shape.split.workspace_bytes(problem)
+        pr.sum_s = sum_pass_bytes(shape, problem) / sheet.bandwidth
+    if shape.mma and not problem.channels_last:
+        pr.relayout_s = relayout_bytes(problem) / sheet.bandwidth
+        _add_note(pr, f"channels_first: x and y re-laid around the kernel, {_us(pr.relayout_s)} us added")
     if not isinstance(found, Audit):
-        pr.note = f"no NVRTC audit ({found}): occupancy and the per-SM terms are unknown"
+        _add_note(pr, f"no NVRTC audit ({found}): occupancy and the per-SM terms are unknown")
         return
     pr.registers, pr.smem = found.registers, found.smem
     pr.occupancy = occupancy(found.registers, shape.threads, found.smem, sm_limits)
@@ -437,17 +492,17 @@ def _estimate(pr, problem, found, sheet, sms, sm_limits, clock):
     pr.compute_s = per_sm_tiles * tile_flops / (peak / sms)
     pr.smem_s = per_sm_tiles * pr.smem_bytes / (SMEM_BYTES_PER_CLOCK * clock)
     if found.spill:
-        pr.note = f"{found.spill} B of spills in the audit (not modelled)"
+        _add_note(pr, f"{found.spill} B of spills in the audit (not modelled)")
 
 
 # ---------------------------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------------------------
 PLAN_COLUMNS = (
-    ("id", "<"), ("op", "<"), ("shape", "<"), ("algo", "<"), ("tile", "<"), ("st", ">"), ("regs", ">"),
-    ("smem", ">"), ("CTAs", ">"), ("CTA/SM", ">"), ("waves", ">"), ("k", ">"), ("glob/CTA", ">"),
-    ("smem/CTA", ">"), ("compute", ">"), ("global", ">"), ("shared", ">"), ("bound", ">"), ("by", "<"),
-    ("roofline", ">"), ("bound/roof", ">"),
+    ("id", "<"), ("op", "<"), ("shape", "<"), ("algo", "<"), ("tile", "<"), ("st", ">"), ("split", ">"),
+    ("ws", ">"), ("regs", ">"), ("smem", ">"), ("CTAs", ">"), ("CTA/SM", ">"), ("waves", ">"), ("k", ">"),
+    ("glob/CTA", ">"), ("smem/CTA", ">"), ("compute", ">"), ("global", ">"), ("shared", ">"), ("pass2", ">"),
+    ("bound", ">"), ("by", "<"), ("roofline", ">"), ("bound/roof", ">"),
 )
 
 
@@ -470,12 +525,13 @@ def _plan_cells(pr):
     return (
         pr.row.id, pr.row.op_text(), pr.row.shape_text(), pr.algorithm,
         f"{s.bm}x{s.bn}x{s.bk}" if s else dash, str(s.stages) if s else dash,
+        str(s.slices) if s and s.split is not None else dash, _bytes(pr.workspace_bytes) if s and s.slices > 1 else dash,
         dash if pr.registers is None else str(pr.registers), _bytes(pr.smem),
         dash if pr.ctas is None else str(pr.ctas),
         dash if occ is None else f"{occ.ctas} ({occ.limiter[:4]})",
         dash if pr.waves is None else str(pr.waves), dash if pr.k_steps is None else str(pr.k_steps),
         _bytes(pr.global_bytes), _bytes(pr.smem_bytes), _us(pr.compute_s), _us(pr.global_s), _us(pr.smem_s),
-        _us(pr.bound_s), pr.limited_by, _us(pr.roofline_s),
+        _us(pr.sum_s) if s and s.slices > 1 else dash, _us(pr.bound_s), pr.limited_by, _us(pr.roofline_s),
         dash if pr.bound_s is None else f"{pr.bound_s / pr.roofline_s:.2f}x",
     )
 
@@ -491,7 +547,9 @@ def render_plan(plan, dtype, data_format, target):
         f"ceilings [{sheet.source}]: fp16 tensor {sheet.fp16_tensor / 1e12:.4g} TFLOP/s, fp32 FMA "
         f"{sheet.fp32 / 1e12:.4g} TFLOP/s, HBM {sheet.bandwidth / 1e12:.3g} TB/s, shared memory "
         f"{SMEM_BYTES_PER_CLOCK} B/clk/SM at {CLOCK_HZ[target] / 1e9:.3g} GHz",
-        "times in us; bound = max(compute, global, shared), per CTA tile (model: gpuconv/benchmarking/plan.py)",
+        "times in us; bound = max(compute, global, shared) + pass2 (split-K's sum of split slices) "
+        "+ the channels_first layout copies (notes), per CTA tile "
+        "(model: gpuconv/benchmarking/plan.py)",
         "",
     ]
     lines = [tuple(n for n, _ in PLAN_COLUMNS)] + [_plan_cells(pr) for pr in plan]

@@ -24,11 +24,14 @@ import os
 
 import numpy as np
 
+from ..dtypes import is_16bit_float
+
 # Tile shapes of kernels/tile_fma.cuh (enum gc::TileShape): (pixels, channels) per CTA.
 TILE_WIDE = 0     # 64 x 64
 TILE_NARROW = 1   # 256 x 16
 TILE_SHAPES = {TILE_WIDE: (64, 64), TILE_NARROW: (256, 16)}  # (pixels, channels) per CTA
 TILE_MMA = 2      # kernels/conv_implicit_gemm.cu: 64 x 64 x 32, 3 stages (not a tile_fma.cuh shape)
+TILE_MMA_128 = 3  # kernels/conv_implicit_gemm.cu: 128 x 128 x 32, 3 stages, 8 warps
 
 OVERRIDE_ENV = "GPUCONV_ALGORITHM"
 
@@ -69,10 +72,11 @@ def compute_capability(device):
 
 
 def _mma_supports(geometry, dtype, device, index_width):
-    # What kernels/conv_implicit_gemm.cu is instantiated for: 16-bit float inputs (bfloat16's
-    # instantiations wait for the dtype), channels_last, 32-bit indices, mma.sync (sm_80+).
+    # What kernels/conv_implicit_gemm.cu is instantiated for: 16-bit float inputs (float16,
+    # bfloat16), 32-bit indices, mma.sync (sm_80+). It reads channels_last; cuda/conv.py runs a
+    # channels_first problem through two layout copies.
     cc = compute_capability(device)
-    return (np.dtype(dtype) == np.float16 and geometry.channels_last and index_width == "int32"
+    return (is_16bit_float(dtype) and index_width == "int32"
             and cc is not None and cc >= 80)
 
 
@@ -84,9 +88,40 @@ def _mma_applies(geometry, dtype, device, index_width):
     return _mma_supports(geometry, dtype, device, index_width) and geometry.filters_per_group > 16
 
 
+# The 128 x 128 tile: one resident CTA per SM (IgemmMinBlocks: ~200 registers x 256 threads).
+IGEMM_128_CTAS_PER_SM = 1
+DEFAULT_SM_COUNT = 132  # H100 / H200 SXM, for a device that does not say
+
+
+def device_sm_count(device):
+    """The SM count of ``device``: its ``sm_count``, its ``limits().sm_count`` (the seam's devices)
+    or CuPy's ``attributes['MultiProcessorCount']``; ``DEFAULT_SM_COUNT`` where none says."""
+    count = getattr(device, "sm_count", None)
+    if count is None and callable(getattr(device, "limits", None)):
+        count = device.limits().sm_count
+    if count is None:
+        count = (getattr(device, "attributes", None) or {}).get("MultiProcessorCount")
+    return DEFAULT_SM_COUNT if count is None else int(count)
+
+
+def _mma_128_applies(geometry, dtype, device, index_width):
+    # The 128 x 128 tile reads half the operand bytes per FLOP of the 64 x 64 one (the plan shows
+    # the 64 x 64 tile shared-memory and global bound), but holds one CTA of 8 warps per SM: where
+    # its tiles fill at least a wave of the SMs and a group has >= 128 filters (no half-empty
+    # filter tile). Elsewhere (late stages, small batches, grouped layers) the 64 x 64 tile, and
+    # split-K where even those are too few. Not timed on a GPU.
+    if not _mma_applies(geometry, dtype, device, index_width) or geometry.filters_per_group < 128:
+        return False
+    tiles = -(-geometry.output_pixels // 128) * geometry.groups * -(-geometry.filters_per_group // 128)
+    return tiles >= device_sm_count(device) * IGEMM_128_CTAS_PER_SM
+
+
 CONV_ALGORITHMS = (
+    Algorithm("implicit_gemm_128", "conv_implicit_gemm.cu", TILE_MMA_128, _mma_128_applies,
+              "float16 or bfloat16 on sm_80+, a wave or more of 128 x 128 tiles, >= 128 filters per group: tensor cores, "
+              "128 x 128 x 32 CTA tile (8 warps of 64 x 32), 3 cp.async stages", supports=_mma_supports),
     Algorithm("implicit_gemm", "conv_implicit_gemm.cu", TILE_MMA, _mma_applies,
-              "float16 channels_last on sm_80+: tensor cores (mma.sync m16n8k16, f32 accumulation), "
+              "float16 or bfloat16 on sm_80+ (channels_first through layout copies): tensor cores (mma.sync m16n8k16, f32 accumulation), "
               "64 x 64 x 32 CTA tile, 3 cp.async stages", supports=_mma_supports),
     Algorithm("direct_tiled_narrow", "conv_direct.cu", TILE_NARROW, _narrow_fits,
               "<= 16 filters per group: 256 pixels x 16 channels per CTA", supports=_narrow_instantiated),
@@ -100,6 +135,52 @@ CONV_TRANSPOSE_ALGORITHMS = (
     Algorithm("phase_tiled", "conv_transpose.cu", TILE_WIDE, _always,
               "default: stride-phase gather, 64 x 64 tile"),
 )
+
+
+# Split-K of the implicit GEMM (kernels/conv_implicit_gemm.cu: conv_implicit_gemm_partial writes
+# each slice's f32 partial tiles, conv_implicit_gemm_sum adds them in slice order; the host's
+# plan is conv_implicit_gemm.split_plan). Few output tiles and a long reduction leave SMs idle:
+# bench_suite D7 at N = 32 (M = 1,568, F = 512, K = 4,608) has 200 tiles of 64 x 64 against
+# 132 SMs x 4 resident CTAs.
+SPLIT_ENV = "GPUCONV_SPLIT_K"   # a positive int: force that many slices (tests, benchmarks)
+IGEMM_CTAS_PER_SM = 4           # resident 64 x 64 CTAs per SM (IgemmMinBlocks with vector A loads)
+MIN_K_TILES_PER_SLICE = 16      # 512 of k: a slice then reads 128 KB of operand tiles per 16 KB partial it writes
+MAX_SLICES = 16
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"Invalid value for argument `{name}`: expected a positive int. Received: {name}={value!r}")
+    return int(value)
+
+
+def split_k_slices(output_tiles, sm_count, k_tiles):
+    """Slices of the reduction for an implicit GEMM of ``output_tiles`` CTA tiles and ``k_tiles``
+    k tiles on ``sm_count`` SMs: 1 once the tiles fill a wave of ``sm_count * IGEMM_CTAS_PER_SM``
+    resident CTAs; else as many as that wave holds (rounded down: a second, partial wave would
+    cost a whole one), no slice shorter than ``MIN_K_TILES_PER_SLICE``, at most ``MAX_SLICES``.
+    A pure function: the same problem on the same device always sums in the same order."""
+    output_tiles, sm_count = _positive_int("output_tiles", output_tiles), _positive_int("sm_count", sm_count)
+    k_tiles = _positive_int("k_tiles", k_tiles)
+    wave = sm_count * IGEMM_CTAS_PER_SM
+    if output_tiles >= wave:
+        return 1
+    return max(1, min(wave // output_tiles, k_tiles // MIN_K_TILES_PER_SLICE, MAX_SLICES))
+
+
+def forced_slices(text=None):
+    """The slice count ``GPUCONV_SPLIT_K`` (or ``text``) forces, or None when it is unset or empty."""
+    text = os.environ.get(SPLIT_ENV, "") if text is None else text
+    if not text.strip():
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"Invalid value for {SPLIT_ENV}: expected a positive int (the slice count). "
+                         f"Received: {SPLIT_ENV}={text!r}")
+    return value
 
 
 def overrides(text=None):

@@ -4,12 +4,15 @@
 instantiation it can request is registered at import (``registry.py``), and the CI check compiles
 exactly that list. The launch is the tile engine's (``tile_engine.py``): one CTA per tile of
 output pixels x filters of one group. Where the algorithm table picks the tensor-core row
-(``implicit_gemm``), ``conv_implicit_gemm.conv`` runs instead; the table sees the active device
-(its compute capability decides whether mma.sync exists).
+(``implicit_gemm``), ``conv_implicit_gemm.conv`` runs instead (a channels_first problem through
+two layout copies); the table sees the active device (its compute capability decides whether
+mma.sync exists).
 """
+import dataclasses
+
 import numpy as np
 
-from . import algorithms, conv_implicit_gemm, indexing, tile_engine
+from . import algorithms, conv_implicit_gemm, indexing, tensors, tile_engine
 
 
 def _grid(problem, tile):
@@ -62,5 +65,24 @@ def conv(problem, x, kernel, bias):
     width = indexing.index_type(tuple(x.shape), tuple(kernel.shape), tuple(problem.output_shape),
                                 itemsize=np.dtype(problem.dtype).itemsize)
     if choose(problem, problem.dtype, index_width=width).kernel_file == conv_implicit_gemm.KERNEL_FILE:
-        return conv_implicit_gemm.conv(problem, x, kernel, bias)
+        if problem.channels_last:
+            return conv_implicit_gemm.conv(problem, x, kernel, bias)
+        return _tensor_cores_through_channels_last(problem, x, kernel, bias)
     return KERNEL.run(problem, x, kernel, bias)
+
+
+def _tensor_cores_through_channels_last(problem, x, kernel, bias):
+    """A channels_first problem on the tensor-core kernel: x re-laid to channels_last, the
+    kernel run there, its output re-laid back (the kernel's layout: Keras' weights do not
+    depend on data_format).
+
+    Why copies rather than a loader that reads NCHW: the kernel's 16-byte cp.async rows run
+    along channels, which NCHW strides by the pixel count; a transposing loader needs another
+    shared-memory layout and ldmatrix.trans for both operands. The two copies are memory-bound
+    passes over x and y (4 bytes moved per element of each at fp16: read + write), against a
+    compute-bound GEMM that tensor cores run ~15x faster than the FFMA kernel that would
+    otherwise take channels_first float16 (the README's plan table has the estimates).
+    """
+    x_last = tensors.relaid(tensors.contiguous(x), channels_last=False)
+    y_last = conv_implicit_gemm.conv(dataclasses.replace(problem, channels_last=True), x_last, kernel, bias)
+    return tensors.relaid(y_last, channels_last=True)

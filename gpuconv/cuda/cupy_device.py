@@ -91,10 +91,10 @@ class CupyDevice:
     def pointer(self, array):
         return int(array.data.ptr)
 
-    def swapaxes(self, array, a, b):
+    def transpose(self, array, axes):
         import cupy
 
-        return cupy.swapaxes(array, a, b)
+        return cupy.transpose(array, axes)
 
     def set_memory_limit(self, nbytes):
         import cupy

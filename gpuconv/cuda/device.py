@@ -59,8 +59,8 @@ class Device(Protocol):
     def pointer(self, array):
         """The device address of ``array``'s first element (alignment decisions)."""
 
-    def swapaxes(self, array, a, b):
-        """A view of ``array`` with two axes swapped (the weight re-layouts of the host code)."""
+    def transpose(self, array, axes):
+        """A view of ``array`` with its axes permuted (the re-layouts of the host code)."""
 
     def set_memory_limit(self, nbytes):
         """Cap the bytes this device may hold in arrays (None: no cap)."""

@@ -16,7 +16,9 @@
                               every instantiation of a tile-engine kernel (conv_direct.cu,
                               conv_transpose.cu): dtype x layout x index width x its tiles.
 ``output_array(shape, dtype)`` an uninitialised output on the active device.
+``transposed(a, axes)``       a contiguous device copy with its axes permuted.
 ``swapaxes(a, i, j)``         a contiguous device copy with two axes swapped.
+``relaid(a, channels_last)``  a contiguous device copy of an activation tensor in the other layout.
 """
 import numpy as np
 
@@ -76,12 +78,31 @@ def output_array(shape, dtype):
     return device.active().empty(tuple(int(s) for s in shape), dtype)
 
 
-def swapaxes(a, axis1, axis2):
-    """A contiguous copy of ``a`` with two axes swapped (weight re-layouts)."""
+def transposed(a, axes):
+    """A contiguous device copy of ``a`` with its axes permuted as ``axes`` says."""
     from . import device
 
     dev = device.active()
-    return dev.contiguous(dev.swapaxes(a, axis1, axis2))
+    return dev.contiguous(dev.transpose(a, tuple(axes)))
+
+
+def swapaxes(a, axis1, axis2):
+    """A contiguous copy of ``a`` with two axes swapped (weight re-layouts)."""
+    axes = list(range(a.ndim))
+    axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
+    return transposed(a, axes)
+
+
+def relaid(a, channels_last):
+    """A contiguous copy of the activation tensor ``a`` in the other layout: ``channels_last``
+    is the layout of ``a``; (N, *spatial, C) <-> (N, C, *spatial)."""
+    return transposed(a, _relayout_axes(a.ndim, channels_last))
+
+
+def _relayout_axes(ndim, channels_last):
+    if channels_last:  # (N, *spatial, C) -> (N, C, *spatial)
+        return (0, ndim - 1, *range(1, ndim - 1))
+    return (0, *range(2, ndim), 1)  # (N, C, *spatial) -> (N, *spatial, C)
 
 
 def begin_call(problem, *arrays):

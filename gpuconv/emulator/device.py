@@ -111,8 +111,8 @@ class EmulatorDevice:
     def pointer(self, array):
         return int(array.ctypes.data)
 
-    def swapaxes(self, array, a, b):
-        return np.swapaxes(array, a, b)
+    def transpose(self, array, axes):
+        return np.transpose(array, axes)
 
     def set_memory_limit(self, nbytes):
         with self._lock:
