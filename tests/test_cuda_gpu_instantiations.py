@@ -31,7 +31,7 @@ from gpuconv.cuda import engine  # noqa: F401  (imports every kernel module: the
 
 REGISTERED = sorted(name for names in registry.registry().values() for name in names)
 _DTYPES = {"float": "float32", "gc::half": "float16", "double": "float64",
-           "gc::bfloat16": gpuconv_dtypes.bfloat16()}  # ml_dtypes' NumPy dtype (the tensor-core conv's)
+           "gc::bfloat16": "bfloat16"}  # ml_dtypes' NumPy dtype (the tensor-core conv's), resolved at use
 _INDEX = {"int": "int32", "long long": "int64"}
 _seen = set()  # instantiations launched by this module's tests
 
@@ -282,7 +282,7 @@ _GENERIC_DEPTHWISE_1D = ((1, 1, 2), (1, 1, 1), (1, 1, 1))
 def _problem(name, rng):
     """(dtype, index width, op, args, kwargs) whose launch plan includes ``name``."""
     template, a = _parse(name)
-    dtype = _DTYPES[a[0]]
+    dtype = gpuconv_dtypes.resolve(_DTYPES[a[0]])
     if template.startswith("conv_implicit_gemm"):  # <T, VEC_A, VEC_B>: channels (filters) per group % 8 == 0
         _, (x, w, _), kwargs = _conv(rng, dtype, True, 0)  # its geometry: 2 groups, 3x3, strides (1, 2), 'same'
         vec_a, vec_b = (a[1] == "1", a[2] == "1") if len(a) >= 3 else (True, True)  # split-K's sum<T>: any
