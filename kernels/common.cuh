@@ -1,7 +1,8 @@
 // common.cuh: what every gpuconv kernel shares.
 //
 //   gc::half            16-bit float storage type (raw IEEE binary16 payload, no cuda_fp16.h)
-//   gc::Traits<T>       acc_t (float for half and float, double for double), to_acc, from_acc
+//   gc::bfloat16        16-bit bfloat16 storage type (raw bits, the upper half of a binary32)
+//   gc::Traits<T>       acc_t (float for half, bfloat16 and float, double for double), to_acc, from_acc
 //   gc::Act / activate<ACT>(x) / activate_dispatch(act, x) / activate_inline(act, x) / activate_set<ACTS>(act, v) / activate_compact(act, v)  the fused
 //                       activations; the numbering is mirrored in gpuconv/cuda/epilogue.py
 //   gc::add_bias, gc::epilogue  bias (+ activation), the end of every convolution kernel
@@ -39,6 +40,10 @@ struct __align__(2) half {
     unsigned short bits;
 };
 
+struct __align__(2) bfloat16 {
+    unsigned short bits;
+};
+
 __device__ __forceinline__ float half_to_float(half h) { return ptx::cvt_f32_f16(h.bits); }
 
 __device__ __forceinline__ half float_to_half(float f) {
@@ -69,6 +74,17 @@ struct Traits<half> {
     typedef float acc_t;  // half accumulates in float (robustness item 28)
     static __device__ __forceinline__ float to_acc(half v) { return half_to_float(v); }
     static __device__ __forceinline__ half from_acc(float v) { return float_to_half(v); }
+};
+
+template <>
+struct Traits<bfloat16> {
+    typedef float acc_t;
+    static __device__ __forceinline__ float to_acc(bfloat16 v) { return ptx::cvt_f32_bf16(v.bits); }
+    static __device__ __forceinline__ bfloat16 from_acc(float v) {
+        bfloat16 b;
+        b.bits = ptx::cvt_rn_bf16_f32(v);  // round to nearest even, like ml_dtypes
+        return b;
+    }
 };
 
 // Read one element through the read-only data path and widen it to the accumulation type.

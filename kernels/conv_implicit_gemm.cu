@@ -45,6 +45,11 @@
 // epilogue. The order of every sum is fixed by the problem and the device's SM count: repeated
 // runs are bitwise identical. conv_backward_weights.cu's wgrad / wgrad_sum is the same scheme.
 //
+// Transposed convolution (and so a convolution's input gradient): the host cuts it into its
+// stride phases (gpuconv/cuda/conv_transpose_implicit_gemm.py), each a stride-1 convolution of
+// the input with the phase's taps of the kernel, flipped; these kernels run each phase and store
+// its pixels of the wider output in place (OutputPlacement). No mma multiplies an inserted zero.
+//
 // Template parameters: T (gc::half; gc::bfloat16), VEC_A, VEC_B (conv_implicit_gemm: IGEMM_64,
 // conv_implicit_gemm_128: IGEMM_128, conv_implicit_gemm_partial: IGEMM_64);
 // conv_implicit_gemm_sum<T>.
@@ -213,6 +218,28 @@ struct IgemmSizes {
     int PD, PH, PW;
 };
 
+// Where output pixel m of the GEMM (n, od, oh, ow of its OD x OH x OW grid) lies in y, counted in
+// pixels of F channels. A convolution's output is the grid itself (strided = 0: pixel m). One
+// stride phase of a transposed convolution (the host's conv_transpose_implicit_gemm.py) is a
+// convolution whose grid is every s-th pixel of the wider output, from an offset: pixel
+// n * YN + Y0 + od * YD + oh * YH + ow * YW of y; so each phase stores its pixels of y in place,
+// with no phase buffer and no scatter pass. The divisions run once per stored row, not per mma.
+struct OutputPlacement {
+    int strided;
+    int OD, OH, OW;
+    int YN, YD, YH, YW, Y0;
+
+    __device__ __forceinline__ int pixel(int m) const {
+        if (!strided) return m;
+        const int ow = m % OW;
+        m /= OW;
+        const int oh = m % OH;
+        m /= OH;
+        const int od = m % OD;
+        return (m / OD) * YN + Y0 + od * YD + oh * YH + ow * YW;
+    }
+};
+
 // Where one CTA tile lies: pixels [m0, m0 + BM) of M, filters [f0, f0 + BN) of group g's Fg
 // (absolute column fcol0 = g * Fg + f0), and the slice of the reduction it summed.
 struct TileAt {
@@ -318,7 +345,8 @@ __device__ __forceinline__ void igemm_tiles(typename Tile::Shared& sm, const T* 
 template <typename T, class Tile>
 __device__ __forceinline__ void store_output(const Tile& tile, typename Tile::Shared& sm, const TileAt& at,
                                              const unsigned short* __restrict__ bias16,
-                                             unsigned short* __restrict__ y16, int F, int act) {
+                                             unsigned short* __restrict__ y16, int F, int act,
+                                             const OutputPlacement& place) {
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int warp_m = Tile::warp_m_of(warp), warp_n = Tile::warp_n_of(warp);
     Chunk16* out_tile = sm.output_tile();
@@ -349,7 +377,7 @@ __device__ __forceinline__ void store_output(const Tile& tile, typename Tile::Sh
         const int m = at.m0 + row, f = at.f0 + c * 8;
         if (m >= at.M || f >= at.Fg) continue;
         const Chunk16 v = out_tile[Tile::out_chunk(row, c)];
-        unsigned short* out = y16 + m * F + at.g * at.Fg + f;
+        unsigned short* out = y16 + place.pixel(m) * F + at.g * at.Fg + f;
         if (f + 8 <= at.Fg && (reinterpret_cast<unsigned long long>(out) & 15) == 0) {
             *reinterpret_cast<Chunk16*>(out) = v;
         } else {
@@ -395,39 +423,43 @@ __device__ __forceinline__ void store_partial(const Tile& tile, const TileAt& at
     int N, int C, int F, int groups, int D, int H, int W, int OD, int OH, int OW, int KD, int KH, int KW, \
         int SD, int SH, int SW, int DD, int DH, int DW, int PD, int PH, int PW
 #define GC_IGEMM_SIZES {N, C, F, groups, D, H, W, OD, OH, OW, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW}
+// The one-pass kernels' and the split-K sum's OutputPlacement, after the sizes (OD, OH, OW: the grid's).
+#define GC_IGEMM_PLACEMENT_PARAMS int strided, int YN, int YD, int YH, int YW, int Y0
+#define GC_IGEMM_PLACEMENT {strided, OD, OH, OW, YN, YD, YH, YW, Y0}
 
 // One pass: the whole reduction per CTA tile, bias + activation + cast in its epilogue. The body
 // of conv_implicit_gemm (IGEMM_64) and conv_implicit_gemm_128 (IGEMM_128): two kernels rather
 // than a config parameter, because each needs its own literal __launch_bounds__.
 template <typename T, class Tile, int VEC_A, int VEC_B>
 __device__ __forceinline__ void one_pass(typename Tile::Shared& sm, const T* __restrict__ x, const T* __restrict__ w,
-                                         const T* __restrict__ bias, T* __restrict__ y, const IgemmSizes& z, int act) {
+                                         const T* __restrict__ bias, T* __restrict__ y, const IgemmSizes& z, int act,
+                                         const OutputPlacement& place) {
     const unsigned short* bias16 = reinterpret_cast<const unsigned short*>(bias);
     unsigned short* y16 = reinterpret_cast<unsigned short*>(y);
     const int F = z.F;
     igemm_tiles<T, Tile, VEC_A, VEC_B, false>(sm, x, w, z, 0, [&](const Tile& tile, const TileAt& at) {
-        store_output<T>(tile, sm, at, bias16, y16, F, act);
+        store_output<T>(tile, sm, at, bias16, y16, F, act, place);
     });
 }
 
 template <typename T, int VEC_A, int VEC_B>
 __global__ void __launch_bounds__(128, IgemmMinBlocks<VEC_A, IGEMM_64>::value)
 conv_implicit_gemm(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y,
-                   GC_IGEMM_SIZE_PARAMS, int act) {
+                   GC_IGEMM_SIZE_PARAMS, int act, GC_IGEMM_PLACEMENT_PARAMS) {
     typedef typename IgemmTileOf<T, IGEMM_64>::type Tile;
     static_assert(Tile::THREADS == 128, "launch bounds assume 128 threads");
     __shared__ typename Tile::Shared sm;
-    one_pass<T, Tile, VEC_A, VEC_B>(sm, x, w, bias, y, GC_IGEMM_SIZES, act);
+    one_pass<T, Tile, VEC_A, VEC_B>(sm, x, w, bias, y, GC_IGEMM_SIZES, act, GC_IGEMM_PLACEMENT);
 }
 
 template <typename T, int VEC_A, int VEC_B>
 __global__ void __launch_bounds__(256, IgemmMinBlocks<VEC_A, IGEMM_128>::value)
 conv_implicit_gemm_128(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
-                       T* __restrict__ y, GC_IGEMM_SIZE_PARAMS, int act) {
+                       T* __restrict__ y, GC_IGEMM_SIZE_PARAMS, int act, GC_IGEMM_PLACEMENT_PARAMS) {
     typedef typename IgemmTileOf<T, IGEMM_128>::type Tile;
     static_assert(Tile::THREADS == 256, "launch bounds assume 256 threads");
     __shared__ typename Tile::Shared sm;
-    one_pass<T, Tile, VEC_A, VEC_B>(sm, x, w, bias, y, GC_IGEMM_SIZES, act);
+    one_pass<T, Tile, VEC_A, VEC_B>(sm, x, w, bias, y, GC_IGEMM_SIZES, act, GC_IGEMM_PLACEMENT);
 }
 
 // Split-K, pass 1 (grid z: the slices): each CTA tile's sums over its slice's k tiles, to the
@@ -448,19 +480,25 @@ conv_implicit_gemm_partial(const T* __restrict__ x, const T* __restrict__ w, flo
 #undef GC_IGEMM_SIZE_PARAMS
 #undef GC_IGEMM_SIZES
 
-// Split-K, pass 2 (memory-bound): y[e] = act(bias[e % F] + sum over s = 0, 1, ... of
-// ws[s * E + e]), the planes added in slice order (bitwise repeatable), E = M * F.
+// Split-K, pass 2 (memory-bound): element e = m * F + f of the GEMM's output is
+// act(bias[f] + sum over s = 0, 1, ... of ws[s * E + e]), the planes added in slice order
+// (bitwise repeatable), E = M * F; stored at pixel place.pixel(m) of y (OD, OH, OW: the grid's).
 template <typename T>
 __global__ void __launch_bounds__(256)
 conv_implicit_gemm_sum(const float* __restrict__ ws, const T* __restrict__ bias, T* __restrict__ y, int E, int F,
-                       int slices, int act) {
+                       int slices, int act, int OD, int OH, int OW, GC_IGEMM_PLACEMENT_PARAMS) {
     const unsigned short* bias16 = reinterpret_cast<const unsigned short*>(bias);
     unsigned short* y16 = reinterpret_cast<unsigned short*>(y);
+    const OutputPlacement place = GC_IGEMM_PLACEMENT;
     for (int e = grid_start_x<int>(); e < E; e += grid_step_x<int>()) {
         float acc = ws[e];
         for (int s = 1; s < slices; ++s) acc += ws[s * E + e];
-        y16[e] = Elem16<T>::from_float(bias_activate<T>(acc, bias16, e % F, act));
+        const int m = e / F, f = e - m * F;
+        y16[place.strided ? place.pixel(m) * F + f : e] = Elem16<T>::from_float(bias_activate<T>(acc, bias16, f, act));
     }
 }
+
+#undef GC_IGEMM_PLACEMENT_PARAMS
+#undef GC_IGEMM_PLACEMENT
 
 }  // namespace gc

@@ -2,7 +2,6 @@
 // (conv_implicit_gemm.cu today; the transposed convolution and the weight gradient of issue 14
 // are to reuse it).
 //
-//   gc::bfloat16          16-bit storage type of bfloat16 tensors (raw bits, like gc::half)
 //   gc::Elem16<T>         per 16-bit type: to_float, pack2 (cvt.rn.{f16,bf16}x2.f32), mma
 //   gc::MmaTile<...>      CTA tile BM x BN x BK, WARPS_M x WARPS_N warps, each a (BM/WARPS_M) x
 //                         (BN/WARPS_N) block of m16n8 accumulators; the swizzled shared layout of
@@ -23,10 +22,6 @@
 #include "common.cuh"
 
 namespace gc {
-
-struct __align__(2) bfloat16 {
-    unsigned short bits;
-};
 
 template <typename T>
 struct Elem16;

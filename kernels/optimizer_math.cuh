@@ -12,11 +12,14 @@
 // the plain operators are the same operations; these wrappers are the one place the two targets
 // differ here.
 //
-// T = half computes each operation in float and rounds the result to half at once: float's 24
-// bits make that the correctly rounded half result of +, -, *, / and sqrt. fma is the exception
-// (the float sum of a product and a half may already be rounded): it is summed in double, the
-// NumPy engine's way, and the double rounded to half through float with round-to-odd, which
-// makes the two roundings one (24 >= 11 + 2 bits).
+// T = half and T = bfloat16 compute each operation in float and round the result to T at once:
+// float's 24 bits make that the correctly rounded T result of +, -, *, / and sqrt (24 >= 2p + 2
+// for p = 11 and p = 8), and it is literally what NumPy's half loops and ml_dtypes' bfloat16 loops
+// do (the operation in float, the result cast). fma is the exception (the float sum of a product
+// and a T may already be rounded): it is summed in double, the NumPy engine's way, and the double
+// rounded to T through float with round-to-odd, which makes the two roundings one (24 >= p + 2
+// bits); ml_dtypes, like NumPy for half, rounds a double to bfloat16 directly and correctly. The
+// bfloat16 subnormals are float subnormals with 16 fewer bits, so the argument holds there too.
 #pragma once
 
 #include "common.cuh"
@@ -42,28 +45,34 @@ __device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(
 __device__ __forceinline__ float sqrt_rn(float x) { return sqrtf(x); }  // IEEE: --prec-sqrt=true
 __device__ __forceinline__ double sqrt_rn(double x) { return sqrt(x); }
 
-// A double rounded to the nearest half (ties to even), returned widened to float: first to float
-// rounding to odd (truncate, then set the last bit when inexact), then float -> half.
-__device__ __forceinline__ float round_double_to_half(double d) {
+// The rounding to T after each float (or double) operation: none for float and double; a 16-bit
+// T rounds to nearest even (cvt.rn) and widens back to float, exactly.
+template <typename T>
+struct Round {
+    static __device__ __forceinline__ typename Traits<T>::acc_t r(typename Traits<T>::acc_t x) { return x; }
+};
+
+template <typename T16>
+struct Round16 {
+    static __device__ __forceinline__ float r(float x) { return Traits<T16>::to_acc(Traits<T16>::from_acc(x)); }
+};
+template <>
+struct Round<half> : Round16<half> {};
+template <>
+struct Round<bfloat16> : Round16<bfloat16> {};
+
+// A double rounded to the nearest T16 (ties to even), returned widened to float: first to float
+// rounding to odd (truncate, then set the last bit when inexact), then float -> T16.
+template <typename T16>
+__device__ __forceinline__ float round_double_to(double d) {
     float f = float(d);
     if (f == f && double(f) != d) {
         unsigned bits = __float_as_uint(f);
         if (fabs(double(f)) > fabs(d)) bits -= 1u;  // one step toward zero: the truncation
         f = __uint_as_float(bits | 1u);
     }
-    return half_to_float(float_to_half(f));
+    return Round<T16>::r(f);
 }
-
-// The rounding to T after each float (or double) operation: none for float and double.
-template <typename T>
-struct Round {
-    static __device__ __forceinline__ typename Traits<T>::acc_t r(typename Traits<T>::acc_t x) { return x; }
-};
-
-template <>
-struct Round<half> {
-    static __device__ __forceinline__ float r(float x) { return half_to_float(float_to_half(x)); }
-};
 
 template <typename A>
 __device__ __forceinline__ A fused(A a, A b, A c);
@@ -88,9 +97,15 @@ struct RuleMath {
     }
 };
 
-template <>
-__device__ __forceinline__ float RuleMath<half>::fma(float a, float b, float c) {
-    return round_double_to_half(add_rn(mul_rn(double(a), double(b)), double(c)));  // the product is exact
+// The rules' fma of a 16-bit T: the product is exact in double, the sum rounded there once (as
+// the NumPy engine's float64 evaluation), then to T once.
+template <typename T16>
+__device__ __forceinline__ float fma16(float a, float b, float c) {
+    return round_double_to<T16>(add_rn(mul_rn(double(a), double(b)), double(c)));
 }
+template <>
+__device__ __forceinline__ float RuleMath<half>::fma(float a, float b, float c) { return fma16<half>(a, b, c); }
+template <>
+__device__ __forceinline__ float RuleMath<bfloat16>::fma(float a, float b, float c) { return fma16<bfloat16>(a, b, c); }
 
 }  // namespace gc

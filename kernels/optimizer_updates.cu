@@ -22,11 +22,12 @@
 // of an element does not depend on the launch geometry (bitwise reproducible).
 //
 // Arithmetic: optimizer_math.cuh, statement by statement as rules.py writes it (every operation
-// rounded to T, no contraction except the rules' fma), so float32 and float16 results equal the
-// NumPy engine's (gpuconv/cpu/optimizer_updates.py) bit for bit; float64's fma is a true fused
-// one here, where the NumPy engine (no wider type) rounds the product and the sum separately.
-// float16 is loaded into float and stored back as half; each operation on it is rounded to half
-// as it happens.
+// rounded to T, no contraction except the rules' fma), so float32, float16 and bfloat16 results
+// equal the NumPy engine's (gpuconv/cpu/optimizer_updates.py, ml_dtypes' loops for bfloat16) bit
+// for bit; float64's fma is a true fused one here, where the NumPy engine (no wider type) rounds
+// the product and the sum separately. float16 and bfloat16 are loaded into float and stored back
+// as T; each operation on them is rounded to T as it happens (as Keras computes in the variable's
+// dtype), not once at the end.
 #include "common.cuh"
 #include "memory_bound.cuh"
 #include "optimizer_math.cuh"

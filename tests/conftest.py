@@ -207,5 +207,25 @@ class HostArrayDevice:
     def transpose(self, array, axes):
         return np.transpose(array, axes)
 
+    def view(self, array, index):
+        return array[tuple(index)]
+
     def pointer(self, array):
         return int(array.ctypes.data)
+
+
+@pytest.fixture
+def requested(monkeypatch):
+    """The kernel names the CUDA engine's host code fetched for launch, in order (GPU and
+    emulator alike)."""
+    from gpuconv.cuda import module_cache
+
+    names = []
+    real = module_cache.get_function
+
+    def spy(filename, name_expression):
+        names.append(name_expression)
+        return real(filename, name_expression)
+
+    monkeypatch.setattr(module_cache, "get_function", spy)
+    return names

@@ -38,3 +38,21 @@ def initial_slots(rule, shape, dtype, rng):
         else:
             out.append((0.1 * rng.standard_normal(shape)).astype(dtype))
     return out
+
+
+def make_case(rule, dtype, rng, sizes):
+    """Host (params, grads, slots) of ``rule`` for ``sizes``: params and grads standard normals,
+    slots in the rule's domain."""
+    params = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    grads = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    slots = [initial_slots(rule, (n,), dtype, rng) for n in sizes]
+    return params, grads, slots
+
+
+def to_device(xp, params, grads, slots):
+    return ([xp.asarray(p) for p in params], [xp.asarray(g) for g in grads],
+            [[xp.asarray(s) for s in state] for state in slots])
+
+
+def copies(params, grads, slots):
+    return [p.copy() for p in params], [g.copy() for g in grads], [[s.copy() for s in st] for st in slots]

@@ -66,16 +66,24 @@ def test_plan_of_the_suite_is_sane(h200_plan):
     for rid in CONV_IDS:
         pr = h200_plan[rid]
         occ = pr.occupancy
-        assert pr.note == "", (rid, pr.note)
+        if pr.algorithm == "phase_implicit_gemm":  # the one note: a launch per stride phase, bounds summed
+            assert pr.note.startswith(f"{len(pr.launches)} stride phases on the tensor-core kernels"), (rid, pr.note)
+            assert len(pr.launches) == math.prod(pr.row.strides) and pr.ctas == sum(
+                plan.grid_ctas(shape, sub) for shape, sub in pr.launches)
+        else:
+            assert pr.note == "" and len(pr.launches) == 1, (rid, pr.note)
         assert occ is not None and occ.ctas >= 1
         threads = pr.shape.threads
         assert occ.ctas * threads <= H100.max_threads
         assert occ.ctas <= H100.max_ctas
         assert occ.ctas * plan._round_up(pr.registers * 32, 256) * (threads // 32) <= H100.regs_per_sm
         assert occ.ctas * (pr.smem + H100.smem_reserved_per_cta) <= H100.smem_per_sm
-        assert pr.waves == math.ceil(pr.ctas / (sms * occ.ctas))
+        assert {shape for shape, _ in pr.launches} == {pr.shape}  # the suite's phases share one shape
+        assert pr.waves == sum(math.ceil(plan.grid_ctas(shape, sub) / (sms * occ.ctas)) for shape, sub in pr.launches)
         assert 0 < pr.roofline_s <= pr.bound_s < 1.0
-        assert pr.bound_s == max(pr.compute_s, pr.global_s, pr.smem_s) + pr.sum_s
+        one_launch = max(pr.compute_s, pr.global_s, pr.smem_s) + pr.sum_s
+        # phases in turn: the sum of each phase's max term, at least the max of the summed terms
+        assert pr.bound_s == one_launch if len(pr.launches) == 1 else pr.bound_s >= one_launch
         assert (pr.sum_s > 0) == (pr.workspace_bytes > 0) == (pr.shape.slices > 1)
         assert pr.limited_by in ("compute", "global", "smem")
     for pr in h200_plan.values():
@@ -127,7 +135,7 @@ def test_d7_split_k_by_hand(h200_plan):
     assert dict(zip((n for n, _ in plan.PLAN_COLUMNS), d2))["split"] == "1"
     assert dict(zip((n for n, _ in plan.PLAN_COLUMNS), d2))["ws"] == "-"
     # FFMA rows have no split column
-    assert dict(zip((n for n, _ in plan.PLAN_COLUMNS), plan._plan_cells(h200_plan["T1"])))["split"] == "-"
+    assert dict(zip((n for n, _ in plan.PLAN_COLUMNS), plan._plan_cells(h200_plan["T3"])))["split"] == "-"  # FFMA
 
 
 def test_forced_split_shows_in_the_plan(monkeypatch):
@@ -144,8 +152,8 @@ def test_float16_convs_pick_implicit_gemm_on_sm90_and_float32_direct_tiled(h200_
         row = next(r for r in suites.SUITE if r.id == rid)
         f16 = plan.choose(row, "float16", "channels_last", device)[0].name
         f32 = plan.choose(row, "float32", "channels_last", device)[0].name
-        if row.op == "conv_transpose":
-            assert f16 == f32 == "phase_tiled"
+        if row.op == "conv_transpose":  # T3's 8 phases of 64 CTAs would leave SMs idle
+            assert f32 == "phase_tiled" and f16 == ("phase_tiled" if rid == "T3" else "phase_implicit_gemm"), rid
         elif row.g > 1:  # D8: 16 filters per group stay on the narrow FFMA tile
             assert f16 == f32 == "direct_tiled_narrow"
         else:
@@ -153,7 +161,8 @@ def test_float16_convs_pick_implicit_gemm_on_sm90_and_float32_direct_tiled(h200_
         assert h200_plan[rid].algorithm == f16
         # channels_first: the same row (cuda/conv.py re-lays it to channels_last around the kernel)
         assert plan.choose(row, "float16", "channels_first", device)[0].name == f16
-    assert h200_plan["T1"].shape.file == "conv_transpose.cu" and h200_plan["D8"].shape.bm == 256
+    assert h200_plan["T3"].shape.file == "conv_transpose.cu" and h200_plan["D8"].shape.bm == 256
+    assert h200_plan["T1"].shape.file == "conv_implicit_gemm.cu"
 
 
 def test_a_row_without_an_audit_says_so_and_gives_no_bound():
@@ -186,7 +195,7 @@ def test_plan_flag_prints_the_table_without_a_gpu(capsys, h200_plan):
     assert "target h200 (sm_90, 132 SMs" in out
     lines = {line.split()[0]: line for line in out.splitlines() if line[:3] in ("D4 ", "D8 ", "W1 ", "T1 ")}
     assert "implicit_gemm" in lines["D4"] and "64x64x32" in lines["D4"]
-    assert "direct_tiled_narrow" in lines["D8"] and "phase_tiled" in lines["T1"]
+    assert "direct_tiled_narrow" in lines["D8"] and "phase_implicit_gemm" in lines["T1"]
     assert "depthwise" in lines["W1"] and lines["W1"].split()[-1] == "-"
 
 
@@ -251,3 +260,23 @@ def test_channels_first_tensor_core_rows_pay_for_the_layout_copies():
     y = math.prod(row.output_shape("channels_first"))
     assert last.relayout_s == 0 and first.relayout_s == pytest.approx(2 * (x + y) * 2 / hbm)
     assert first.global_s == last.global_s and "re-laid" in first.note and "no NVRTC audit" in first.note
+
+
+def test_t1_phases_by_hand(h200_plan):
+    """T1 (4x4 stride 2, 128 x 8 x 8, 256 -> 128) on the tensor cores: 4 phases, each a 2x2-tap
+    convolution of M = 8,192 pixels x 128 filters, K = 4 x 256: 256 tiles of 64 x 64, under a wave
+    of 132 x 4, so split in 2 (32 k tiles); 512 CTAs each, launched in turn."""
+    pr = h200_plan["T1"]
+    assert pr.algorithm == "phase_implicit_gemm" and len(pr.launches) == 4
+    for shape, sub in pr.launches:
+        assert sub.kernel_size == (2, 2) and sub.strides == (1, 1) and sub.output_pixels == 8192
+        assert (shape.bm, shape.bn, shape.slices) == (64, 64, 2)
+    assert pr.ctas == 4 * 512 and pr.k_steps == 16
+    # The row's bound is the sum of the phases' own (each its max term + its pass 2).
+    sheet = plan.target_ceilings("h200")
+    limits = plan.SM_LIMITS[90]
+    audits = {(shape.file, shape.name): plan.audit(shape.file, shape.name, 90) for shape, _ in pr.launches}
+    ests = [plan.estimate_launch(shape, sub, audits[(shape.file, shape.name)], sheet, 132, limits,
+                                 plan.CLOCK_HZ["h200"]) for shape, sub in pr.launches]
+    assert pr.bound_s == pytest.approx(sum(max(e.compute_s, e.global_s, e.smem_s) + e.sum_s for e in ests))
+    assert pr.bound_s < 4 * max(ests[0].compute_s, ests[0].global_s, ests[0].smem_s) + 4 * ests[0].sum_s + 1e-12

@@ -374,6 +374,9 @@ def test_instantiation_matches_oracle(name, launches, monkeypatch):
     monkeypatch.setenv(indexing.FORCE_ENV, width)
     if name.startswith("gc::conv_direct<"):  # the FFMA rows by name: float16 would take tensor cores
         monkeypatch.setenv("GPUCONV_ALGORITHM", "conv=" + ("direct_tiled_narrow" if _parse(name)[1][3] == "1" else "direct_tiled"))
+    if name.startswith("gc::conv_transpose<"):  # the same for the transposed convolution's FFMA rows
+        monkeypatch.setenv("GPUCONV_ALGORITHM",
+                           "conv_transpose=" + ("phase_tiled_narrow" if _parse(name)[1][3] == "1" else "phase_tiled"))
     if name.startswith(("gc::conv_implicit_gemm_partial<", "gc::conv_implicit_gemm_sum<")):  # split-K, forced
         monkeypatch.setenv("GPUCONV_SPLIT_K", "2")
     if name.startswith("gc::conv_implicit_gemm_128<"):  # the 128 x 128 tile's row

@@ -456,7 +456,7 @@ def test_bfloat16_instantiations_match_float64_oracle(c, f, groups, slices, tile
         np.copyto(out, a)
         return out
 
-    from gpuconv.cuda import epilogue, launch, tile_engine
+    from gpuconv.cuda import epilogue, launch, tensors, tile_engine
 
     sizes = tuple(np.int32(v) for v in tile_engine.window_sizes(problem))
     act = np.int32(epilogue.activation_code("relu"))
@@ -465,7 +465,7 @@ def test_bfloat16_instantiations_match_float64_oracle(c, f, groups, slices, tile
     if slices == 1:
         lib.kernels[igemm.name_expression(igemm.BFLOAT16_CTYPE, *vec, tile)].launch(
             launch.grid_nd(igemm.grid(problem, tile), limits), (igemm.TILES[tile].threads, 1, 1),
-            (dev(xb), dev(wb), dev(bb), y, *sizes, act), 0, limits)
+            (dev(xb), dev(wb), dev(bb), y, *sizes, act, *igemm.DENSE.arguments()), 0, limits)
     else:
         per = -(-igemm.k_tiles(problem) // slices)
         assert -(-igemm.k_tiles(problem) // per) == slices
@@ -476,7 +476,8 @@ def test_bfloat16_instantiations_match_float64_oracle(c, f, groups, slices, tile
             (dev(xb), dev(wb), ws, *sizes, np.int32(per)), 0, limits)
         lib.kernels[igemm.sum_name(igemm.BFLOAT16_CTYPE)].launch(
             launch.grid_1d(elements, igemm.SUM_THREADS, limits), (igemm.SUM_THREADS, 1, 1),
-            (ws, dev(bb), y, np.int32(elements), np.int32(f), np.int32(slices), act), 0, limits)
+            (ws, dev(bb), y, np.int32(elements), np.int32(f), np.int32(slices), act,
+             *(np.int32(v) for v in tensors.as3d(problem.out_spatial, 1)), *igemm.DENSE.arguments()), 0, limits)
     got = _from_bfloat16_bits(np.asarray(y).view(np.uint16))
     # issue 14's bound for bfloat16 (its 8-bit mantissa: the output's rounding alone is ~1e-3)
     err = np.linalg.norm(got - ref) / np.linalg.norm(ref)

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import CUDA_MARKS, ON_EMULATOR, gpu_xp
-from optimizer_cases import initial_slots, scalars_for
+from optimizer_cases import copies, make_case, scalars_for, to_device
 from gpuconv.cpu import engine as cpu
-from gpuconv.cuda import indexing, module_cache
+from gpuconv.cuda import indexing
 from gpuconv.cuda import optimizer_updates as ou
 from gpuconv.optimizers.rules import RULES
 
@@ -54,21 +54,6 @@ def assert_matches(actual, expected, dtype, what):
     np.testing.assert_allclose(actual, expected, err_msg=what, **CLOSE[np.dtype(dtype).name])  # NaN and Inf at the same places
 
 
-def make_case(rule, dtype, rng, sizes=SIZES):
-    """Host (params, grads, slots) for ``sizes``: params and grads standard normals."""
-    params = [rng.standard_normal(n).astype(dtype) for n in sizes]
-    grads = [rng.standard_normal(n).astype(dtype) for n in sizes]
-    slots = [initial_slots(rule, (n,), dtype, rng) for n in sizes]
-    return params, grads, slots
-
-
-def to_device(xp, params, grads, slots):
-    return ([xp.asarray(p) for p in params], [xp.asarray(g) for g in grads],
-            [[xp.asarray(s) for s in state] for state in slots])
-
-
-def copies(params, grads, slots):
-    return [p.copy() for p in params], [g.copy() for g in grads], [[s.copy() for s in st] for st in slots]
 
 
 def assert_state_matches(xp, rule, dtype, got, want):
@@ -80,20 +65,6 @@ def assert_state_matches(xp, rule, dtype, got, want):
     for i, (state, state_ref) in enumerate(zip(got[2], want[2])):
         for name, s, s_ref in zip(RULES[rule].slots, state, state_ref):
             assert_matches(xp.asnumpy(s), s_ref, dtype, f"{rule} slot {name!r} of param {i}")
-
-
-@pytest.fixture
-def requested(monkeypatch):
-    """The kernel names the host fetched for launch, in order (GPU and emulator alike)."""
-    names = []
-    real = module_cache.get_function
-
-    def spy(filename, name_expression):
-        names.append(name_expression)
-        return real(filename, name_expression)
-
-    monkeypatch.setattr(module_cache, "get_function", spy)
-    return names
 
 
 @pytest.fixture
@@ -125,7 +96,7 @@ def test_rule_matches_the_numpy_rules(rule, dtype, width, monkeypatch, requested
     xp = gpu_xp()
     monkeypatch.setenv(indexing.FORCE_ENV, width)
     rng = np.random.default_rng(len(rule) * 31 + DTYPES.index(dtype))
-    host = make_case(rule, dtype, rng)
+    host = make_case(rule, dtype, rng, SIZES)
     want = copies(*host)
     got = to_device(xp, *host)
     scalars = scalars_for(rule, dtype)
@@ -325,8 +296,9 @@ def test_every_rule_has_a_functor_and_every_instantiation_is_registered():
 
     assert set(ou.FUNCTORS) == set(RULES)
     names = registry.registered(ou.FILE)
-    assert len(names) == len(RULES) * 3 * 2 == len(set(names))
+    assert len(names) == len(RULES) * 4 * 2 == len(set(names))  # float32, float16, float64, bfloat16
     assert "gc::optimizer_update<gc::half, long long, gc::LionRule>" in names
+    assert "gc::optimizer_update<gc::bfloat16, int, gc::AdamRule>" in names
 
 
 def test_table_layout():

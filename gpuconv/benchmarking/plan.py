@@ -53,9 +53,13 @@ What the model assumes, exactly:
   ``cuda/conv.py`` as HBM traffic: x and y each read and written once (``relayout``, in the note).
 - The bound is ``max(compute, global / HBM, shared / shared bandwidth) + pass2 + relayout``; it ignores launch
   latency, instruction issue (the FFMA tile's shared loads share issue slots with its FMAs), the
-  im2col address arithmetic, barriers and pipeline fill. A transposed convolution's
-  phases are taken to have ``ceil(k / s)`` taps per dim (exact for the suite: d = 1, s divides k);
-  the taps it skips are counted.
+  im2col address arithmetic, barriers and pipeline fill. A transposed convolution on the FFMA
+  kernel (``phase_tiled``): its phases are taken to have ``ceil(k / s)`` taps per dim (exact for
+  the suite: d = 1, s divides k); the taps it skips are counted. On the tensor-core kernels
+  (``phase_implicit_gemm``): each stride phase is a launch of its own (``launch_shapes``: the
+  phase's convolution with its exact taps, tile and split), modelled as above; the phases run in
+  turn, so the row's bound is the sum of theirs (the table shows phase 1's tile and per-CTA bytes,
+  and all phases' CTAs, waves and times).
 - Rows that are not convolutions or dense products (depthwise, pooling) print the kernel the
   engine plans for them and ``-`` for every model column.
 """
@@ -400,11 +404,12 @@ class PlanRow:
     sum_s: float = 0.0         # split-K pass 2
     relayout_s: float = 0.0    # channels_first on a channels_last kernel: the two layout copies
     note: str = ""
+    launches: list = dataclasses.field(default_factory=list)  # [(KernelShape, problem)]: launch_shapes
+    launch_bound_s: float = None  # the launches' bounds summed (each max(...) + its pass 2)
 
     @property
     def bound_s(self):
-        parts = (self.compute_s, self.global_s, self.smem_s)
-        return None if None in parts else max(parts) + self.sum_s + self.relayout_s  # no audit: no bound
+        return None if self.launch_bound_s is None else self.launch_bound_s + self.relayout_s  # no audit: no bound
 
     @property
     def limited_by(self):
@@ -443,17 +448,31 @@ def plan_rows(rows, dtype="float16", data_format="channels_last", target=DEFAULT
             picks.append((pr, None))
             continue
         pr.algorithm = algo.name
-        pr.shape = kernel_shape(algo, problem, index_width(problem), limits.sm_count)
+        pr.launches = launch_shapes(algo, problem, index_width(problem), limits.sm_count, device)
+        pr.shape = pr.launches[0][0]
         picks.append((pr, problem))
-    needed = [(pr.shape.file, pr.shape.name) for pr, problem in picks if problem is not None]
+    needed = [(shape.file, shape.name) for pr, problem in picks if problem is not None for shape, _ in pr.launches]
     if audits is None:
         audits = audit_all(needed, cc, jobs)
     sm_limits = SM_LIMITS[cc]
     for pr, problem in picks:
         if problem is not None:
-            _estimate(pr, problem, audits.get((pr.shape.file, pr.shape.name)), sheet, limits.sm_count, sm_limits,
-                      CLOCK_HZ[target])
+            _estimate(pr, problem, audits, sheet, limits.sm_count, sm_limits, CLOCK_HZ[target])
     return [pr for pr, _ in picks]
+
+
+def launch_shapes(algo, problem, width, sm_count, device):
+    """``[(KernelShape, the problem it runs)]`` of a row: its one launch, or, for a transposed
+    convolution on the tensor-core kernels, one launch per stride phase (in turn on the stream;
+    each phase a convolution with the tile of its own geometry, ``algorithms.implicit_gemm_tile``)."""
+    from ..cuda import algorithms, conv_implicit_gemm as ig, conv_transpose_implicit_gemm as ct
+
+    phases = ct.phases(problem) if problem.transposed and algo.tile in ig.TILES else ()
+    if phases:
+        return [(kernel_shape(dataclasses.replace(algo, tile=algorithms.implicit_gemm_tile(
+            phase.problem, problem.dtype, device, width)), phase.problem, width, sm_count), phase.problem)
+            for phase in phases]
+    return [(kernel_shape(algo, problem, width, sm_count), problem)]
 
 
 def _add_note(pr, text):
@@ -467,32 +486,80 @@ def relayout_bytes(problem):
     return 2 * elements * problem.dtype.itemsize
 
 
-def _estimate(pr, problem, found, sheet, sms, sm_limits, clock):
-    shape, itemsize = pr.shape, problem.dtype.itemsize
-    pr.ctas = grid_ctas(shape, problem)
-    pr.k_steps = k_steps(shape, problem)
-    pr.global_bytes = global_bytes_per_tile(shape, pr.k_steps, itemsize)
-    pr.smem_bytes = smem_bytes_per_tile(shape, pr.k_steps, itemsize)
-    pr.global_s = pr.ctas * pr.global_bytes / sheet.bandwidth
+@dataclasses.dataclass
+class LaunchEstimate:
+    """The model's terms for one launch of a row (a row has one, or one per stride phase)."""
+
+    ctas: int
+    k_steps: int
+    global_bytes: int          # per CTA
+    smem_bytes: int            # per CTA
+    global_s: float
+    workspace_bytes: int = 0
+    sum_s: float = 0.0
+    audit: object = None       # Audit, or why there is none
+    occupancy: Occupancy = None
+    waves: int = None
+    compute_s: float = None
+    smem_s: float = None
+
+    @property
+    def bound_s(self):
+        parts = (self.compute_s, self.global_s, self.smem_s)
+        return None if None in parts else max(parts) + self.sum_s
+
+
+def estimate_launch(shape, problem, found, sheet, sms, sm_limits, clock):
+    """:class:`LaunchEstimate` of ``shape`` running ``problem`` (``found``: its Audit or the error)."""
+    itemsize = problem.dtype.itemsize
+    ctas, steps = grid_ctas(shape, problem), k_steps(shape, problem)
+    est = LaunchEstimate(ctas, steps, global_bytes_per_tile(shape, steps, itemsize),
+                         smem_bytes_per_tile(shape, steps, itemsize), 0.0, audit=found)
+    est.global_s = ctas * est.global_bytes / sheet.bandwidth
     if shape.split is not None:
-        pr.workspace_bytes = shape.split.workspace_bytes(problem)
-        pr.sum_s = sum_pass_bytes(shape, problem) / sheet.bandwidth
-    if shape.mma and not problem.channels_last:
+        est.workspace_bytes = shape.split.workspace_bytes(problem)
+        est.sum_s = sum_pass_bytes(shape, problem) / sheet.bandwidth
+    if not isinstance(found, Audit):
+        return est
+    est.occupancy = occupancy(found.registers, shape.threads, found.smem, sm_limits)
+    est.waves = waves(ctas, sms, est.occupancy.ctas)
+    per_sm_tiles = est.waves * est.occupancy.ctas
+    peak = sheet.fp16_tensor if shape.mma else sheet.fp32
+    est.compute_s = per_sm_tiles * 2 * shape.bm * shape.bn * shape.bk * steps / (peak / sms)
+    est.smem_s = per_sm_tiles * est.smem_bytes / (SMEM_BYTES_PER_CLOCK * clock)
+    return est
+
+
+def _estimate(pr, problem, audits, sheet, sms, sm_limits, clock):
+    """The row's terms from its launches': one launch as it is; a transposed convolution's
+    phases (in turn) summed, the per-CTA columns phase 1's."""
+    ests = [estimate_launch(shape, sub, audits.get((shape.file, shape.name)), sheet, sms, sm_limits, clock)
+            for shape, sub in pr.launches]
+    first = ests[0]
+    pr.ctas = sum(e.ctas for e in ests)
+    pr.k_steps, pr.global_bytes, pr.smem_bytes = first.k_steps, first.global_bytes, first.smem_bytes
+    pr.global_s = sum(e.global_s for e in ests)
+    pr.workspace_bytes = max(e.workspace_bytes for e in ests)  # the phases run in turn: one workspace at a time
+    pr.sum_s = sum(e.sum_s for e in ests)
+    if len(ests) > 1:
+        splits = sorted({shape.slices for shape, _ in pr.launches})
+        _add_note(pr, f"{len(ests)} stride phases on the tensor-core kernels, launched in turn: bound = the sum of "
+                      f"the phases' (split {'/'.join(map(str, splits))}); tile, k, per-CTA bytes: phase 1's")
+    if pr.shape.mma and not problem.channels_last:
         pr.relayout_s = relayout_bytes(problem) / sheet.bandwidth
         _add_note(pr, f"channels_first: x and y re-laid around the kernel, {_us(pr.relayout_s)} us added")
-    if not isinstance(found, Audit):
-        _add_note(pr, f"no NVRTC audit ({found}): occupancy and the per-SM terms are unknown")
+    missing = next((e for e in ests if not isinstance(e.audit, Audit)), None)
+    if missing is not None:
+        _add_note(pr, f"no NVRTC audit ({missing.audit}): occupancy and the per-SM terms are unknown")
         return
-    pr.registers, pr.smem = found.registers, found.smem
-    pr.occupancy = occupancy(found.registers, shape.threads, found.smem, sm_limits)
-    pr.waves = waves(pr.ctas, sms, pr.occupancy.ctas)
-    per_sm_tiles = pr.waves * pr.occupancy.ctas
-    peak = sheet.fp16_tensor if shape.mma else sheet.fp32
-    tile_flops = 2 * shape.bm * shape.bn * shape.bk * pr.k_steps
-    pr.compute_s = per_sm_tiles * tile_flops / (peak / sms)
-    pr.smem_s = per_sm_tiles * pr.smem_bytes / (SMEM_BYTES_PER_CLOCK * clock)
-    if found.spill:
-        _add_note(pr, f"{found.spill} B of spills in the audit (not modelled)")
+    pr.registers, pr.smem = first.audit.registers, first.audit.smem
+    pr.occupancy, pr.waves = first.occupancy, sum(e.waves for e in ests)
+    pr.compute_s = sum(e.compute_s for e in ests)
+    pr.smem_s = sum(e.smem_s for e in ests)
+    pr.launch_bound_s = sum(e.bound_s for e in ests)
+    spill = max(e.audit.spill for e in ests)
+    if spill:
+        _add_note(pr, f"{spill} B of spills in the audit (not modelled)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ a problem it cannot run or a name the table does not have: a forced run never si
 another kernel.
 """
 import dataclasses
+import math
 import os
 
 import numpy as np
@@ -116,6 +117,31 @@ def _mma_128_applies(geometry, dtype, device, index_width):
     return tiles >= device_sm_count(device) * IGEMM_128_CTAS_PER_SM
 
 
+def _mma_phases_apply(geometry, dtype, device, index_width):
+    # A transposed convolution on tensor cores launches its stride phases in turn, each a GEMM of
+    # 1 / (s_d s_h s_w) of the work. Phases too small to give every SM a CTA, even split, leave the
+    # GPU idle and pay a launch each (bench_suite T3, HiFi-GAN: 8 phases of 512 pixels, 64 CTAs):
+    # there the FFMA kernel's single launch over all phases (grid z) is estimated faster (the plan
+    # report: 33 against 52 us on an H200). Not timed on a GPU.
+    if not _mma_applies(geometry, dtype, device, index_width):
+        return False
+    if all(s == 1 for s in geometry.strides):
+        return True  # one phase: the convolution itself
+    pixels = geometry.batch * math.prod(-(-o // s) for o, s in zip(geometry.out_spatial, geometry.strides))
+    tiles = -(-pixels // 64) * geometry.groups * -(-geometry.filters_per_group // 64)
+    taps = math.prod(-(-k // s) for k, s in zip(geometry.kernel_size, geometry.strides))
+    k_tiles = max(1, -(-taps * geometry.channels_per_group // 32))
+    sms = device_sm_count(device)
+    return tiles * split_k_slices(tiles, sms, k_tiles) >= sms
+
+
+def implicit_gemm_tile(geometry, dtype, device, index_width="int32"):
+    """The tensor-core tile of a convolution the table's predicates give (the 128 x 128 one where
+    it applies, else the 64 x 64 one), without the override: each stride phase of a transposed
+    convolution on tensor cores takes the tile of its own geometry."""
+    return TILE_MMA_128 if _mma_128_applies(geometry, dtype, device, index_width) else TILE_MMA
+
+
 CONV_ALGORITHMS = (
     Algorithm("implicit_gemm_128", "conv_implicit_gemm.cu", TILE_MMA_128, _mma_128_applies,
               "float16 or bfloat16 on sm_80+, a wave or more of 128 x 128 tiles, >= 128 filters per group: tensor cores, "
@@ -130,6 +156,11 @@ CONV_ALGORITHMS = (
 )
 
 CONV_TRANSPOSE_ALGORITHMS = (
+    Algorithm("phase_implicit_gemm", "conv_implicit_gemm.cu", TILE_MMA, _mma_phases_apply,
+              "float16 or bfloat16 on sm_80+ (channels_first through layout copies), phases that give every SM a CTA: "
+              "each stride phase a stride-1 convolution on the tensor-core kernels (its own tile, split-K where its "
+              "tiles are few), stored in place",
+              supports=_mma_supports),
     Algorithm("phase_tiled_narrow", "conv_transpose.cu", TILE_NARROW, _narrow_fits,
               "<= 16 filters per group: 256 pixels x 16 channels per CTA"),
     Algorithm("phase_tiled", "conv_transpose.cu", TILE_WIDE, _always,
@@ -233,14 +264,26 @@ def choose_conv_algorithm(geometry, dtype, device=None, index_width="int32", inp
     """The conv row for ``geometry``; with ``input_derivative`` only among the rows that take one
     (a ``GPUCONV_ALGORITHM`` override naming another row is then not applied)."""
     if input_derivative:
-        table = _CONV_ALGORITHMS_WITH_INPUT_DERIVATIVE
-        forced = overrides().get("conv")
-        return _choose(table, geometry, dtype, device, index_width,
-                       op="conv" if forced in {a.name for a in table} else None)
+        return _choose_among(_CONV_ALGORITHMS_WITH_INPUT_DERIVATIVE, "conv", geometry, dtype, device, index_width)
     return _choose(CONV_ALGORITHMS, geometry, dtype, device, index_width, op="conv")
 
 
-def choose_conv_transpose_algorithm(geometry, dtype, device=None, index_width="int32"):
+_CONV_TRANSPOSE_FFMA_ALGORITHMS = tuple(a for a in CONV_TRANSPOSE_ALGORITHMS if a.kernel_file == "conv_transpose.cu")
+
+
+def _choose_among(table, op, geometry, dtype, device, index_width):
+    """The first row of ``table`` (a part of op's table) that applies; an override applied only
+    when it names a row of ``table``."""
+    return _choose(table, geometry, dtype, device, index_width,
+                   op=op if overrides().get(op) in {a.name for a in table} else None)
+
+
+def choose_conv_transpose_algorithm(geometry, dtype, device=None, index_width="int32", ffma_only=False):
+    """The conv_transpose row for ``geometry``; with ``ffma_only`` among the rows of
+    kernels/conv_transpose.cu (whose loader takes an input derivative; a ``GPUCONV_ALGORITHM``
+    override naming another row is then not applied)."""
+    if ffma_only:
+        return _choose_among(_CONV_TRANSPOSE_FFMA_ALGORITHMS, "conv_transpose", geometry, dtype, device, index_width)
     return _choose(CONV_TRANSPOSE_ALGORITHMS, geometry, dtype, device, index_width, op="conv_transpose")
 
 

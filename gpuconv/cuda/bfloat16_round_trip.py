@@ -1,13 +1,17 @@
 """bfloat16 on the kernel families that have no bfloat16 instantiation: a float32 round trip.
 
-Only the tensor-core convolution (``conv_implicit_gemm.cu``) is instantiated for bfloat16. Every
-other kernel (the FFMA tiles, depthwise, pooling, upsampling, locally connected, the backward
-kernels, the optimizer updates) takes float16, float32 and float64 (``tensors.KERNEL_DTYPES``).
+Only the tensor-core convolution (``conv_implicit_gemm.cu``) and the optimizer updates
+(``optimizer_updates.cu``) are instantiated for bfloat16. Every other kernel (the FFMA tiles,
+depthwise, pooling, upsampling, locally connected, the backward kernels) takes float16, float32
+and float64 (``tensors.KERNEL_DTYPES``).
 A bfloat16 call of those runs as float32: inputs cast to float32 on the device, the float32
 kernel, the result rounded to bfloat16 once. The numbers are the library's rule for a 16-bit
 float (``gpuconv.dtypes``: accumulate in float32, round once), so they agree with the NumPy
 engine's; the cost is two memory-bound passes (the casts) and float32 temporaries twice the size
-of the bfloat16 arrays.
+of the bfloat16 arrays. An optimizer update is not such an op: Keras and the NumPy engine round
+each of its operations to the variable's dtype, which a float32 update rounded once does not
+reproduce (not even for SGD, whose float32 fma rounds twice on the way to bfloat16), hence its
+own bfloat16 kernel.
 
 The engine applies it per op in one place (``engine.py`` wraps its functions with
 :func:`through_float32`), so no op module knows about bfloat16; the convolution asks first
@@ -55,29 +59,3 @@ def through_float32(fn, native=None):
 
     return run
 
-
-def optimizer_update_through_float32(fn):
-    """``optimizer_update`` (in place, no problem) with its bfloat16 params and their slots
-    updated as float32 copies, written back rounded once; the other params go to ``fn`` as they
-    are, in one call."""
-
-    @functools.wraps(fn)
-    def run(rule, scalars, params, grads, slots, decays):
-        narrow = [i for i, p in enumerate(params) if _is_bfloat16_array(p)]
-        if not narrow:
-            return fn(rule, scalars, params, grads, slots, decays)
-        params, grads, slots = list(params), list(grads), [list(s) for s in slots]
-        written_back = []  # (bfloat16 array, its float32 copy)
-        for i in narrow:
-            wide = params[i].astype(_FLOAT32)
-            written_back.append((params[i], wide))
-            params[i], grads[i] = wide, _widened(grads[i])
-            for j, slot in enumerate(slots[i]):
-                if _is_bfloat16_array(slot):
-                    slots[i][j] = slot.astype(_FLOAT32)
-                    written_back.append((slot, slots[i][j]))
-        fn(rule, scalars, params, grads, slots, decays)
-        for array, wide in written_back:
-            array[...] = wide.astype(array.dtype)
-
-    return run

@@ -4,13 +4,11 @@
 instantiation it can request is registered at import (``registry.py``), and the CI check compiles
 exactly that list. The launch is the tile engine's (``tile_engine.py``): one CTA per tile of
 output pixels x filters of one group. Where the algorithm table picks the tensor-core row
-(``implicit_gemm``), ``conv_implicit_gemm.conv`` runs instead (a channels_first problem through
-two layout copies); the table sees the active device (its compute capability decides whether
-mma.sync exists).
+(``implicit_gemm``, ``implicit_gemm_128``), ``conv_implicit_gemm.conv`` runs instead with the
+row's tile (a channels_first problem through two layout copies); the table sees the active device
+(its compute capability decides whether mma.sync exists).
 """
-import dataclasses
-
-import numpy as np
+import functools
 
 from . import algorithms, conv_implicit_gemm, indexing, tensors, tile_engine
 
@@ -60,29 +58,17 @@ def conv_with_input_derivative(problem, x, kernel, bias, input_derivative):
     return KERNEL.run(problem, x, kernel, bias, input_derivative, choose=choose_with_input_derivative)
 
 
+def tensor_core_tile(problem, x, kernel):
+    """The tensor-core tile (``conv_implicit_gemm.TILES``) the table picks for this call, or None
+    where it picks an FFMA row (the index width that of the call, ``indexing.call_width``)."""
+    algo = choose(problem, problem.dtype, index_width=indexing.call_width(problem, x, kernel))
+    return algo.tile if algo.kernel_file == conv_implicit_gemm.KERNEL_FILE else None
+
+
 def conv(problem, x, kernel, bias):
-    # The index width begin_call will find (the contiguous copies' spans), so the table sees it.
-    width = indexing.index_type(tuple(x.shape), tuple(kernel.shape), tuple(problem.output_shape),
-                                itemsize=np.dtype(problem.dtype).itemsize)
-    if choose(problem, problem.dtype, index_width=width).kernel_file == conv_implicit_gemm.KERNEL_FILE:
-        if problem.channels_last:
-            return conv_implicit_gemm.conv(problem, x, kernel, bias)
-        return _tensor_cores_through_channels_last(problem, x, kernel, bias)
-    return KERNEL.run(problem, x, kernel, bias)
-
-
-def _tensor_cores_through_channels_last(problem, x, kernel, bias):
-    """A channels_first problem on the tensor-core kernel: x re-laid to channels_last, the
-    kernel run there, its output re-laid back (the kernel's layout: Keras' weights do not
-    depend on data_format).
-
-    Why copies rather than a loader that reads NCHW: the kernel's 16-byte cp.async rows run
-    along channels, which NCHW strides by the pixel count; a transposing loader needs another
-    shared-memory layout and ldmatrix.trans for both operands. The two copies are memory-bound
-    passes over x and y (4 bytes moved per element of each at fp16: read + write), against a
-    compute-bound GEMM that tensor cores run ~15x faster than the FFMA kernel that would
-    otherwise take channels_first float16 (the README's plan table has the estimates).
-    """
-    x_last = tensors.relaid(tensors.contiguous(x), channels_last=False)
-    y_last = conv_implicit_gemm.conv(dataclasses.replace(problem, channels_last=True), x_last, kernel, bias)
-    return tensors.relaid(y_last, channels_last=True)
+    tile = tensor_core_tile(problem, x, kernel)
+    if tile is None:
+        return KERNEL.run(problem, x, kernel, bias)
+    # channels_first through two layout copies (tensors.through_channels_last says why)
+    return tensors.through_channels_last(functools.partial(conv_implicit_gemm.conv, tile=tile), problem, x, kernel,
+                                         bias)

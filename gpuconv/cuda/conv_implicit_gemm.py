@@ -1,8 +1,11 @@
 """The tensor-core convolution: ``kernels/conv_implicit_gemm.cu`` (implicit GEMM on mma.sync).
 
-``conv(problem, x, kernel, bias)`` follows the engine contract, like ``conv.conv``; ``conv.conv``
-calls it when the algorithm table (``algorithms.py``) picks an ``implicit_gemm`` row: 16-bit
-floats, 32-bit indices, a device of compute capability 8.0 or newer.
+``conv(problem, x, kernel, bias, tile)`` follows the engine contract, like ``conv.conv``;
+``conv.conv`` calls it with the row's tile when the algorithm table (``algorithms.py``) picks an
+``implicit_gemm`` row: 16-bit floats, 32-bit indices, a device of compute capability 8.0 or newer.
+``run(problem, x, kernel, bias, y, tile, placement)`` is its launch into a given output, the
+GEMM's pixels stored where an :class:`OutputPlacement` says: the transposed convolution's stride
+phases (``conv_transpose_implicit_gemm.py``) store into every s-th pixel of theirs.
 
 Instantiations: ``gc::conv_implicit_gemm<T, VEC_A, VEC_B>`` (``_128``: the 128 x 128 tile), T
 the 16-bit storage type, VEC_A / VEC_B whether the input / weight rows are loaded as 16-byte
@@ -135,21 +138,14 @@ def _workspace_slices(problem):
     return max(1, min(MAX_WORKSPACE_BYTES // (plane * WORKSPACE_DTYPE.itemsize), MAX_WORKSPACE_ELEMENTS // plane))
 
 
-def chosen_tile(problem):
-    """The table's tile for ``problem`` on the active device (the 64 x 64 one unless the table
-    picks a row of this kernel with another)."""
-    from .conv import choose  # conv imports this module: imported here, not at the top
-
-    algo = choose(problem, problem.dtype, index_width="int32")
-    return algo.tile if algo.tile in TILES else algorithms.TILE_MMA
-
-
 def split_plan(problem, sm_count):
     """The :class:`SplitPlan` of ``problem`` on a device of ``sm_count`` SMs (no CUDA): the
     table's ``algorithms.split_k_slices`` of its output tiles and k tiles, within the workspace
     limits, or the count ``GPUCONV_SPLIT_K`` forces (a ValueError if that passes the limits);
     then evened out so that no slice is empty."""
     tiles, kt = math.prod(grid(problem)), k_tiles(problem)
+    if kt == 0:  # no taps (a transposed convolution's phase that no tap reaches): nothing to split
+        return SplitPlan(slices=1, k_tiles_per_slice=0, k_tiles=0)
     limit = _workspace_slices(problem)
     forced = algorithms.forced_slices()
     if forced is not None and forced > limit:
@@ -161,28 +157,59 @@ def split_plan(problem, sm_count):
     return SplitPlan(slices=-(-kt // per), k_tiles_per_slice=per, k_tiles=kt)
 
 
-def conv(problem, x, kernel, bias, tile=None):
-    """``tile``: a key of ``TILES``; None: the table's choice (:func:`chosen_tile`)."""
+@dataclasses.dataclass(frozen=True)
+class OutputPlacement:
+    """Where the GEMM's output pixel m lies in y (kernels/conv_implicit_gemm.cu OutputPlacement):
+    m itself (``DENSE``, a convolution), or, for one stride phase of a transposed convolution,
+    pixel ``n * YN + Y0 + od * YD + oh * YH + ow * YW`` of the wider output, so that each phase
+    stores its pixels of y in place."""
+
+    strided: bool = False
+    pixel_strides: tuple = (0, 0, 0, 0)  # (YN, YD, YH, YW)
+    first_pixel: int = 0                  # Y0
+
+    def arguments(self):
+        return tuple(launch.int32_scalar(v) for v in (int(self.strided), *self.pixel_strides, self.first_pixel))
+
+
+DENSE = OutputPlacement()
+
+
+def begin_call(problem, x, kernel, bias):
+    """``tensors.begin_call`` for these kernels, which read channels_last with 32-bit indices
+    (a ValueError otherwise; the table routes nothing else here): ``(x, kernel, bias), y, width``."""
     if not problem.channels_last:
         raise ValueError(f"the implicit-GEMM kernel takes channels_last inputs only. Received: "
                          f"channels_last={problem.channels_last!r}")
-    (x, kernel, bias), y, width = tensors.begin_call(problem, x, kernel, bias)
-    if y.size == 0:
-        return y
-    if width != "int32":
+    arrays, y, width = tensors.begin_call(problem, x, kernel, bias)
+    if y.size and width != "int32":
         raise ValueError(f"the implicit-GEMM kernel takes 32-bit indices only. Received: index width {width!r}")
-    sizes = tuple(launch.index_scalar(v, width) for v in tile_engine.window_sizes(problem))
-    act = launch.int32_scalar(epilogue.activation_code(problem.activation))
-    tile = chosen_tile(problem) if tile is None else tile
+    return arrays, y, width
+
+
+def conv(problem, x, kernel, bias, tile=algorithms.TILE_MMA):
+    """The engine contract on one tile config (a key of ``TILES``: the table's row's tile)."""
+    (x, kernel, bias), y, _ = begin_call(problem, x, kernel, bias)
+    if y.size:
+        run(problem, x, kernel, bias, y, tile)
+    return y
+
+
+def run(problem, x, kernel, bias, y, tile, placement=DENSE):
+    """Launch ``problem`` (channels_last, 32-bit indices) on C-contiguous device arrays, its
+    output pixels stored to ``y`` where ``placement`` says: the one-pass kernel of ``tile``, or
+    split-K's two passes where :func:`split_plan` cuts the reduction (64 x 64 tile only)."""
     if tile not in TILES:
         raise ValueError(f"Invalid value for argument `tile`: expected one of {sorted(TILES)}. Received: tile={tile!r}")
+    sizes = tuple(launch.int32_scalar(v) for v in tile_engine.window_sizes(problem))
+    act = launch.int32_scalar(epilogue.activation_code(problem.activation))
     sm_count = launch.device_limits().sm_count
     plan = split_plan(problem, sm_count) if tile == algorithms.TILE_MMA else None
     if plan is None or plan.slices == 1:
         fn = module_cache.get_function(KERNEL_FILE, name_expression(x.dtype, *vector_flags(problem), tile))
         launch.launch(fn, launch.grid_nd(grid(problem, tile)), (TILES[tile].threads, 1, 1),
-                      (x, kernel, launch.optional_pointer(bias), y, *sizes, act))
-        return y
+                      (x, kernel, launch.optional_pointer(bias), y, *sizes, act, *placement.arguments()))
+        return
     # Split-K: pass 1 writes every slice's plane in full (each slice covers every tile), so the
     # workspace needs no zero fill; pass 2 adds the planes in slice order.
     ws = tensors.output_array(plan.workspace_shape(problem), WORKSPACE_DTYPE)
@@ -190,9 +217,10 @@ def conv(problem, x, kernel, bias, tile=None):
     launch.launch(partial, launch.grid_nd((*grid(problem), plan.slices)), (THREADS, 1, 1),
                   (x, kernel, ws, *sizes, launch.int32_scalar(plan.k_tiles_per_slice)))
     elements = ws.shape[1]
+    grid_sizes = tensors.as3d(problem.out_spatial, 1)
     total = module_cache.get_function(KERNEL_FILE, sum_name(x.dtype))
     launch.launch(total, launch.grid_1d(elements, SUM_THREADS, max_blocks=sm_count * SUM_BLOCKS_PER_SM),
                   (SUM_THREADS, 1, 1),
                   (ws, launch.optional_pointer(bias), y, launch.int32_scalar(elements),
-                   launch.int32_scalar(problem.out_channels), launch.int32_scalar(plan.slices), act))
-    return y
+                   launch.int32_scalar(problem.out_channels), launch.int32_scalar(plan.slices), act,
+                   *(launch.int32_scalar(v) for v in grid_sizes), *placement.arguments()))

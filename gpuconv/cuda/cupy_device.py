@@ -96,6 +96,9 @@ class CupyDevice:
 
         return cupy.transpose(array, axes)
 
+    def view(self, array, index):
+        return array[tuple(index)]
+
     def set_memory_limit(self, nbytes):
         import cupy
 

@@ -62,6 +62,10 @@ class Device(Protocol):
     def transpose(self, array, axes):
         """A view of ``array`` with its axes permuted (the re-layouts of the host code)."""
 
+    def view(self, array, index):
+        """The view ``array[index]``, ``index`` a tuple of slices (basic indexing, steps of
+        either sign: the stride phases' taps of a transposed convolution's kernel)."""
+
     def set_memory_limit(self, nbytes):
         """Cap the bytes this device may hold in arrays (None: no cap)."""
 

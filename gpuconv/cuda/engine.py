@@ -8,18 +8,17 @@ CuPy arrays of another GPU (:class:`gpuconv.errors.DeviceMismatchError`). Each o
 module of the same name as the CPU engine's (``conv``, ``conv_transpose``, ``depthwise``,
 ``separable``, ``pooling``, ``upsampling``, ``locally_connected``); a missing one makes this import
 fail, which ``gpuconv.backend.probe_cuda`` reports as the reason CUDA is unavailable.
-bfloat16 runs natively on the tensor-core convolution and as float32 on every other kernel
+bfloat16 runs natively on the tensor-core convolution and transposed convolution and on the
+optimizer update (its own bfloat16 kernel), and as float32 on every other kernel
 (``bfloat16_round_trip.py``; the wrapping below is the one place that decides).
 """
 import functools
 
-import numpy as np
-
 from . import bfloat16_round_trip as _bf16
-from . import conv_implicit_gemm as _conv_implicit_gemm
+from . import conv as _conv
+from . import conv_transpose as _conv_transpose
 from . import device as _device
-from . import indexing as _indexing
-from .conv import choose as _choose_conv, conv
+from .conv import conv
 from .conv_backward import conv_backward_fused, conv_backward_weights, conv_transpose_backward_fused
 from .conv_transpose import conv_transpose
 from .depthwise import depthwise_conv
@@ -38,22 +37,23 @@ NAME = "cuda"
 
 
 def _conv_on_tensor_cores(problem, x, kernel, bias):
-    """Whether ``conv`` runs ``problem`` on the tensor-core kernel, the one with bfloat16
-    instantiations (the index width as ``conv`` computes it)."""
-    width = _indexing.index_type(tuple(x.shape), tuple(kernel.shape), tuple(problem.output_shape),
-                                 itemsize=np.dtype(problem.dtype).itemsize)
-    return _choose_conv(problem, problem.dtype, index_width=width).kernel_file == _conv_implicit_gemm.KERNEL_FILE
+    """Whether ``conv`` runs this call on the tensor-core kernels, which have bfloat16 builds."""
+    return _conv.tensor_core_tile(problem, x, kernel) is not None
+
+
+def _conv_transpose_on_tensor_cores(problem, x, kernel, bias):
+    return _conv_transpose.on_tensor_cores(problem, x, kernel)
 
 
 conv = _bf16.through_float32(conv, native=_conv_on_tensor_cores)
-(conv_transpose, depthwise_conv, separable_conv, pool, locally_connected, upsample, conv_backward_weights,
+conv_transpose = _bf16.through_float32(conv_transpose, native=_conv_transpose_on_tensor_cores)
+(depthwise_conv, separable_conv, pool, locally_connected, upsample, conv_backward_weights,
  conv_backward_fused, conv_transpose_backward_fused, pool_backward, upsample_backward,
  locally_connected_backward_input, locally_connected_backward_weights) = (
     _bf16.through_float32(fn) for fn in (
-        conv_transpose, depthwise_conv, separable_conv, pool, locally_connected, upsample, conv_backward_weights,
+        depthwise_conv, separable_conv, pool, locally_connected, upsample, conv_backward_weights,
         conv_backward_fused, conv_transpose_backward_fused, pool_backward, upsample_backward,
         locally_connected_backward_input, locally_connected_backward_weights))
-optimizer_update = _bf16.optimizer_update_through_float32(optimizer_update)
 
 __all__ = [
     "NAME", "FUSED_ACTIVATIONS", "asarray", "conv", "conv_transpose", "depthwise_conv", "separable_conv",

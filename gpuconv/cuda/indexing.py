@@ -75,6 +75,14 @@ def index_type(*arrays_or_shapes, itemsize=8):
     return "int32"
 
 
+def call_width(problem, x, kernel):
+    """The index width a call of ``problem`` on ``x`` and ``kernel`` will run at (the spans of the
+    contiguous copies and of the output ``tensors.begin_call`` makes), for the algorithm table to
+    see before the call."""
+    return index_type(tuple(x.shape), tuple(kernel.shape), tuple(problem.output_shape),
+                      itemsize=np.dtype(problem.dtype).itemsize)
+
+
 def numpy_index_dtype(width):
     """np.int32 / np.int64 for 'int32' / 'int64'."""
     return {"int32": np.int32, "int64": np.int64}[width]

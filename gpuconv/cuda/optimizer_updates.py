@@ -9,9 +9,14 @@ layout in the kernel file), moves it to the device in one copy, and launches a p
 over the chunks of all tensors. Parameters and slots are updated in place, so they must already be
 C-contiguous arrays of the active device (a copy would update the copy); gradients are only read
 and are moved or made contiguous when needed.
+
+bfloat16 has an instantiation of its own (the other kernel families run it as float32,
+``bfloat16_round_trip.py``): Keras and the NumPy engine round every operation of a rule to the
+variable's dtype, so an update computed in float32 and rounded once would train differently.
 """
 import numpy as np
 
+from .. import dtypes as _dtypes
 from ..optimizers import rules as _rules
 from . import module_cache, registry
 from . import memory_bound as mb
@@ -43,12 +48,17 @@ FUNCTORS = {
 }
 
 
+# The param dtypes with a kernel: every family's, and bfloat16 by name (its dtype needs ml_dtypes,
+# which only a bfloat16 call imports; registry.template_name spells the name).
+DTYPES = KERNEL_DTYPES + (_dtypes.BFLOAT16_NAME,)
+
+
 def kernel_name(dtype, width, rule):
     return registry.template_name("gc::optimizer_update", dtype, width, FUNCTORS[rule])
 
 
 def instantiations():
-    return [kernel_name(dt, w, rule) for dt in KERNEL_DTYPES for w in INDEX_WIDTHS for rule in FUNCTORS]
+    return [kernel_name(dt, w, rule) for dt in DTYPES for w in INDEX_WIDTHS for rule in FUNCTORS]
 
 
 registry.register(FILE, instantiations())
@@ -99,8 +109,9 @@ def check_arrays(rule, params, grads, slots, decays):
     grads = [dev.contiguous(g) for g in grads]
     decays = [_as_float(f"decays[{i}]", d) for i, d in enumerate(decays)]
     for i, p in enumerate(params):
-        if p.dtype not in KERNEL_DTYPES:
-            raise TypeError(f"Param {i} has dtype {p.dtype}; optimizer_update supports float16, float32 and float64.")
+        if p.dtype not in KERNEL_DTYPES and not _dtypes.is_bfloat16(p.dtype):
+            raise TypeError(f"Param {i} has dtype {p.dtype}; optimizer_update supports float16, float32, float64 "
+                            "and bfloat16.")
     _check_no_overlap(dev, [(f"param {i}", p) for i, p in enumerate(params)]
                       + [(f"slot {name!r} of param {i}", s) for i, state in enumerate(slots)
                          for name, s in zip(names, state)])
@@ -112,8 +123,8 @@ def check_arrays(rule, params, grads, slots, decays):
 # ---------------------------------------------------------------------------------------------
 def in_dtype_bits(values, dtype):
     """``values`` converted to ``dtype`` (as rules.py asks: scalars are taken in the param's
-    dtype), as the uint64 bit patterns of their float64 values (exact: every float16 and
-    float32 is a float64)."""
+    dtype), as the uint64 bit patterns of their float64 values (exact: every float16, bfloat16
+    and float32 is a float64)."""
     return np.asarray(values, dtype=np.float64).astype(dtype).astype(np.float64).view(np.uint64)
 
 

@@ -93,6 +93,34 @@ def swapaxes(a, axis1, axis2):
     return transposed(a, axes)
 
 
+def view(a, index):
+    """The device view ``a[index]`` (a tuple of slices; not a copy)."""
+    from . import device
+
+    return device.active().view(a, tuple(index))
+
+
+def through_channels_last(run, problem, x, *operands):
+    """``run(problem, x, *operands)`` of a kernel that reads and writes channels_last only: a
+    channels_first problem goes through two layout copies, x re-laid to channels_last, the kernel
+    run there, its output re-laid back (the weights do not depend on data_format in Keras).
+
+    Why copies rather than a loader that reads NCHW (the tensor-core kernels): their 16-byte
+    cp.async rows run along channels, which NCHW strides by the pixel count; a transposing loader
+    needs another shared-memory layout and ldmatrix.trans for both operands. The two copies are
+    memory-bound passes over x and y (4 bytes moved per element of each at fp16: read + write),
+    against a compute-bound GEMM that tensor cores run ~15x faster than the FFMA kernel that would
+    otherwise take channels_first float16 (the README's plan table has the estimates).
+    """
+    if problem.channels_last:
+        return run(problem, x, *operands)
+    import dataclasses
+
+    x_last = relaid(contiguous(x), channels_last=False)
+    y_last = run(dataclasses.replace(problem, channels_last=True), x_last, *operands)
+    return relaid(y_last, channels_last=True)
+
+
 def relaid(a, channels_last):
     """A contiguous copy of the activation tensor ``a`` in the other layout: ``channels_last``
     is the layout of ``a``; (N, *spatial, C) <-> (N, C, *spatial)."""

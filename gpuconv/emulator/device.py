@@ -114,6 +114,9 @@ class EmulatorDevice:
     def transpose(self, array, axes):
         return np.transpose(array, axes)
 
+    def view(self, array, index):
+        return array[tuple(index)]
+
     def set_memory_limit(self, nbytes):
         with self._lock:
             self._limit = None if nbytes is None else int(nbytes)
