@@ -4,11 +4,12 @@ of the output in place.
 
 Without a device: the decomposition itself (every output pixel in one phase, every tap in the
 phase its residue names) and, on the NumPy engine, that the phases' convolutions scattered to
-their pixels are the transposed convolution exactly; the table's routing. On the cuda-emulator:
+their pixels are the transposed convolution exactly; the table's routing. On the CUDA engine (the
+cuda-emulator in CI, a GPU in bench/gpu_check.sh):
 float16 and bfloat16 against the float64 oracle over ranks, strides, dilations, crops, output
 padding, groups, channel counts that are and are not multiples of 8, phases no tap reaches, the
-128 x 128 tile, forced split-K and channels_first, asserting the kernels that ran; a convolution's
-input gradient on the same kernels.
+128 x 128 tile, forced split-K and channels_first, asserting the kernels fetched; a convolution's
+input gradient on the same kernels, with and without a fused relu.
 """
 import dataclasses
 import itertools
@@ -330,3 +331,47 @@ def test_empty_batch_launches_nothing(forced, requested):
     x, w, b = _arrays(problem, 1)
     got, ran = _run(problem, x, w, b, requested)
     assert got.shape == problem.output_shape and ran == set()
+
+
+@_on_gpu
+@pytest.mark.parametrize("activation", ["relu", "relu6"])
+def test_input_gradients_with_a_fused_activation_take_the_tensor_cores(activation, forced, requested):
+    """dx of a convolution (and of a transposed one) that fused relu / relu6: on the tensor cores
+    a masked copy of dy feeds the kernels (the FFMA loader would apply the derivative itself)."""
+    from gpuconv import activations
+    from gpuconv.cpu import engine as cpu
+    from gpuconv.cuda import engine as eng
+
+    xp = gpu_xp()
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 7, 6, 32)).astype(np.float16)
+    w = (rng.standard_normal((3, 3, 32, 24)) / 12).astype(np.float16)
+    b = rng.standard_normal((24,)).astype(np.float16)
+    geometry = dict(strides=(2, 2), padding=g.conv_padding((7, 6), (3, 3), (2, 2), (1, 1), "same"), dilation=(1, 1),
+                    groups=1, channels_last=True)
+    problem = calls.conv_problem(x, w, b, **geometry, activation=activation)
+    y = xp.asnumpy(eng.conv(problem, xp.asarray(x), xp.asarray(w), xp.asarray(b)))
+    y[0, 0, 0, :4] = (0.0, 6.0, 3.0, -1.0)  # the kinks are in the mask as the derivative defines them
+    dy = rng.standard_normal(y.shape).astype(np.float16)
+    dy_dev = xp.asarray(dy)
+    requested.clear()
+    dx, _, _ = eng.conv_backward_fused(problem, xp.asarray(x), xp.asarray(w), dy_dev, xp.asarray(y), need_x=True,
+                                       need_kernel=False)
+    assert any(n.startswith("gc::conv_implicit_gemm<gc::half") for n in requested), requested
+    np.testing.assert_array_equal(xp.asnumpy(dy_dev), dy)  # the masked copy is a copy
+    masked = activations.OUTPUT_DERIVATIVES[activation](y.astype(np.float64), dy.astype(np.float64))
+    wide = dataclasses.replace(problem, dtype=np.dtype("float64"), activation=None, has_bias=False)
+    assert_close(xp.asnumpy(dx), cpu.conv_transpose(wide.adjoint(), masked, w.astype(np.float64), None), "float16")
+
+    # The transposed convolution's dx: the convolution of its masked dy.
+    t = _problem((5, 4), 24, 32, (3, 3), (2, 2), n=2, activation=activation)
+    xt, wt, bt = _arrays(t, 6)
+    yt = xp.asnumpy(eng.conv_transpose(t, xp.asarray(xt), xp.asarray(wt), xp.asarray(bt)))
+    dyt = rng.standard_normal(yt.shape).astype(np.float16)
+    requested.clear()
+    dxt, _, _ = eng.conv_transpose_backward_fused(t, xp.asarray(xt), xp.asarray(wt), xp.asarray(dyt), xp.asarray(yt),
+                                                  need_x=True, need_kernel=False)
+    assert any(n.startswith("gc::conv_implicit_gemm<gc::half") for n in requested), requested
+    masked_t = activations.OUTPUT_DERIVATIVES[activation](yt.astype(np.float64), dyt.astype(np.float64))
+    forward = dataclasses.replace(t, dtype=np.dtype("float64"), activation=None, has_bias=False).adjoint()
+    assert_close(xp.asnumpy(dxt), cpu.conv(forward, masked_t, wt.astype(np.float64), None), "float16")

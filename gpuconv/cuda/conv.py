@@ -65,6 +65,10 @@ def tensor_core_tile(problem, x, kernel):
     return algo.tile if algo.kernel_file == conv_implicit_gemm.KERNEL_FILE else None
 
 
+def on_tensor_cores(problem, x, kernel):
+    return tensor_core_tile(problem, x, kernel) is not None
+
+
 def conv(problem, x, kernel, bias):
     tile = tensor_core_tile(problem, x, kernel)
     if tile is None:

@@ -203,6 +203,23 @@ def sum_slices(ws, dw, elements, slices, width, sm_count):
                   (ws, dw, launch.index_scalar(elements, width), launch.index_scalar(slices, width)))
 
 
+def _through_derivative(run, run_with_derivative, on_tensor_cores, problem, dy, kernel, activation, act):
+    """The input gradient ``run(problem, dy * act'(y), kernel)`` of a backward pass (``act``:
+    ``derivative_arguments``' pair; no activation: ``dy`` itself). The FFMA tiles apply the
+    derivative as their loader reads ``dy`` (``run_with_derivative``), with no pass of its own;
+    the tensor-core loader copies ``dy`` by cp.async and cannot, so where the table sends the
+    problem there (16-bit floats, ``on_tensor_cores``) it gets a masked copy of ``dy`` first: one
+    memory-bound pass (read y and dy, write) against a GEMM that runs ~15x faster there than on
+    FFMA."""
+    if activation is None:
+        return run(problem, dy, kernel, None)
+    if on_tensor_cores(problem, dy, kernel):
+        from ..activations import OUTPUT_DERIVATIVES
+
+        return run(problem, OUTPUT_DERIVATIVES[activation](act[1], tensors.contiguous(dy)), kernel, None)
+    return run_with_derivative(problem, dy, kernel, None, act)
+
+
 def conv_backward_fused(problem, x, kernel, dy, output, need_x=True, need_kernel=True, need_bias=False):
     """``(dx, dkernel, dbias)`` of a convolution or depthwise convolution ``problem`` (the forward
     problem, kernel in its own layout); None for a gradient not needed. ``output``: the forward
@@ -210,11 +227,11 @@ def conv_backward_fused(problem, x, kernel, dy, output, need_x=True, need_kernel
     reads ``dy`` then applies ``dy * act'(output)`` as it loads it, so no masked copy of ``dy``
     is made: the depthwise input gradient (depthwise_backward_input.cu, which every depthwise
     input gradient takes), the dense input gradient (the transposed-convolution engine, whose
-    loader takes the derivative of its input), both weight gradients and the bias reduction
+    FFMA loader takes the derivative of its input; the tensor-core one, 16-bit floats, gets a
+    masked copy of dy: ``_through_derivative``), both weight gradients and the bias reduction
     (``bias_grad``, deterministic, also without an activation)."""
     from .. import gradients  # gradients imports the engines' problems: imported here, not at the top
-    from . import depthwise_backward, depthwise_backward_input
-    from .conv_transpose import conv_transpose, conv_transpose_with_input_derivative
+    from . import conv_transpose, depthwise_backward, depthwise_backward_input
 
     activation = problem.activation if output is not None else None
     act = derivative_arguments(activation, output, dy)  # refuses another activation before any launch
@@ -222,10 +239,11 @@ def conv_backward_fused(problem, x, kernel, dy, output, need_x=True, need_kernel
     dx = None
     if need_x and depthwise_backward.is_depthwise(dense):
         dx = depthwise_backward_input.depthwise_backward_input(dense, dy, kernel, activation, output)
-    elif need_x and activation is not None:
-        dx = conv_transpose_with_input_derivative(dense.adjoint(), dy, kernel.reshape(dense.kernel_shape), None, act)
     elif need_x:
-        dx = conv_transpose(dense.adjoint(), dy, kernel.reshape(dense.kernel_shape), None)
+        adjoint = dense.adjoint()
+        dx = _through_derivative(conv_transpose.conv_transpose, conv_transpose.conv_transpose_with_input_derivative,
+                                 conv_transpose.on_tensor_cores, adjoint, dy, kernel.reshape(dense.kernel_shape),
+                                 activation, act)
     dw = weights_gradient(dense, x, dy, activation, output).reshape(kernel.shape) if need_kernel else None
     # The bias reduction is the same kernel with or without a derivative to apply, so a fused relu
     # and a separately recorded one give bitwise the same bias gradient.
@@ -238,19 +256,18 @@ def conv_transpose_backward_fused(problem, x, kernel, dy, output, need_x=True, n
     whose result was ``output`` (None: no activation). Its input gradient is the convolution
     ``problem.adjoint()`` of ``dy * act'(output)``, its kernel gradient that convolution's kernel
     gradient with the roles exchanged (``dy`` in the place of the input), and the derivative is
-    applied wherever a kernel loads ``dy``: the conv engine's input loader, the x operand of
-    conv_wgrad, the bias reduction."""
-    from . import depthwise_backward
-    from .conv import conv, conv_with_input_derivative
+    applied wherever a kernel loads ``dy``: the conv engine's FFMA input loader (the tensor-core
+    one gets a masked copy, ``_through_derivative``), the x operand of conv_wgrad, the bias
+    reduction."""
+    from . import conv, depthwise_backward
 
     activation = problem.activation if output is not None else None
     act = derivative_arguments(activation, output, dy)
     forward = problem.adjoint()
     dx = None
-    if need_x and activation is not None:
-        dx = conv_with_input_derivative(forward, dy, kernel, None, act)
-    elif need_x:
-        dx = conv(forward, dy, kernel, None)
+    if need_x:
+        dx = _through_derivative(conv.conv, conv.conv_with_input_derivative, conv.on_tensor_cores, forward, dy,
+                                 kernel, activation, act)
     dw = None
     if need_kernel and activation is not None and depthwise_backward.is_depthwise(forward):
         # One output channel per group: the depthwise reduction, which applies a derivative to

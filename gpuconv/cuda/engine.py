@@ -38,7 +38,7 @@ NAME = "cuda"
 
 def _conv_on_tensor_cores(problem, x, kernel, bias):
     """Whether ``conv`` runs this call on the tensor-core kernels, which have bfloat16 builds."""
-    return _conv.tensor_core_tile(problem, x, kernel) is not None
+    return _conv.on_tensor_cores(problem, x, kernel)
 
 
 def _conv_transpose_on_tensor_cores(problem, x, kernel, bias):
