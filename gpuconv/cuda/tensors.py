@@ -19,7 +19,11 @@
 ``transposed(a, axes)``       a contiguous device copy with its axes permuted.
 ``swapaxes(a, i, j)``         a contiguous device copy with two axes swapped.
 ``relaid(a, channels_last)``  a contiguous device copy of an activation tensor in the other layout.
+``view(a, index)``            the device view ``a[index]`` (slices).
+``through_channels_last(run, problem, x, ...)``  a channels_last-only kernel run on either layout.
 """
+import dataclasses
+
 import numpy as np
 
 from . import algorithms, registry
@@ -114,8 +118,6 @@ def through_channels_last(run, problem, x, *operands):
     """
     if problem.channels_last:
         return run(problem, x, *operands)
-    import dataclasses
-
     x_last = relaid(contiguous(x), channels_last=False)
     y_last = run(dataclasses.replace(problem, channels_last=True), x_last, *operands)
     return relaid(y_last, channels_last=True)
